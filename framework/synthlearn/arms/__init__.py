@@ -1,0 +1,5 @@
+"""Pooling strategies (arms) and the context they run in."""
+
+from synthlearn.arms.context import ArmContext, ArmResult
+
+__all__ = ["ArmContext", "ArmResult"]

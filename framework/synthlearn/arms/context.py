@@ -1,0 +1,177 @@
+"""The context an arm runs in: its sites, a way to run site work, server-side training
+and evaluation.
+
+An arm never sees the test images: ``evaluate`` scores a model on them and returns only
+the numbers. Site work goes through ``run_sites``, which consults the site-output cache,
+hands the missing sites to the runner, and counts every byte that crosses.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import numpy as np
+import torch.nn as nn
+
+from synthlearn.cache import SiteCache, cache_key
+from synthlearn.data.types import ImageData
+from synthlearn.exchange import Ledger, Payload
+from synthlearn.sites import Site, SiteEnv, SiteTask, derive_seed
+from synthlearn.training import train_classifier
+
+if TYPE_CHECKING:
+    from synthlearn.interfaces import Runner
+    from synthlearn.recipe import Arm, Component
+
+
+@attrs.define
+class ArmResult:
+    """What an arm hands to the evaluator.
+
+    ``model`` is the one server-side model (centralized, FedAvg, synthetic); arms that end
+    with one model per site (local) put them in ``site_models`` instead, and the arm is
+    scored by the mean over sites. ``details`` is arm-specific JSON for metrics.json
+    (e.g. per-round figures).
+    """
+
+    model: nn.Module | None = None
+    site_models: dict[int, nn.Module] = attrs.field(factory=dict)
+    details: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.define
+class ArmContext:
+    """Everything one arm may use. Built by the run for each arm in turn."""
+
+    arm: Arm
+    pooling: Any
+    seed: int
+    sites: list[Site]
+    num_classes: int
+    in_chans: int
+    image_size: tuple[int, int]
+    runner: Runner
+    cache: SiteCache | None
+    hook: Any
+    evaluator: Callable[[nn.Module], dict[str, float]]
+    progress: bool = True
+    ledger: Ledger = attrs.field(factory=Ledger)
+    versions: Mapping[str, str] = attrs.field(factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.arm.name
+
+    @property
+    def model(self) -> Component:
+        """The downstream model this arm trains (the recipe's, or the arm's own)."""
+        return self.arm.model
+
+    def seed_for(self, *tags: object) -> int:
+        """A seed for one purpose within this arm."""
+        return derive_seed(self.seed, self.arm.component.use, *tags)
+
+    def site_env(self, site: Site, task: SiteTask) -> SiteEnv:
+        return SiteEnv(
+            seed=derive_seed(self.seed, "site", site.id, task.name),
+            model=self.model,
+            num_classes=self.num_classes,
+            in_chans=self.in_chans,
+            image_size=self.image_size,
+            progress=self.progress,
+        )
+
+    def _key(self, task: SiteTask, site: Site, inbound: bytes | None) -> str:
+        from synthlearn.recipe import make_converter
+
+        conv = make_converter()
+        config = conv.unstructure(task.config)
+        return cache_key({
+            "task": task.fn_path,
+            "name": task.name,
+            "config": config,
+            "model": self.model.to_dict(conv),
+            "site": site.id,
+            "data": site.data.fingerprint(),
+            "seed": derive_seed(self.seed, "site", site.id, task.name),
+            "inbound": None if inbound is None else Payload.from_bytes(inbound, "inbound")
+            .digest(),
+            "shape": [self.num_classes, self.in_chans, list(self.image_size)],
+            "versions": dict(self.versions),
+        })
+
+    def run_sites(
+        self,
+        task: SiteTask,
+        inbound: Payload | Mapping[int, Payload] | None = None,
+        sites: list[Site] | None = None,
+    ) -> dict[int, Payload]:
+        """Run ``task`` at every site (or the given ones) and return what came back.
+
+        ``inbound`` is what the server sends first: one payload for all sites, or one per
+        site; it is counted in ``bytes_to_sites``. Payloads found in the cache are not
+        recomputed (they still count as having crossed).
+        """
+        sites = self.sites if sites is None else sites
+        if isinstance(inbound, Payload):
+            blob = inbound.to_bytes()
+            inbound_bytes = {site.id: blob for site in sites}
+        elif inbound is not None:
+            inbound_bytes = {sid: p.to_bytes() for sid, p in inbound.items()}
+        else:
+            inbound_bytes = {}
+        self.ledger.note_shared(task.shares)
+        keys = {s.id: self._key(task, s, inbound_bytes.get(s.id)) for s in sites}
+        out: dict[int, bytes] = {}
+        for site in sites:
+            cached = self.cache.get(keys[site.id]) if self.cache else None
+            if cached is not None:
+                out[site.id] = cached
+                self.ledger.cached_sites += 1
+                self._crossed(task, site.id, inbound_bytes.get(site.id), cached, True, 0.0)
+        todo = [s for s in sites if s.id not in out]
+        for site in todo:  # one at a time, so each result is cached as soon as it exists
+            start = time.perf_counter()
+            env = self.site_env(site, task)
+            result = self.runner.execute(task, [site], {site.id: env},
+                                         {k: v for k, v in inbound_bytes.items()
+                                          if k == site.id})
+            blob = result[site.id]
+            if self.cache is not None:
+                self.cache.put(keys[site.id], blob)
+            out[site.id] = blob
+            self._crossed(task, site.id, inbound_bytes.get(site.id), blob, False,
+                          time.perf_counter() - start)
+        self.ledger.site_tasks += len(sites)
+        return {sid: Payload.from_bytes(out[sid], f"site {sid}") for sid in sorted(out)}
+
+    def _crossed(self, task: SiteTask, site: int, inbound: bytes | None, outbound: bytes,
+                 cached: bool, wall_s: float) -> None:
+        if inbound is not None:
+            self.ledger.to_site(site, len(inbound))
+        self.ledger.to_server(site, len(outbound))
+        self.hook.synthlearn_on_site_done(
+            arm=self.name, site=site,
+            outputs={"task": task.name, "bytes": len(outbound), "cached": cached,
+                     "wall_s": wall_s},
+        )
+
+    def build_model(self) -> nn.Module:
+        """A fresh downstream model for this dataset's shape."""
+        return self.model.build().build(self.in_chans, self.num_classes, self.image_size)
+
+    def train(self, data: ImageData, *tags: object, soft_targets: np.ndarray | None = None,
+              desc: str = "server") -> nn.Module:
+        """Train a fresh downstream model at the server on ``data`` (seeded by ``tags``)."""
+        factory = self.model.build()
+        model = factory.build(self.in_chans, self.num_classes, self.image_size)
+        return train_classifier(model, data, factory.training, self.seed_for("train", *tags),
+                                soft_targets=soft_targets, progress=self.progress,
+                                desc=f"{self.name}: {desc}")
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Accuracy, balanced accuracy and AUC of ``model`` on the real test set."""
+        return self.evaluator(model)

@@ -1,0 +1,80 @@
+"""The core's own components, registered through the same hooks as any plugin."""
+
+from __future__ import annotations
+
+from synthlearn.arms.centralized import CentralizedArm, CentralizedConfig
+from synthlearn.arms.context import ArmContext, ArmResult
+from synthlearn.arms.local import LocalArm, LocalConfig
+from synthlearn.components import ComponentSpec
+from synthlearn.data.digits import DigitsConfig, DigitsDataset
+from synthlearn.data.imagefolder import ImageFolderConfig, ImageFolderDataset
+from synthlearn.data.medmnist import MedMNISTConfig, MedMNISTDataset
+from synthlearn.data.partitions import (
+    ByAttributeConfig,
+    ByAttributePartition,
+    DirichletConfig,
+    DirichletPartition,
+    IIDConfig,
+    IIDPartition,
+)
+from synthlearn.data.phantom import PhantomConfig, PhantomDataset
+from synthlearn.hookspecs import hookimpl
+from synthlearn.runner import LocalRunner, LocalRunnerConfig
+from synthlearn.timm_model import TimmConfig, TimmModel
+
+
+@hookimpl
+def synthlearn_register_datasets() -> list[ComponentSpec]:
+    return [
+        ComponentSpec("phantom", PhantomConfig, PhantomDataset,
+                      "procedural lesion images with size/contrast/scanner attributes"),
+        ComponentSpec("digits", DigitsConfig, DigitsDataset,
+                      "scikit-learn's bundled 8x8 handwritten digits, resized"),
+        ComponentSpec("medmnist", MedMNISTConfig, MedMNISTDataset,
+                      "a MedMNIST subset from its standard .npz file"),
+        ComponentSpec("imagefolder", ImageFolderConfig, ImageFolderDataset,
+                      "images in one folder per class"),
+    ]
+
+
+@hookimpl
+def synthlearn_register_partitions() -> list[ComponentSpec]:
+    return [
+        ComponentSpec("iid", IIDConfig, IIDPartition,
+                      "stratified: every site gets an equal share of every class"),
+        ComponentSpec("dirichlet", DirichletConfig, DirichletPartition,
+                      "label skew: per-class site shares drawn from Dirichlet(alpha)"),
+        ComponentSpec("by_attribute", ByAttributeConfig, ByAttributePartition,
+                      "sites by an attribute's value (e.g. scanner) or its quantiles"),
+    ]
+
+
+@hookimpl
+def synthlearn_register_models() -> list[ComponentSpec]:
+    return [
+        ComponentSpec("timm", TimmConfig, TimmModel,
+                      "any timm architecture, random init, stem adapted to small images"),
+    ]
+
+
+@hookimpl
+def synthlearn_register_poolings() -> list[ComponentSpec]:
+    return [
+        ComponentSpec("centralized", CentralizedConfig, CentralizedArm,
+                      "pool every site's raw images at the server (not private)"),
+        ComponentSpec("local", LocalConfig, LocalArm,
+                      "each site trains on its own images only"),
+    ]
+
+
+@hookimpl
+def synthlearn_register_runners() -> list[ComponentSpec]:
+    return [
+        ComponentSpec("local", LocalRunnerConfig, LocalRunner,
+                      "run site work in this process"),
+    ]
+
+
+@hookimpl
+def synthlearn_run_arm(ctx: ArmContext) -> ArmResult:
+    return ctx.pooling.run(ctx)

@@ -1,0 +1,135 @@
+"""The ``synthlearn`` command: ``plugins``, ``validate`` and ``run``.
+
+A mistake the user can fix prints one line (``error: <where>: <what>``) and exits with
+status 2; a recipe with several problems prints one line per problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from synthlearn import __version__
+from synthlearn.components import KINDS
+from synthlearn.errors import RecipeError, SynthlearnError
+from synthlearn.plugins import PluginSet, load_plugins
+
+EXIT_USER_ERROR = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="synthlearn",
+        description="Compare centralized, local, federated and synthetic learning "
+        "from one YAML recipe.",
+    )
+    parser.add_argument("--version", action="version", version=f"synthlearn {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("plugins", help="list installed plugins and their components")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    overrides = argparse.ArgumentParser(add_help=False)
+    overrides.add_argument("recipe", help="path to a recipe YAML file")
+    overrides.add_argument("--set", dest="overrides", action="append", default=[],
+                           metavar="PATH=VALUE",
+                           help="override a recipe value, e.g. --set model.params.epochs=3 "
+                           "or --set arms[1].params.rounds=10 (repeatable)")
+
+    sub.add_parser("validate", parents=[overrides], help="check a recipe; print ok or problems")
+
+    p = sub.add_parser("run", parents=[overrides], help="run a recipe and write its report")
+    p.add_argument("--out", help="run directory (default: <output.dir>/<name>-<time>)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    return parser
+
+
+def _plugins_table(plugins: PluginSet) -> str:
+    lines = ["plugins:"]
+    rows = [(p.name, p.distribution, p.version, "ok" if p.ok else f"BROKEN: {p.error}")
+            for p in plugins.plugins]
+    widths = [max(len(r[i]) for r in rows + [("plugin", "distribution", "version", "")])
+              for i in range(3)]
+    header = ("plugin", "distribution", "version", "status")
+    for row in [header, *rows]:
+        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False))
+                     + "  " + row[3])
+    lines.append("")
+    lines.append("components:")
+    for kind in KINDS:
+        comps = plugins.components[kind]
+        if not comps:
+            lines.append(f"  {kind}: (none installed)")
+            continue
+        lines.append(f"  {kind}:")
+        width = max(len(n) for n in comps)
+        for name in sorted(comps):
+            comp = comps[name]
+            lines.append(f"    {name.ljust(width)}  {comp.spec.summary}  [{comp.distribution}]")
+    if plugins.problems:
+        lines.append("")
+        lines.append("problems:")
+        lines.extend(f"  {problem}" for problem in plugins.problems)
+    return "\n".join(lines)
+
+
+def _plugins_json(plugins: PluginSet) -> str:
+    return json.dumps({
+        "plugins": [
+            {"name": p.name, "distribution": p.distribution, "version": p.version,
+             "module": p.module, "ok": p.ok, "error": p.error}
+            for p in plugins.plugins
+        ],
+        "components": {
+            kind: [
+                {"name": name, "distribution": c.distribution, "plugin": c.plugin,
+                 "summary": c.spec.summary,
+                 "config": f"{c.spec.config.__module__}.{c.spec.config.__qualname__}"}
+                for name, c in sorted(plugins.components[kind].items())
+            ]
+            for kind in KINDS
+        },
+        "problems": plugins.problems,
+    }, indent=2)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except RecipeError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except SynthlearnError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted; finished site work stays cached", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    plugins = load_plugins()
+    if args.command == "plugins":
+        print(_plugins_json(plugins) if args.json else _plugins_table(plugins))
+        return 1 if plugins.problems else 0
+    plugins.raise_problems()
+
+    from synthlearn.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, plugins, args.overrides)
+    if args.command == "validate":
+        print("ok")
+        return 0
+
+    from synthlearn.run import Run
+
+    Run(recipe, plugins, quiet=args.quiet).execute(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""What a plugin registers: a named component of one kind, its config class and factory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+KINDS: tuple[str, ...] = (
+    "dataset",
+    "partition",
+    "conditioning",
+    "generator",
+    "pooling",
+    "model",
+    "attack",
+    "runner",
+)
+
+
+@attrs.define(frozen=True)
+class NoParams:
+    """Config class for a component that takes no parameters."""
+
+
+@attrs.define(frozen=True)
+class ComponentSpec:
+    """One component a plugin offers.
+
+    ``name`` is what a recipe writes after ``use:``. ``config`` is an attrs class: the
+    recipe's ``params:`` are structured into it (unknown keys are errors). ``factory`` is
+    called with the structured config and returns the component object (its interface
+    depends on the kind, see ``synthlearn.hookspecs``). ``slots`` maps extra recipe keys
+    a component accepts to the kind of component they name, e.g. a pooling arm that
+    takes ``generator: {use: gan}`` declares ``{"generator": "generator"}``; a slot whose
+    value is ``None`` in ``slot_defaults`` is optional.
+    """
+
+    name: str
+    config: type
+    factory: Callable[[Any], Any]
+    summary: str
+    slots: Mapping[str, str] = attrs.field(factory=dict)
+    slot_defaults: Mapping[str, str | None] = attrs.field(factory=dict)
+
+
+@attrs.define(frozen=True)
+class RegisteredComponent:
+    """A component spec together with where it came from."""
+
+    kind: str
+    spec: ComponentSpec
+    plugin: str
+    distribution: str
+    version: str

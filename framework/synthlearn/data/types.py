@@ -1,0 +1,94 @@
+"""Image containers shared by datasets, partitions, arms and generators."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+
+import attrs
+import numpy as np
+
+AttributeKind = Literal["continuous", "binary", "categorical"]
+
+
+@attrs.define(frozen=True)
+class AttributeInfo:
+    """A phenotype attribute carried per image (e.g. lesion size, scanner, a finding)."""
+
+    name: str
+    kind: AttributeKind
+    description: str = ""
+
+
+@attrs.define(frozen=True, eq=False)
+class ImageData:
+    """A set of labelled images held in memory.
+
+    ``images`` is uint8 with shape (N, C, H, W); ``labels`` is int64 with shape (N,);
+    ``attributes`` maps an attribute name to a float32 array of shape (N,).
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    attributes: dict[str, np.ndarray] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        if self.images.dtype != np.uint8 or self.images.ndim != 4:
+            raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} "
+                             f"{self.images.shape}")
+        n = len(self.images)
+        if self.labels.shape != (n,):
+            raise ValueError(f"labels must have shape ({n},), got {self.labels.shape}")
+        for name, values in self.attributes.items():
+            if values.shape != (n,):
+                raise ValueError(f"attribute {name!r} must have shape ({n},), got {values.shape}")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: np.ndarray) -> ImageData:
+        """The images at ``index`` (an integer array), in that order."""
+        return ImageData(
+            images=self.images[index],
+            labels=self.labels[index],
+            attributes={k: v[index] for k, v in self.attributes.items()},
+        )
+
+    def class_counts(self, num_classes: int) -> list[int]:
+        """How many images of each class, classes 0..num_classes-1."""
+        return np.bincount(self.labels, minlength=num_classes).astype(int).tolist()
+
+    def fingerprint(self) -> str:
+        """A SHA-256 of images, labels and attributes: identifies the data in cache keys."""
+        digest = hashlib.sha256()
+        for array in (self.images, self.labels):
+            digest.update(str(array.shape).encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+        for name in sorted(self.attributes):
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(self.attributes[name]).tobytes())
+        return digest.hexdigest()
+
+
+@attrs.define(frozen=True, eq=False)
+class Dataset:
+    """A dataset as loaded: the training split (to be partitioned into sites) and the
+    test split (kept by the evaluator at the server, never given to a site)."""
+
+    name: str
+    train: ImageData
+    test: ImageData
+    class_names: tuple[str, ...]
+    attributes: tuple[AttributeInfo, ...] = ()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def channels(self) -> int:
+        return int(self.train.images.shape[1])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.train.images.shape[2]), int(self.train.images.shape[3])

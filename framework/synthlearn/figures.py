@@ -1,0 +1,282 @@
+"""PNG figures of a run report: sample grids, class balance, the arms chart.
+
+Figures are built on ``matplotlib.figure.Figure`` with an explicit Agg canvas, never
+through ``pyplot``: no backend is switched, no global figure registry is touched, and a
+figure is freed as soon as it is saved. PNGs are written without the "Software"
+metadata entry, so the same data gives the same bytes on the same machine.
+
+Every figure goes through :func:`new_figure` and :func:`save_figure`; a new kind of plot
+(ROC curves on log-log axes, accuracy against bytes exchanged, ...) is one more function
+built from the same helpers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from synthlearn.data.types import ImageData
+
+DPI = 100
+ACCURACY_COLOR = "#4C72B0"
+BALANCED_COLOR = "#DD8452"
+NOT_PRIVATE_COLOR = "#B22222"
+MUTED_COLOR = "#888888"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A figure of ``width`` x ``height`` inches on its own Agg canvas, constrained layout."""
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig: Figure, path: Path) -> None:
+    """Write ``fig`` as a PNG at ``path`` (parents created) and free it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fig.savefig(path, format="png", dpi=DPI, facecolor="white",
+                    metadata={"Software": None})
+    finally:
+        fig.clear()
+
+
+def message_figure(path: Path, message: str, width: float = 4.0, height: float = 1.2) -> None:
+    """A small PNG holding only ``message``: what a figure shows when there is no data."""
+    fig = new_figure(width, height)
+    fig.text(0.5, 0.5, message, ha="center", va="center", color=MUTED_COLOR, fontsize=11)
+    save_figure(fig, path)
+
+
+def class_colors(n: int) -> list[tuple[float, float, float, float]]:
+    """``n`` distinct colours, one per class (tab10, tab20, then evenly over viridis)."""
+    if n <= 10:
+        cmap = colormaps["tab10"]
+        return [cmap(i) for i in range(n)]
+    if n <= 20:
+        cmap = colormaps["tab20"]
+        return [cmap(i) for i in range(n)]
+    cmap = colormaps["viridis"]
+    return [cmap(x) for x in np.linspace(0.0, 1.0, n)]
+
+
+def class_name(class_names: Sequence[str], c: int) -> str:
+    """The name of class ``c``, or ``"class c"`` when ``class_names`` does not cover it."""
+    return str(class_names[c]) if 0 <= c < len(class_names) else f"class {c}"
+
+
+def is_number(value: Any) -> bool:
+    """True for a finite int or float (not bool, not None, not NaN)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    return bool(np.isfinite(value))
+
+
+def _bare(ax: Axes) -> None:
+    """No ticks, light frame: the look of one image cell."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_color("#CCCCCC")
+
+
+def show_image(ax: Axes, image: np.ndarray) -> None:
+    """Draw one (C, H, W) uint8 image: 3 or 4 channels as colour, otherwise channel 0
+    in a grey colormap spanning 0..255."""
+    _bare(ax)
+    channels = image.shape[0]
+    if channels in (3, 4):
+        ax.imshow(np.transpose(image, (1, 2, 0)), interpolation="nearest")
+    else:
+        ax.imshow(image[0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+
+
+# --------------------------------------------------------------------------- sample grid
+
+
+def pick_examples(labels: np.ndarray, c: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to ``k`` indices of images of class ``c``, drawn without replacement by ``rng``,
+    in increasing order."""
+    index = np.flatnonzero(labels == c)
+    if len(index) > k:
+        index = np.sort(rng.choice(index, size=k, replace=False))
+    return index
+
+
+def sample_grid(path: Path, sites: list[tuple[int, ImageData]], class_names: list[str],
+                per_class: int = 6, seed: int = 0) -> None:
+    """Example training images of every site, written as a PNG at ``path``.
+
+    One block of rows per site (titled "site k"), one row per class (labelled with the
+    class name), ``per_class`` images per row chosen at random with ``seed`` (the same
+    inputs always pick the same images). A class the site has no images of shows one
+    empty cell marked "none"; a class with fewer than ``per_class`` images leaves the
+    rest of its row blank. One-channel images are shown in grey, RGB as colour.
+    """
+    if not sites:
+        message_figure(path, "no sites")
+        return
+    per_class = max(1, int(per_class))
+    top_label = max((int(d.labels.max()) for _, d in sites if len(d)), default=-1)
+    num_classes = max(len(class_names), top_label + 1, 1)
+    names = [class_name(class_names, c) for c in range(num_classes)]
+
+    rows = len(sites) * num_classes
+    cell = float(np.clip(36.0 / rows, 0.35, 0.85))
+    label_width = 0.4 + 0.075 * max(len(n) for n in names)
+    width = per_class * cell + label_width + 0.3
+    height = rows * cell + len(sites) * 0.4 + 0.5
+    fig = new_figure(width, height)
+    fig.suptitle("Example training images per site", fontsize=12)
+    subfigs = fig.subfigures(len(sites), 1, squeeze=False)[:, 0]
+
+    for subfig, (site_id, data) in zip(subfigs, sites, strict=True):
+        subfig.suptitle(f"site {site_id}  ({len(data)} images)", fontsize=11,
+                        fontweight="bold", x=0.02, ha="left")
+        axes = subfig.subplots(num_classes, per_class, squeeze=False)
+        rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, int(site_id) & 0xFFFFFFFF])
+        for c in range(num_classes):
+            chosen = pick_examples(data.labels, c, per_class, rng)
+            for j in range(per_class):
+                ax = axes[c, j]
+                if j < len(chosen):
+                    show_image(ax, data.images[chosen[j]])
+                elif j == 0:
+                    _bare(ax)
+                    ax.text(0.5, 0.5, "none", ha="center", va="center", color=MUTED_COLOR,
+                            fontsize=10, style="italic", transform=ax.transAxes)
+                else:
+                    ax.set_axis_off()
+            axes[c, 0].set_ylabel(names[c], rotation=0, ha="right", va="center", fontsize=10)
+    save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------- class balance
+
+
+def class_balance(path: Path, sites: list[dict], class_names: list[str]) -> None:
+    """Stacked bars of how many training images of each class every site holds.
+
+    ``sites`` are the entries of ``metrics["sites"]``: ``{"site", "n", "class_counts"}``.
+    The total of each site is written above its bar.
+    """
+    if not sites:
+        message_figure(path, "no sites")
+        return
+    counts_per_site = [list(s.get("class_counts") or []) for s in sites]
+    num_classes = max(len(class_names), max(len(c) for c in counts_per_site), 1)
+    counts = np.zeros((len(sites), num_classes), dtype=np.int64)
+    for i, row in enumerate(counts_per_site):
+        counts[i, :len(row)] = row
+    labels = [f"site {s.get('site', i)}" for i, s in enumerate(sites)]
+    colors = class_colors(num_classes)
+
+    fig = new_figure(max(4.0, 1.0 + 0.8 * len(sites)) + 1.6, 3.8)
+    ax = fig.add_subplot()
+    x = np.arange(len(sites))
+    bottom = np.zeros(len(sites), dtype=np.int64)
+    for c in range(num_classes):
+        ax.bar(x, counts[:, c], bottom=bottom, width=0.7, color=colors[c],
+               label=class_name(class_names, c), edgecolor="white", linewidth=0.5)
+        bottom += counts[:, c]
+    top = int(bottom.max()) if len(bottom) else 0
+    for xi, total in zip(x, bottom, strict=True):
+        ax.text(xi, total + 0.01 * max(top, 1), str(int(total)), ha="center", va="bottom",
+                fontsize=9)
+    ax.set_xticks(x, labels)
+    ax.set_ylim(0, max(top, 1) * 1.1)
+    ax.set_ylabel("training images")
+    ax.set_title("Class balance per site")
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(title="class", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+              fontsize=9)
+    save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------- arms chart
+
+
+VALUE_COLUMN_X = 1.015  # where the arms chart writes the values, right of the bars
+
+
+def _bar_label(ax: Axes, value: Any, y: float) -> None:
+    """The value of one bar, in a column right of the 0..1 range (clear of any dots)."""
+    text = f"{value:.3f}" if is_number(value) else "n/a"
+    ax.text(VALUE_COLUMN_X, y, text, va="center", ha="left", fontsize=8.5)
+
+
+def arms_chart(path: Path, arms: list[dict]) -> None:
+    """Horizontal bars of accuracy and balanced accuracy of every arm, top to bottom in
+    recipe order.
+
+    Arms that are not private (they pool raw images) are hatched and labelled
+    "not private". Arms scored per site (local) also show each site's accuracy as a dot
+    on their accuracy bar. A missing value is drawn as no bar and labelled "n/a".
+    """
+    if not arms:
+        message_figure(path, "no arms")
+        return
+    fig = new_figure(7.0, 1.0 + 0.75 * len(arms) + 0.8)
+    ax = fig.add_subplot()
+    height = 0.36
+    ticks, tick_labels, any_public, any_dots = [], [], False, False
+    for i, arm in enumerate(arms):
+        metrics = arm.get("metrics") or {}
+        private = bool(arm.get("private", True))
+        hatch = None if private else "//"
+        any_public = any_public or not private
+        y_acc, y_bal = i - height / 2, i + height / 2
+        for y, key, color in ((y_acc, "accuracy", ACCURACY_COLOR),
+                              (y_bal, "balanced_accuracy", BALANCED_COLOR)):
+            value = metrics.get(key)
+            if is_number(value):
+                ax.barh(y, float(value), height=height, color=color, hatch=hatch,
+                        edgecolor="white" if private else "black", linewidth=0.5)
+            _bar_label(ax, value, y)
+        site_acc = [s.get("accuracy") for s in arm.get("sites") or []]
+        site_acc = [float(v) for v in site_acc if is_number(v)]
+        if site_acc:
+            any_dots = True
+            ax.scatter(site_acc, [y_acc] * len(site_acc), s=22, color="black",
+                       edgecolors="white", linewidths=0.6, zorder=3)
+        name = str(arm.get("name", arm.get("use", f"arm {i}")))
+        ticks.append(i)
+        tick_labels.append(name if private else f"{name}\n(not private)")
+
+    ax.set_yticks(ticks, tick_labels)
+    for label, arm in zip(ax.get_yticklabels(), arms, strict=True):
+        if not bool(arm.get("private", True)):
+            label.set_color(NOT_PRIVATE_COLOR)
+    ax.set_ylim(len(arms) - 0.5, -0.5)  # recipe order, top to bottom
+    ax.tick_params(axis="y", length=0)
+    ax.set_xlim(0.0, 1.1)
+    ax.set_xticks(np.linspace(0.0, 1.0, 6))
+    ax.set_xlabel("score on the real held-out test set")
+    ax.set_title("Utility per arm")
+    ax.grid(axis="x", color="#DDDDDD", linewidth=0.6)
+    ax.set_axisbelow(True)
+    ax.spines[["top", "right"]].set_visible(False)
+
+    handles: list[Any] = [Patch(color=ACCURACY_COLOR, label="accuracy"),
+                          Patch(color=BALANCED_COLOR, label="balanced accuracy")]
+    if any_dots:
+        handles.append(ax.scatter([], [], s=22, color="black", label="per-site accuracy"))
+    if any_public:
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch="//",
+                             label="not private (pools raw images)"))
+    fig.legend(handles=handles, loc="outside lower center",
+               ncols=len(handles) if len(handles) <= 3 else 2,
+               frameon=False, fontsize=9)
+    save_figure(fig, path)

@@ -1,0 +1,157 @@
+"""The whole plugin contract of synthlearn.
+
+A plugin is a module (or object) with functions decorated by ``synthlearn.hookimpl``
+whose names are the hooks below. It reaches synthlearn through an entry point in the
+group ``synthlearn`` of its distribution::
+
+    [project.entry-points.synthlearn]
+    my_plugin = "my_package.plugin"
+
+The core's own components are registered by ``synthlearn.builtin`` through these same
+hooks, so there is one path for built-ins and third-party plugins alike.
+
+Registration hooks (``synthlearn_register_<kind>s``) take no arguments and return a list
+of ``synthlearn.ComponentSpec``. Every implementation is called; a component name must be
+unique within its kind across all installed distributions (a clash stops the run and
+names both distributions). What the object made by ``ComponentSpec.factory`` must offer
+is in ``synthlearn.interfaces``.
+
+Event hooks are called by the run as it goes; they return nothing and must not change
+what they are given. ``synthlearn_run_arm`` is the one hook that does work: the core
+implements it, and a plugin may wrap it (``@hookimpl(wrapper=True)``) to time, trace or
+profile every arm.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from synthlearn.arms.context import ArmContext, ArmResult
+    from synthlearn.components import ComponentSpec
+
+PROJECT = "synthlearn"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# --- registration hooks --------------------------------------------------------------
+
+
+@hookspec
+def synthlearn_register_datasets() -> list[ComponentSpec]:
+    """Datasets this plugin offers (recipe key ``data``).
+
+    Called once when the plugin manager is set up. The factory returns a
+    ``DatasetSource``: ``load(seed) -> Dataset`` with a train split (partitioned into
+    sites) and a test split (kept by the server's evaluator).
+    """
+
+
+@hookspec
+def synthlearn_register_partitions() -> list[ComponentSpec]:
+    """Ways to turn the training split into sites (recipe key ``sites.partition``).
+
+    The factory returns a ``Partitioner``: ``split(train, n_sites, rng)`` -> one index
+    array per site.
+    """
+
+
+@hookspec
+def synthlearn_register_conditionings() -> list[ComponentSpec]:
+    """Conditioning schemes for generators (recipe key ``conditioning`` inside an arm).
+
+    A scheme encodes a class (and phenotype attributes) for a generator and samples new
+    conditions that follow one site's own distribution.
+    """
+
+
+@hookspec
+def synthlearn_register_generators() -> list[ComponentSpec]:
+    """Conditional image generators (recipe key ``generator`` inside an arm).
+
+    A generator fits on one site's images, samples images for given conditions, and
+    saves to / loads from safetensors plus JSON, never a pickle.
+    """
+
+
+@hookspec
+def synthlearn_register_poolings() -> list[ComponentSpec]:
+    """Pooling strategies: the arms of the comparison (recipe list ``arms``).
+
+    The factory returns a ``PoolingArm``: a ``private`` flag and ``run(ctx)`` that does
+    site work through ``ctx.run_sites`` and returns the server-side model(s). A spec's
+    ``slots`` declare the sub-components the arm takes (e.g. ``generator``).
+    """
+
+
+@hookspec
+def synthlearn_register_models() -> list[ComponentSpec]:
+    """Downstream classifiers (recipe key ``model``, or ``model`` inside an arm).
+
+    The factory returns a ``ModelFactory``: ``build(in_chans, num_classes, image_size)``
+    and the ``training`` settings (epochs, batch size, learning rate, device).
+    """
+
+
+@hookspec
+def synthlearn_register_attacks() -> list[ComponentSpec]:
+    """Privacy attacks run against every arm's released model (recipe list ``attacks``)."""
+
+
+@hookspec
+def synthlearn_register_runners() -> list[ComponentSpec]:
+    """Where site work executes (recipe key ``runner``).
+
+    The factory returns a ``Runner``: ``run_sites(task, sites, ledger, inbound)`` runs a
+    site task for each site and returns the payloads that came back, each counted in the
+    ledger as it crosses.
+    """
+
+
+# --- the arm hook ---------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def synthlearn_run_arm(ctx: ArmContext) -> ArmResult:
+    """Run one arm and return its result.
+
+    The core implements it by calling the arm's ``run(ctx)``. Wrap it to add behaviour
+    around every arm: ``result = yield`` gives the result (or raises the arm's error).
+    """
+
+
+# --- event hooks ----------------------------------------------------------------------
+
+
+@hookspec
+def synthlearn_on_site_done(arm: str, site: int, outputs: dict[str, Any]) -> None:
+    """A site finished one task for ``arm`` and its payload crossed to the server.
+
+    ``outputs`` holds ``task`` (its name), ``bytes`` (size of what crossed), ``cached``
+    (True when the payload came from the site-output cache) and ``wall_s``.
+    """
+
+
+@hookspec
+def synthlearn_on_round_end(arm: str, round: int, metrics: dict[str, Any]) -> None:
+    """A multi-round arm (e.g. FedAvg) finished round ``round`` (0-based).
+
+    ``metrics`` holds at least ``bytes_to_server`` and ``bytes_to_sites`` so far, and the
+    test metrics when the arm evaluated the round's model.
+    """
+
+
+@hookspec
+def synthlearn_on_arm_end(arm: str, metrics: dict[str, Any]) -> None:
+    """An arm finished and was evaluated; ``metrics`` is its entry of metrics.json."""
+
+
+@hookspec
+def synthlearn_on_run_end(run_dir: Path, metrics: dict[str, Any]) -> None:
+    """The run finished and its directory is complete; ``metrics`` is metrics.json."""

@@ -1,0 +1,238 @@
+"""The plugin manager: finds plugins, collects their components, reports broken ones.
+
+Plugins come from three places, in this order:
+
+1. the core's built-ins (``synthlearn.builtin``), registered like any plugin;
+2. entry points in the group ``synthlearn`` of every installed distribution, unless
+   ``SYNTHLEARN_DISABLE_PLUGIN_AUTOLOAD`` is set (to anything but ``0``/empty);
+3. modules named in ``SYNTHLEARN_PLUGINS`` (comma-separated import paths), which is how
+   a plugin is used without installing it.
+
+``SYNTHLEARN_BLOCK_PLUGINS`` (comma-separated entry-point or module names) keeps the
+named plugins out. A plugin that fails to import or to register, or two plugins that
+register the same component name, are recorded as problems: ``synthlearn plugins`` lists
+them beside the healthy ones, and a run stops on them with one line naming the
+distribution(s) and the cause.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Iterable
+from importlib import metadata
+from typing import Any
+
+import attrs
+import pluggy
+
+from synthlearn import hookspecs
+from synthlearn.components import KINDS, ComponentSpec, RegisteredComponent
+from synthlearn.errors import PluginError
+
+ENTRY_POINT_GROUP = "synthlearn"
+ENV_DISABLE_AUTOLOAD = "SYNTHLEARN_DISABLE_PLUGIN_AUTOLOAD"
+ENV_BLOCK = "SYNTHLEARN_BLOCK_PLUGINS"
+ENV_PLUGINS = "SYNTHLEARN_PLUGINS"
+
+REGISTRATION_HOOKS: dict[str, str] = {
+    kind: f"synthlearn_register_{kind}s" for kind in KINDS
+}
+
+
+@attrs.define(frozen=True)
+class PluginInfo:
+    """One plugin as loaded: its name, the distribution that ships it, and its health."""
+
+    name: str
+    distribution: str
+    version: str
+    module: str
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@attrs.define
+class PluginSet:
+    """Everything the plugin manager found: plugins, components by kind, and problems."""
+
+    manager: pluggy.PluginManager
+    plugins: list[PluginInfo]
+    components: dict[str, dict[str, RegisteredComponent]]
+    problems: list[str]
+
+    def raise_problems(self) -> None:
+        """Stop with the first problem (broken plugin or name clash), as one line."""
+        if self.problems:
+            raise PluginError(self.problems[0])
+
+    def get(self, kind: str, name: str) -> RegisteredComponent | None:
+        return self.components[kind].get(name)
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.components[kind])
+
+    def describe_names(self, kind: str) -> str:
+        """``a (dist), b (dist)``: the installed names of a kind, for error messages."""
+        items = [
+            f"{name} ({comp.distribution})"
+            for name, comp in sorted(self.components[kind].items())
+        ]
+        return ", ".join(items) if items else "none installed"
+
+    @property
+    def hook(self) -> Any:
+        return self.manager.hook
+
+
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+def _autoload_disabled() -> bool:
+    return os.environ.get(ENV_DISABLE_AUTOLOAD, "") not in ("", "0")
+
+
+def _core_version() -> str:
+    from synthlearn import __version__
+
+    return __version__
+
+
+def _entry_points() -> Iterable[tuple[metadata.EntryPoint, metadata.Distribution]]:
+    seen: set[tuple[str, str]] = set()
+    for dist in metadata.distributions():
+        for ep in dist.entry_points:
+            if ep.group != ENTRY_POINT_GROUP:
+                continue
+            key = (dist.metadata["Name"] or "?", ep.name)
+            if key in seen:  # the same distribution visible twice on sys.path
+                continue
+            seen.add(key)
+            yield ep, dist
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def load_plugins() -> PluginSet:
+    """Build a plugin manager with every plugin that can be found, and collect components.
+
+    Never raises for a plugin's fault: problems are returned in ``PluginSet.problems``.
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    blocked = set(_env_list(ENV_BLOCK))
+    for name in blocked:
+        pm.set_blocked(name)
+
+    plugins: list[PluginInfo] = []
+    owner: dict[int, PluginInfo] = {}
+
+    def register(obj: Any, info: PluginInfo) -> None:
+        try:
+            pm.register(obj, name=info.name)
+        except Exception as exc:  # a hookimpl with a wrong signature, a name clash
+            plugins.append(attrs.evolve(info, error=_one_line(exc)))
+            return
+        plugins.append(info)
+        owner[id(obj)] = info
+
+    from synthlearn import builtin
+
+    register(builtin, PluginInfo("builtin", "synthlearn", _core_version(), builtin.__name__))
+
+    if not _autoload_disabled():
+        for ep, dist in _entry_points():
+            if ep.name in blocked:
+                continue
+            info = PluginInfo(ep.name, dist.metadata["Name"] or "?", dist.version, ep.value)
+            try:
+                obj = ep.load()
+            except Exception as exc:
+                plugins.append(attrs.evolve(info, error=f"failed to import: {_one_line(exc)}"))
+                continue
+            register(obj, info)
+
+    for module_name in _env_list(ENV_PLUGINS):
+        if module_name in blocked:
+            continue
+        info = PluginInfo(module_name, f"{ENV_PLUGINS} module", "", module_name)
+        try:
+            obj = importlib.import_module(module_name)
+        except Exception as exc:
+            plugins.append(attrs.evolve(info, error=f"failed to import: {_one_line(exc)}"))
+            continue
+        register(obj, info)
+
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        bad = owner.get(id(exc.plugin))
+        if bad is not None:
+            pm.unregister(exc.plugin)
+            plugins[plugins.index(bad)] = attrs.evolve(bad, error=_one_line(exc))
+            owner.pop(id(exc.plugin))
+
+    components, clash_problems, plugins = _collect_components(pm, owner, plugins)
+    problems = [
+        f"plugin {p.name!r} from distribution {p.distribution} is broken: {p.error}"
+        for p in plugins
+        if not p.ok
+    ] + clash_problems
+    return PluginSet(pm, plugins, components, problems)
+
+
+def _collect_components(
+    pm: pluggy.PluginManager,
+    owner: dict[int, PluginInfo],
+    plugins: list[PluginInfo],
+) -> tuple[dict[str, dict[str, RegisteredComponent]], list[str], list[PluginInfo]]:
+    """Call every registration hook implementation, attributing each spec to its plugin."""
+    components: dict[str, dict[str, RegisteredComponent]] = {kind: {} for kind in KINDS}
+    problems: list[str] = []
+    failed: dict[str, str] = {}  # plugin name -> why its registration failed
+    for kind, hook_name in REGISTRATION_HOOKS.items():
+        hook = getattr(pm.hook, hook_name)
+        for impl in reversed(hook.get_hookimpls()):  # registration order
+            info = owner.get(id(impl.plugin))
+            if info is None or info.name in failed:
+                continue
+            try:
+                specs = list(impl.function() or [])
+                for spec in specs:
+                    if not isinstance(spec, ComponentSpec):
+                        raise TypeError(f"{hook_name} returned {type(spec).__name__}, "
+                                        "expected synthlearn.ComponentSpec")
+            except Exception as exc:
+                failed[info.name] = f"{hook_name} failed: {_one_line(exc)}"
+                continue
+            for spec in specs:
+                existing = components[kind].get(spec.name)
+                if existing is not None:
+                    problems.append(
+                        f"{kind} {spec.name!r} is registered twice: by distribution "
+                        f"{existing.distribution} (plugin {existing.plugin}) and by "
+                        f"distribution {info.distribution} (plugin {info.name}); "
+                        f"uninstall one or block it with {ENV_BLOCK}"
+                    )
+                    continue
+                components[kind][spec.name] = RegisteredComponent(
+                    kind, spec, info.name, info.distribution, info.version
+                )
+    # a plugin whose registration failed contributes nothing
+    for kind in KINDS:
+        components[kind] = {
+            name: comp for name, comp in components[kind].items() if comp.plugin not in failed
+        }
+    plugins = [
+        attrs.evolve(p, error=failed[p.name]) if p.ok and p.name in failed else p
+        for p in plugins
+    ]
+    return components, problems, plugins

@@ -1,0 +1,359 @@
+"""The human-facing part of a results directory: ``report.md`` and its PNG figures.
+
+Everything here reads the ``metrics`` dict (the content of ``metrics.json``) and never
+fails on a key that is missing or ``None``: an absent number prints as "n/a", an absent
+section is left out or says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from synthlearn.data.types import ImageData
+
+FIGURES = {
+    "arms": "arms.png",
+    "class_balance": "class_balance.png",
+    "samples": "samples.png",
+}
+REPORT_FILE = "report.md"
+KNOWN_METRICS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy",
+                 "auc": "AUC"}
+_BYTE_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def human_bytes(n: int) -> str:
+    """A byte count in binary units: ``0 B``, ``1023 B``, ``1.2 KiB``, ``3.4 MiB``, ..."""
+    n = int(n)
+    if n < 0:
+        return "-" + human_bytes(-n)
+    if n < 1024:
+        return f"{n} B"
+    value = float(n)
+    for unit in _BYTE_UNITS:
+        value /= 1024.0
+        if round(value, 1) < 1024.0 or unit == _BYTE_UNITS[-1]:
+            return f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _is_number(value: Any) -> bool:
+    """True for a finite int or float, numpy scalars included (not bool, str, None, NaN)."""
+    if value is None or isinstance(value, (bool, str, bytes)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    """A number with ``digits`` decimals, or "n/a"."""
+    return f"{float(value):.{digits}f}" if _is_number(value) else "n/a"
+
+
+def _bytes(value: Any) -> str:
+    return human_bytes(int(value)) if _is_number(value) else "n/a"
+
+
+def _count(value: Any) -> str:
+    return str(int(value)) if _is_number(value) else "n/a"
+
+
+def _cell(value: Any) -> str:
+    """Text safe inside a Markdown table cell."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]],
+           align: Sequence[str] | None = None) -> list[str]:
+    """A Markdown table; ``align`` holds "l" or "r" per column (default: first left,
+    others right)."""
+    align = align or ["l"] + ["r"] * (len(header) - 1)
+    rule = ["---:" if a == "r" else "---" for a in align]
+    lines = ["| " + " | ".join(_cell(h) for h in header) + " |",
+             "| " + " | ".join(rule) + " |"]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _value(value: Any) -> str:
+    """Any JSON value for a generic table: floats to 3 decimals, long lists summarised."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _num(value)
+    if isinstance(value, (list, tuple)):
+        if len(value) <= 6 and all(not isinstance(v, (list, tuple, dict)) for v in value):
+            return ", ".join(_value(v) for v in value)
+        return f"({len(value)} values)"
+    if isinstance(value, dict):
+        return f"({len(value)} fields)"
+    return str(value)
+
+
+def _flatten(record: Any, prefix: str = "") -> dict[str, Any]:
+    """A dict with nested dicts flattened to dotted keys; a non-dict becomes ``value``."""
+    if not isinstance(record, dict):
+        return {prefix or "value": record}
+    flat: dict[str, Any] = {}
+    for key, value in record.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _class_names(metrics: dict[str, Any]) -> list[str]:
+    dataset = metrics.get("dataset") or {}
+    names = [str(n) for n in dataset.get("class_names") or []]
+    num = dataset.get("num_classes")
+    if _is_number(num) and int(num) > len(names):
+        names += [f"class {c}" for c in range(len(names), int(num))]
+    return names
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _arm_name(arm: dict[str, Any], i: int) -> str:
+    return str(arm.get("name") or arm.get("use") or f"arm {i}")
+
+
+def _summary(metrics: dict[str, Any]) -> list[str]:
+    arms = metrics.get("arms") or []
+    dataset = metrics.get("dataset") or {}
+    sites = metrics.get("sites") or []
+    if not arms:
+        return ["No arms were run."]
+    names = ", ".join(f"**{_arm_name(a, i)}**" for i, a in enumerate(arms))
+    n_train, n_test = dataset.get("n_train"), dataset.get("n_test")
+    train = f"the same {_count(n_train)} training images" if _is_number(n_train) \
+        else "the same training images"
+    test = f"the same {_count(n_test)} real held-out test images" if _is_number(n_test) \
+        else "the same real held-out test images"
+    parts = [f"{len(arms)} arm{'s' if len(arms) != 1 else ''} ({names}) learned from {train}, "
+             f"split over {len(sites)} site{'s' if len(sites) != 1 else ''}, and every "
+             f"resulting classifier was scored on {test}, which no site ever sees."]
+    private = [_arm_name(a, i) for i, a in enumerate(arms) if a.get("private", True)]
+    public = [_arm_name(a, i) for i, a in enumerate(arms) if not a.get("private", True)]
+    per_site = [_arm_name(a, i) for i, a in enumerate(arms) if a.get("sites")]
+    if private:
+        parts.append(f"The private arm{'s' if len(private) != 1 else ''} "
+                     f"({', '.join(private)}) keep{'s' if len(private) == 1 else ''} every real "
+                     "image at its site; only what "
+                     "is listed under *What left each site* reached the server.")
+    if public:
+        parts.append(f"{', '.join(public)} pool{'s' if len(public) == 1 else ''} the sites' "
+                     "raw images at the server: a reference for what is reachable, "
+                     "**not private**.")
+    if per_site:
+        parts.append(f"{', '.join(per_site)} train{'s' if len(per_site) == 1 else ''} one "
+                     "model per site; the table shows the mean over sites.")
+    return [" ".join(parts)]
+
+
+def _arms_table(arms: list[dict[str, Any]]) -> list[str]:
+    header = ["arm", "method", "private", "accuracy", "balanced accuracy", "AUC",
+              "bytes to server", "bytes to sites", "wall s"]
+    rows = []
+    for i, arm in enumerate(arms):
+        m = arm.get("metrics") or {}
+        private = "yes" if arm.get("private", True) else "**no** (pools raw images)"
+        rows.append([_arm_name(arm, i), f"`{arm.get('use', 'n/a')}`", private,
+                     _num(m.get("accuracy")), _num(m.get("balanced_accuracy")),
+                     _num(m.get("auc")), _bytes(m.get("bytes_to_server")),
+                     _bytes(m.get("bytes_to_sites")), _num(m.get("wall_s"), 1)])
+    return _table(header, rows, ["l", "l", "l"] + ["r"] * 6)
+
+
+def _per_site_results(arms: list[dict[str, Any]]) -> list[str]:
+    lines: list[str] = []
+    for i, arm in enumerate(arms):
+        rows = arm.get("sites") or []
+        if not rows:
+            continue
+        keys = [k for k in KNOWN_METRICS if any(k in r for r in rows)]
+        keys += [k for r in rows for k in r if k != "site" and k not in keys]
+        keys = list(dict.fromkeys(keys))
+        header = ["site"] + [KNOWN_METRICS.get(k, k) for k in keys]
+        table_rows = [[str(r.get("site", j))] + [_value(r.get(k)) for k in keys]
+                      for j, r in enumerate(rows)]
+        lines += ["", f"### {_arm_name(arm, i)}: every site", "",
+                  "Each site's own model on the full test set (the table above shows "
+                  "their mean).", "", *_table(header, table_rows)]
+    return lines
+
+
+def _shared(arms: list[dict[str, Any]]) -> list[str]:
+    lines = ["", "## What left each site", ""]
+    if not arms:
+        return lines + ["No arms were run."]
+    for i, arm in enumerate(arms):
+        shared = arm.get("shared") or []
+        what = "; ".join(str(s) for s in shared) if shared else "nothing"
+        line = f"- **{_arm_name(arm, i)}** (`{arm.get('use', 'n/a')}`): {what}."
+        if not arm.get("private", True):
+            line += " **Not private.**"
+        cached = arm.get("cached_sites")
+        line += f" Sites whose output came from the cache: {_count(cached or 0)}."
+        lines.append(line)
+        for entry in arm.get("site_bytes") or []:
+            lines.append(f"  - site {entry.get('site', '?')}: "
+                         f"{_bytes(entry.get('bytes_to_server'))} to the server, "
+                         f"{_bytes(entry.get('bytes_to_sites'))} back")
+    return lines
+
+
+def _attacks(arms: list[dict[str, Any]]) -> list[str]:
+    by_attack: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for i, arm in enumerate(arms):
+        for attack, result in (arm.get("attacks") or {}).items():
+            by_attack.setdefault(str(attack), []).append((_arm_name(arm, i), _flatten(result)))
+    if not by_attack:
+        return []
+    lines = ["", "## Attacks", "",
+             "What an attacker learns from what each arm shares (for membership inference, "
+             "an AUC near 0.5 means chance)."]
+    for attack, results in by_attack.items():
+        keys = list(dict.fromkeys(k for _, flat in results for k in flat))
+        rows = [[arm] + [_value(flat.get(k)) for k in keys] for arm, flat in results]
+        lines += ["", f"### {attack}", "", *_table(["arm", *keys], rows)]
+    return lines
+
+
+def _sites(metrics: dict[str, Any]) -> list[str]:
+    sites = metrics.get("sites") or []
+    lines = ["", "## Sites", ""]
+    if not sites:
+        return lines + ["No sites."]
+    names = _class_names(metrics)
+    width = max([len(names)] + [len(s.get("class_counts") or []) for s in sites])
+    names += [f"class {c}" for c in range(len(names), width)]
+    rows, totals, total_n = [], [0] * width, 0
+    for j, site in enumerate(sites):
+        counts = list(site.get("class_counts") or [])
+        counts += [0] * (width - len(counts))
+        n = site.get("n", sum(counts))
+        total_n += int(n) if _is_number(n) else 0
+        totals = [t + (int(c) if _is_number(c) else 0) for t, c in zip(totals, counts, strict=True)]
+        rows.append([str(site.get("site", j)), _count(n)] + [_count(c) for c in counts])
+    rows.append(["**total**", str(total_n)] + [str(t) for t in totals])
+    return lines + ["Training images each site holds, by class.", "",
+                    *_table(["site", "images", *names], rows), "",
+                    f"![class balance]({FIGURES['class_balance']})", "",
+                    f"![samples]({FIGURES['samples']})"]
+
+
+def _setup(metrics: dict[str, Any]) -> list[str]:
+    dataset = dict(metrics.get("dataset") or {})
+    model = dict(metrics.get("model") or {})
+    lines = ["", "## Setup", ""]
+    if dataset:
+        names = _class_names(metrics)
+        size = dataset.get("image_size")
+        channels = dataset.get("channels")
+        colour = {1: "grey", 3: "RGB"}.get(channels, f"{channels} channels") \
+            if channels is not None else "n/a"
+        text = f"- **Dataset** `{dataset.get('use', 'n/a')}`: {len(names)} classes"
+        if names:
+            text += f" ({', '.join(names)})"
+        if isinstance(size, (list, tuple)) and len(size) == 2:
+            text += f", {size[0]}×{size[1]} pixels"
+        text += f", {colour}; {_count(dataset.get('n_train'))} training images, " \
+                f"{_count(dataset.get('n_test'))} test images."
+        lines.append(text)
+        if dataset.get("attributes"):
+            lines.append(f"  Phenotype attributes: "
+                         f"{', '.join(str(a) for a in dataset['attributes'])}.")
+        shown = {"use", "num_classes", "class_names", "image_size", "channels", "n_train",
+                 "n_test", "attributes"}
+        lines += [f"  - {k}: {_value(v)}" for k, v in dataset.items() if k not in shown]
+    if model:
+        text = f"- **Model** `{model.get('use', 'n/a')}`"
+        details = [f"{k} {model[k]}" for k in ("arch", "stem") if model.get(k) is not None]
+        if _is_number(model.get("params")):
+            details.append(f"{int(model['params']) / 1e6:.2f} M parameters")
+        if details:
+            text += ": " + ", ".join(details)
+        lines.append(text + ".")
+        shown = {"use", "arch", "stem", "params"}
+        lines += [f"  - {k}: {_value(v)}" for k, v in model.items() if k not in shown]
+    if not dataset and not model:
+        lines.append("No dataset or model description.")
+    return lines
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def render_report(metrics: dict) -> str:
+    """``report.md`` for a run: the Markdown text, ending in a newline.
+
+    Sections: title (recipe name and seed), what was compared, the arms table (with the
+    arms figure and every site's own result for arms scored per site), what left each
+    site, attacks (only when an arm was attacked), the sites (class counts, class
+    balance and sample figures) and the dataset and model. Accuracy, balanced accuracy
+    and AUC have 3 decimals, wall time 1, bytes binary units; a missing or ``None``
+    value prints "n/a".
+    """
+    arms = list(metrics.get("arms") or [])
+    name = metrics.get("name", "unnamed run")
+    lines = [f"# {name} (seed {metrics.get('seed', 'n/a')})", ""]
+    facts = []
+    if metrics.get("synthlearn_version"):
+        facts.append(f"synthlearn {metrics['synthlearn_version']}")
+    if _is_number(metrics.get("wall_s")):
+        facts.append(f"total wall time {_num(metrics['wall_s'], 1)} s")
+    if facts:
+        lines += [" · ".join(facts), ""]
+
+    lines += ["## What was compared", "", *_summary(metrics), "", "## Results", ""]
+    if arms:
+        lines += ["Scores on the real held-out test set; bytes counted as they cross "
+                  "between sites and server.", "", *_arms_table(arms), "",
+                  f"![arms]({FIGURES['arms']})"]
+        lines += _per_site_results(arms)
+    else:
+        lines.append("No arms were run.")
+    lines += _shared(arms)
+    lines += _attacks(arms)
+    lines += _sites(metrics)
+    lines += _setup(metrics)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def write_report(run_dir: Path, metrics: dict, site_data: list[tuple[int, ImageData]],
+                 class_names: list[str], seed: int) -> list[str]:
+    """Write ``report.md``, ``samples.png``, ``class_balance.png`` and ``arms.png`` into
+    ``run_dir`` (created if needed) and return those file names.
+
+    ``site_data`` holds each site's id and training images (for the sample grid, drawn
+    with ``seed``); the class balance comes from ``metrics["sites"]``, or from
+    ``site_data`` when the metrics have no sites.
+    """
+    from synthlearn import figures  # matplotlib loads only when a report is written
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    figures.sample_grid(run_dir / FIGURES["samples"], site_data, class_names, seed=seed)
+    sites = metrics.get("sites") or [
+        {"site": sid, "n": len(data), "class_counts": data.class_counts(len(class_names))}
+        for sid, data in site_data
+    ]
+    figures.class_balance(run_dir / FIGURES["class_balance"], sites, class_names)
+    figures.arms_chart(run_dir / FIGURES["arms"], list(metrics.get("arms") or []))
+    (run_dir / REPORT_FILE).write_text(render_report(metrics), encoding="utf-8", newline="\n")
+    return [REPORT_FILE, FIGURES["samples"], FIGURES["class_balance"], FIGURES["arms"]]

@@ -1,0 +1,71 @@
+"""Sites and the work that runs at them.
+
+Site work is a module-level function ``fn(site, config, inbound, env) -> Payload``: it
+sees one site's data and the arm's config, and returns only what the arm declares will
+leave the site. Because it is a plain importable function with a serialisable config, a
+distributed runner can run it where the data lives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from synthlearn.data.types import ImageData
+from synthlearn.exchange import Payload
+
+if TYPE_CHECKING:
+    from synthlearn.recipe import Component
+
+
+def derive_seed(seed: int, *tags: object) -> int:
+    """A seed for one purpose (``derive_seed(0, "site", 2, "local")``), stable across
+    runs and machines, independent between purposes."""
+    text = "/".join([str(seed), *map(str, tags)])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+
+
+@attrs.define(frozen=True, eq=False)
+class Site:
+    """One hospital: an id and its private training images."""
+
+    id: int
+    data: ImageData
+
+
+@attrs.define(frozen=True)
+class SiteEnv:
+    """What a site task may use besides its data: the arm's model recipe, the dataset's
+    shape, a seed for this site and task, the device and whether to show progress."""
+
+    seed: int
+    model: Component
+    num_classes: int
+    in_chans: int
+    image_size: tuple[int, int]
+    progress: bool = True
+
+
+SiteFn = Callable[[Site, Any, "Payload | None", SiteEnv], Payload]
+
+
+@attrs.define(frozen=True)
+class SiteTask:
+    """A piece of site work: the function, its config, and what it sends to the server.
+
+    ``name`` identifies the task within the arm (e.g. ``train_local`` or ``round-3``);
+    ``shares`` says in words what leaves the site (for the report); ``config`` must be
+    an attrs instance or JSON-able data, since it is part of the cache key.
+    """
+
+    name: str
+    fn: SiteFn
+    config: Any
+    shares: str
+
+    @property
+    def fn_path(self) -> str:
+        return f"{self.fn.__module__}:{self.fn.__qualname__}"

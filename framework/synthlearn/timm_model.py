@@ -1,0 +1,222 @@
+"""The built-in ``timm`` model component: any timm architecture, trained from scratch.
+
+STEM_DOC_PLACEHOLDER
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import timm
+import torch
+import torch.nn as nn
+
+from synthlearn.errors import SynthlearnError
+from synthlearn.training import TrainSettings
+
+STEMS: tuple[str, ...] = ("auto", "small", "imagenet")
+
+#: With ``stem: auto``, images whose larger side is at most this get the small stem.
+SMALL_IMAGE_SIDE = 64
+
+#: Side of the blank image used to find the stem of a network (large enough for any
+#: ImageNet-style CNN to run, small enough to be quick).
+_TRACE_SIDE = 128
+
+
+def _train_field(name: str) -> Any:
+    """An attrs field with the default and validator of ``TrainSettings.<name>``."""
+    field = getattr(attrs.fields(TrainSettings), name)
+    return attrs.field(default=field.default, validator=field.validator)
+
+
+@attrs.frozen
+class TimmConfig:
+    """Recipe params of ``model: {use: timm}``.
+
+    ``arch`` is any name from ``timm.list_models()`` (always built with random weights,
+    never downloaded). ``stem`` is ``auto`` (``small`` for images up to 64 px a side,
+    else ``imagenet``), ``small`` or ``imagenet`` (the network unchanged); see the module
+    docstring. ``drop_rate`` is the dropout before the classifier. The remaining fields
+    are the ``TrainSettings`` (see ``synthlearn.training``), flattened so a recipe
+    writes ``params: {arch: resnet18, epochs: 10, lr: 0.001}``.
+    """
+
+    arch: str = "resnet18"
+    stem: str = attrs.field(default="auto", validator=attrs.validators.in_(STEMS))
+    drop_rate: float = attrs.field(
+        default=0.0, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)]
+    )
+    epochs: int = _train_field("epochs")
+    batch_size: int = _train_field("batch_size")
+    lr: float = _train_field("lr")
+    weight_decay: float = _train_field("weight_decay")
+    optimizer: str = _train_field("optimizer")
+    schedule: str = _train_field("schedule")
+    augment: bool = _train_field("augment")
+    device: str = _train_field("device")
+
+    def train_settings(self) -> TrainSettings:
+        """The training fields as a ``TrainSettings``."""
+        names = [field.name for field in attrs.fields(TrainSettings)]
+        return TrainSettings(**{name: getattr(self, name) for name in names})
+
+
+def _stride(module: nn.Module) -> int:
+    stride = getattr(module, "stride", 1)
+    return max(stride) if isinstance(stride, tuple) else int(stride)
+
+
+def _is_downsampling(module: nn.Module) -> bool:
+    return isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) and _stride(module) > 1
+
+
+def _execution_order(model: nn.Module, in_chans: int) -> list[str]:
+    """Names of the leaf modules in the order a forward pass first runs them."""
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def record(name: str) -> Any:
+        def hook(*_args: Any) -> None:
+            if name not in seen:
+                seen.add(name)
+                order.append(name)
+
+        return hook
+
+    handles = [
+        module.register_forward_hook(record(name))
+        for name, module in model.named_modules()
+        if next(module.children(), None) is None
+    ]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, in_chans, _TRACE_SIDE, _TRACE_SIDE))
+    except Exception:  # the network cannot run at the trace size: use definition order
+        order = [name for name, module in model.named_modules() if _is_downsampling(module)]
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return order
+
+
+def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
+
+
+def adapt_stem(model: nn.Module, in_chans: int, *, keep_pool: bool) -> list[str]:
+    """Make an ImageNet CNN stem suit small images, in place.
+
+    The first strided convolution (in execution order) becomes a 3x3 stride-1
+    convolution with the same channels; unless ``keep_pool``, the max-pool that follows
+    it before any other downsampling (the stem pool of ResNet/DenseNet-style networks)
+    becomes ``nn.Identity``. Returns the names of the replaced modules (empty when the
+    network has no strided convolution).
+    """
+    modules = dict(model.named_modules())
+    conv_name: str | None = None
+    pool_name: str | None = None
+    for name in _execution_order(model, in_chans):
+        module = modules[name]
+        if conv_name is None:
+            if isinstance(module, nn.Conv2d) and _stride(module) > 1:
+                conv_name = name
+            continue
+        if isinstance(module, nn.MaxPool2d) and _stride(module) > 1:
+            pool_name = name
+        if _is_downsampling(module):
+            break
+    if conv_name is None:
+        return []
+    old = modules[conv_name]
+    assert isinstance(old, nn.Conv2d)
+    new = nn.Conv2d(
+        old.in_channels,
+        old.out_channels,
+        kernel_size=3,
+        stride=1,
+        padding=1,
+        groups=old.groups,
+        bias=old.bias is not None,
+    )
+    nn.init.kaiming_normal_(new.weight, mode="fan_out", nonlinearity="relu")
+    if new.bias is not None:
+        nn.init.zeros_(new.bias)
+    _set_submodule(model, conv_name, new)
+    replaced = [conv_name]
+    if pool_name is not None and not keep_pool:
+        _set_submodule(model, pool_name, nn.Identity())
+        replaced.append(pool_name)
+    return replaced
+
+
+def _unknown_arch(arch: str) -> SynthlearnError:
+    return SynthlearnError(
+        f"unknown timm architecture {arch!r} (e.g. resnet18, resnet10t, efficientnet_b0; "
+        "see timm.list_models())"
+    )
+
+
+class TimmModel:
+    """Factory of timm classifiers (kind ``model``, name ``timm``).
+
+    ``TimmModel(config).build(in_chans, num_classes, image_size)`` returns a fresh,
+    randomly initialised network; ``training`` says how to train it.
+    """
+
+    def __init__(self, config: TimmConfig) -> None:
+        if not timm.is_model(config.arch):
+            raise _unknown_arch(config.arch)
+        self.config = config
+        self.training: TrainSettings = config.train_settings()
+        self._built: dict[str, Any] = {}
+
+    def stem_for(self, image_size: tuple[int, int]) -> str:
+        """``small`` or ``imagenet``: the stem a CNN gets for images of this size."""
+        if self.config.stem != "auto":
+            return self.config.stem
+        return "small" if max(image_size) <= SMALL_IMAGE_SIDE else "imagenet"
+
+    def build(self, in_chans: int, num_classes: int, image_size: tuple[int, int]) -> nn.Module:
+        """A new network for (N, in_chans, H, W) inputs with ``num_classes`` logits."""
+        arch = self.config.arch
+        if not timm.is_model(arch):
+            raise _unknown_arch(arch)
+        kwargs: dict[str, Any] = {
+            "pretrained": False,
+            "num_classes": num_classes,
+            "in_chans": in_chans,
+            "drop_rate": self.config.drop_rate,
+        }
+        try:
+            # Transformers and other size-aware models take the image size directly.
+            model = timm.create_model(arch, img_size=tuple(image_size), **kwargs)
+            stem = "native"
+        except TypeError:
+            model = timm.create_model(arch, **kwargs)
+            stem = self.stem_for(image_size)
+        if stem == "small":
+            replaced = adapt_stem(model, in_chans, keep_pool=SMALL_STEM_KEEPS_POOL)
+            if not replaced:
+                stem = "imagenet"
+        self._built = {
+            "stem": stem,
+            "params": sum(p.numel() for p in model.parameters()),
+            "image_size": list(image_size),
+        }
+        return model
+
+    def describe(self) -> dict[str, Any]:
+        """Architecture, the stem used and the parameter count of the last build."""
+        return {"arch": self.config.arch, "stem": self.config.stem, "params": None,
+                **self._built}
+
+
+#: Whether the small stem keeps the stem max-pool (one stride-2 left in the stem).
+SMALL_STEM_KEEPS_POOL = True

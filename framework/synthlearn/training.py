@@ -1,0 +1,263 @@
+"""Training and prediction loops for the downstream classifiers.
+
+One loop serves every arm: centralized and local training, the server-side model of a
+synthetic arm, and knowledge distillation (``soft_targets``). It is deterministic: the
+same model, data, settings and seed give bitwise-identical weights on the same machine
+(on CUDA, cuDNN is put in deterministic mode for the duration of the call; a few CUDA
+kernels still use atomics, so GPU runs are reproducible only up to those).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+
+import attrs
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from synthlearn.data.types import ImageData
+from synthlearn.errors import SynthlearnError
+
+OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd")
+SCHEDULES: tuple[str, ...] = ("cosine", "constant")
+
+#: Largest shift (pixels, each direction) applied by ``augment``.
+SHIFT_PX = 2
+
+
+def _check_device_name(_instance: object, attribute: attrs.Attribute, value: str) -> None:
+    if value in ("auto", "cpu", "cuda"):
+        return
+    if value.startswith("cuda:") and value[5:].isdigit():
+        return
+    raise ValueError(
+        f"'{attribute.name}' must be 'auto', 'cpu', 'cuda' or 'cuda:N' (got {value!r})"
+    )
+
+
+@attrs.frozen
+class TrainSettings:
+    """How a classifier is trained.
+
+    ``optimizer`` is ``adamw`` or ``sgd`` (momentum 0.9); ``schedule`` is ``cosine``
+    (per-step cosine decay to zero) or ``constant``; ``augment`` adds a random shift of
+    up to 2 px (zero padding, i.e. black) and a random horizontal flip; ``device`` is
+    ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+    """
+
+    epochs: int = attrs.field(default=10, validator=attrs.validators.ge(1))
+    batch_size: int = attrs.field(default=64, validator=attrs.validators.ge(1))
+    lr: float = attrs.field(default=1e-3, validator=attrs.validators.gt(0.0))
+    weight_decay: float = attrs.field(default=1e-4, validator=attrs.validators.ge(0.0))
+    optimizer: str = attrs.field(default="adamw", validator=attrs.validators.in_(OPTIMIZERS))
+    schedule: str = attrs.field(default="cosine", validator=attrs.validators.in_(SCHEDULES))
+    augment: bool = False
+    device: str = attrs.field(default="auto", validator=_check_device_name)
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device for a settings name (``auto``, ``cpu``, ``cuda``, ``cuda:N``).
+
+    Raises ``SynthlearnError`` when CUDA is asked for and not available.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise SynthlearnError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SynthlearnError(
+                f"device {name!r} asked for, but CUDA is not available here "
+                "(use device: auto or cpu)"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise SynthlearnError(
+                f"device {name!r} asked for, but only {torch.cuda.device_count()} "
+                "CUDA device(s) are visible"
+            )
+    elif device.type != "cpu":
+        raise SynthlearnError(f"unsupported device {name!r} (use auto, cpu, cuda or cuda:N)")
+    return device
+
+
+def to_float(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 images (N, C, H, W) -> float32 tensor scaled to [-1, 1]."""
+    tensor = torch.as_tensor(images)
+    return tensor.float().mul_(2.0 / 255.0).sub_(1.0)
+
+
+def _batches(n: int, batch_size: int, order: torch.Tensor) -> list[torch.Tensor]:
+    """Split a permutation into batches; a trailing batch of one joins the previous one
+    (batch norm cannot train on a single sample)."""
+    chunks = list(order.split(batch_size))
+    if len(chunks) > 1 and len(chunks[-1]) == 1:
+        chunks[-2] = torch.cat([chunks[-2], chunks.pop()])
+    return chunks
+
+
+def _augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random shift (up to ``SHIFT_PX``, zero-padded) and horizontal flip, per image.
+
+    ``batch`` is uint8 (B, C, H, W); the random numbers come from ``generator`` (CPU)
+    so the result does not depend on the device.
+    """
+    b, _, h, w = batch.shape
+    pad = SHIFT_PX
+    offsets = torch.randint(0, 2 * pad + 1, (2, b), generator=generator).to(batch.device)
+    flips = torch.rand(b, generator=generator).lt(0.5).to(batch.device)
+    padded = F.pad(batch, (pad, pad, pad, pad))
+    rows = offsets[0, :, None] + torch.arange(h, device=batch.device)  # (B, H)
+    cols = offsets[1, :, None] + torch.arange(w, device=batch.device)  # (B, W)
+    cols = torch.where(flips[:, None], cols.flip(1), cols)
+    index = torch.arange(b, device=batch.device)[:, None, None]
+    shifted = padded.permute(0, 2, 3, 1)[index, rows[:, :, None], cols[:, None, :]]
+    return shifted.permute(0, 3, 1, 2)
+
+
+@contextlib.contextmanager
+def _deterministic_cudnn(active: bool) -> Iterator[None]:
+    if not active:
+        yield
+        return
+    saved = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
+
+
+def _make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=settings.lr, momentum=0.9, weight_decay=settings.weight_decay
+        )
+    return torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+
+
+def train_classifier(
+    model: nn.Module,
+    data: ImageData,
+    settings: TrainSettings,
+    seed: int,
+    *,
+    soft_targets: np.ndarray | None = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> nn.Module:
+    """Train ``model`` in place on ``data`` and return it, on CPU and in eval mode.
+
+    The loss is cross-entropy against the hard labels, or, when ``soft_targets``
+    (N, num_classes probabilities) is given, against those (knowledge distillation).
+    Shuffling and augmentation draw from a local ``torch.Generator`` seeded with
+    ``seed``; ``torch.manual_seed(seed)`` covers the rest (dropout). On CUDA the loop
+    uses mixed precision (bf16 where supported, else fp16 with loss scaling) and
+    channels-last memory.
+    """
+    n = len(data)
+    if n < 2:
+        raise SynthlearnError(f"cannot train a classifier on {n} image(s); need at least 2")
+    if soft_targets is not None:
+        soft_targets = np.asarray(soft_targets)
+        if soft_targets.ndim != 2 or soft_targets.shape[0] != n:
+            raise ValueError(
+                f"soft_targets must have shape ({n}, num_classes), got {soft_targets.shape}"
+            )
+
+    device = resolve_device(settings.device)
+    on_cuda = device.type == "cuda"
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+
+    memory_format = torch.channels_last if on_cuda else torch.contiguous_format
+    model.to(device=device, memory_format=memory_format)
+    model.train()
+
+    # Everything the loop touches is prepared once, on the device.
+    images = torch.from_numpy(np.ascontiguousarray(data.images)).to(device)
+    if soft_targets is not None:
+        targets = torch.from_numpy(soft_targets.astype(np.float32)).to(device)
+    else:
+        targets = torch.from_numpy(data.labels.astype(np.int64)).to(device)
+
+    optimizer = _make_optimizer(model, settings)
+    steps_per_epoch = len(_batches(n, settings.batch_size, torch.arange(n)))
+    total_steps = settings.epochs * steps_per_epoch
+    scheduler = None
+    if settings.schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
+        )
+
+    amp_dtype = torch.bfloat16
+    if on_cuda and not torch.cuda.is_bf16_supported():
+        amp_dtype = torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=on_cuda and amp_dtype == torch.float16)
+
+    bar = tqdm(range(settings.epochs), desc=desc, disable=not progress, leave=False)
+    with _deterministic_cudnn(on_cuda):
+        for _epoch in bar:
+            order = torch.randperm(n, generator=generator).to(device)
+            loss_sum = torch.zeros((), device=device)
+            for index in _batches(n, settings.batch_size, order):
+                batch = images[index]
+                if settings.augment:
+                    batch = _augment(batch, generator)
+                inputs = to_float(batch).contiguous(memory_format=memory_format)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=on_cuda):
+                    logits = model(inputs)
+                loss = F.cross_entropy(logits.float(), targets[index])
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                if scheduler is not None:
+                    scheduler.step()
+                loss_sum += loss.detach() * len(index)
+            bar.set_postfix(loss=f"{loss_sum.item() / n:.4f}")
+    bar.close()
+
+    model.to(device="cpu", memory_format=torch.contiguous_format)
+    model.eval()
+    return model
+
+
+def predict_proba(
+    model: nn.Module,
+    images: np.ndarray,
+    *,
+    device: str | torch.device = "cpu",
+    batch_size: int = 256,
+) -> np.ndarray:
+    """Softmax class probabilities (N, num_classes), float64, for uint8 ``images``.
+
+    The model runs in eval mode on ``device`` (a settings name or a torch device); its
+    original device and train/eval mode are restored afterwards.
+    """
+    target = device if isinstance(device, torch.device) else resolve_device(device)
+    first = next(model.parameters(), None)
+    home = first.device if first is not None else torch.device("cpu")
+    was_training = model.training
+    model.to(target)
+    model.eval()
+    outputs: list[np.ndarray] = []
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(images), batch_size):
+                chunk = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
+                logits = model(to_float(chunk.to(target)))
+                outputs.append(logits.double().softmax(dim=1).cpu().numpy())
+    finally:
+        model.to(home)
+        model.train(was_training)
+    if not outputs:
+        raise ValueError("predict_proba needs at least one image")
+    return np.concatenate(outputs)

@@ -1,0 +1,1 @@
+"""An example synthlearn plugin (see plugin.py)."""

@@ -1,0 +1,158 @@
+"""End-to-end runs: the run directory, metrics.json contract, determinism, the cache,
+and what a failed run leaves behind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import run_cli, small_recipe, write_distribution
+from synthlearn.exchange import Payload
+from synthlearn.plugins import load_plugins
+from synthlearn.recipe import check_recipe
+from synthlearn.run import Run
+
+CONTRACT = {"accuracy", "balanced_accuracy", "auc", "bytes_to_server", "bytes_to_sites",
+            "wall_s"}
+
+
+def run_recipe(data: dict, out: Path, **kw) -> dict:
+    plugins = load_plugins()
+    Run(check_recipe(data, plugins), plugins, quiet=True).execute(str(out), **kw)
+    return json.loads((out / "metrics.json").read_text())
+
+
+def with_output(data: dict, tmp_path: Path, cache: str | None = "cache") -> dict:
+    data = dict(data)
+    data["output"] = {"dir": str(tmp_path / "runs"),
+                      "cache": None if cache is None else str(tmp_path / cache)}
+    return data
+
+
+def test_quick_run_writes_the_contract(tmp_path: Path) -> None:
+    metrics = run_recipe(with_output(small_recipe(), tmp_path), tmp_path / "run")
+    run_dir = tmp_path / "run"
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"metrics.json", "report.md", "recipe.yaml", "samples.png",
+            "class_balance.png"} <= names
+    assert metrics["name"] == "small" and metrics["seed"] == 0
+    central, local = metrics["arms"]
+    assert (central["name"], central["use"], central["private"]) == ("centralized",
+                                                                     "centralized", False)
+    assert (local["name"], local["private"]) == ("local", True)
+    for arm in metrics["arms"]:
+        assert set(arm["metrics"]) >= CONTRACT
+        assert arm["attacks"] == {}
+        assert 0.0 <= arm["metrics"]["accuracy"] <= 1.0
+    # centralized ships the raw images: at least the pixel bytes of all 180 16x16 images
+    assert central["metrics"]["bytes_to_server"] >= 180 * 16 * 16
+    assert central["metrics"]["bytes_to_sites"] == 0
+    # local ships three sets of weights, reports each site and their mean
+    assert len(local["sites"]) == 3
+    mean = sum(s["accuracy"] for s in local["sites"]) / 3
+    assert local["metrics"]["accuracy"] == pytest.approx(mean)
+    assert sum(s["n"] for s in metrics["sites"]) == 180
+    assert [sum(s["class_counts"]) for s in metrics["sites"]] == [s["n"] for s in
+                                                                  metrics["sites"]]
+    report = (run_dir / "report.md").read_text()
+    assert "not private" in report.lower()
+    # nothing but the finished directory is left in the parent
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_same_recipe_same_seed_same_numbers(tmp_path: Path) -> None:
+    a = run_recipe(with_output(small_recipe(), tmp_path, cache=None), tmp_path / "a")
+    b = run_recipe(with_output(small_recipe(), tmp_path, cache=None), tmp_path / "b")
+    strip = [{k: v for k, v in arm["metrics"].items() if k != "wall_s"} for arm in a["arms"]]
+    assert strip == [{k: v for k, v in arm["metrics"].items() if k != "wall_s"}
+                     for arm in b["arms"]]
+    assert [arm["sites"] for arm in a["arms"]] == [arm["sites"] for arm in b["arms"]]
+    c = run_recipe(with_output(small_recipe(seed=1), tmp_path, cache=None), tmp_path / "c")
+    assert c["sites"] != a["sites"] or c["arms"][1]["sites"] != a["arms"][1]["sites"]
+
+
+def test_cache_reuses_finished_site_work(tmp_path: Path) -> None:
+    data = with_output(small_recipe(arms=["local"]), tmp_path)
+    first = run_recipe(data, tmp_path / "first")
+    assert first["arms"][0]["cached_sites"] == 0
+    second = run_recipe(data, tmp_path / "second")
+    assert second["arms"][0]["cached_sites"] == 3
+    assert second["arms"][0]["sites"] == first["arms"][0]["sites"]
+    assert second["arms"][0]["metrics"]["bytes_to_server"] == \
+        first["arms"][0]["metrics"]["bytes_to_server"]
+    # a different model config is different site work: nothing reused
+    changed = dict(data, model={"use": "timm", "params": {"arch": "resnet10t", "epochs": 1,
+                                                          "device": "cpu"}})
+    third = run_recipe(changed, tmp_path / "third")
+    assert third["arms"][0]["cached_sites"] == 0
+    # cache entries are safetensors payloads, readable without unpickling
+    blobs = list((tmp_path / "cache").rglob("*.safetensors"))
+    assert len(blobs) == 6
+    payload = Payload.from_bytes(blobs[0].read_bytes(), str(blobs[0]))
+    assert payload.meta["n"] > 0 and payload.tensors
+
+
+def test_corrupt_cache_entry_is_recomputed(tmp_path: Path) -> None:
+    data = with_output(small_recipe(arms=["local"]), tmp_path)
+    first = run_recipe(data, tmp_path / "first")
+    blob = sorted((tmp_path / "cache").rglob("*.safetensors"))[0]
+    blob.write_bytes(b"garbage")
+    second = run_recipe(data, tmp_path / "second")
+    assert second["arms"][0]["cached_sites"] == 2
+    assert second["arms"][0]["sites"] == first["arms"][0]["sites"]
+
+
+FAILING_ARM = """
+import attrs
+from synthlearn import ComponentSpec, SynthlearnError, hookimpl
+
+@attrs.define(frozen=True)
+class Cfg:
+    pass
+
+class Failing:
+    private = True
+    def __init__(self, config):
+        pass
+    def run(self, ctx):
+        raise SynthlearnError("site 1 has too few images for this arm", where="$.arms[1]")
+
+@hookimpl
+def synthlearn_register_poolings():
+    return [ComponentSpec("failing", Cfg, Failing, "always fails")]
+"""
+
+
+def test_failed_run_leaves_no_run_directory(tmp_path: Path, write_recipe) -> None:
+    site = write_distribution(tmp_path / "site", "acme-fail", "acme_fail", FAILING_ARM)
+    path = write_recipe(small_recipe(arms=["centralized", "failing"]))
+    out = tmp_path / "runs" / "x"
+    result = run_cli("run", str(path), "--out", str(out), "--quiet",
+                     env={"PYTHONPATH": str(site)})
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: $.arms[1]: site 1 has too few images for this arm"
+    assert not out.exists()
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_out_directory_is_never_overwritten(tmp_path: Path, write_recipe) -> None:
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    result = run_cli("run", str(write_recipe(small_recipe())), "--out", str(out), "--quiet")
+    assert result.returncode == 2
+    assert "already exists and is not empty" in result.stderr
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_cli_run_progress_and_default_directory(tmp_path: Path, write_recipe) -> None:
+    path = write_recipe(small_recipe(arms=["centralized"]))
+    result = run_cli("run", str(path), "--set", "model.params.epochs=1")
+    assert result.returncode == 0, result.stderr
+    assert "[arm 1/1] centralized" in result.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert run_dir.name.startswith("small-")
+    assert "epochs: 1" in (run_dir / "recipe.yaml").read_text()
+    quiet = run_cli("run", str(path), "--quiet", "--set", "model.params.epochs=1")
+    assert quiet.returncode == 0 and quiet.stderr == ""
