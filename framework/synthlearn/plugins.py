@@ -200,7 +200,7 @@ def _collect_components(
     failed: dict[str, str] = {}  # plugin name -> why its registration failed
     for kind, hook_name in REGISTRATION_HOOKS.items():
         hook = getattr(pm.hook, hook_name)
-        for impl in reversed(hook.get_hookimpls()):  # registration order
+        for impl in hook.get_hookimpls():  # registration order: built-ins first
             info = owner.get(id(impl.plugin))
             if info is None or info.name in failed:
                 continue

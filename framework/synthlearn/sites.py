@@ -13,11 +13,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import torch
 
 from synthlearn.data.types import ImageData
 from synthlearn.exchange import Payload
 
 if TYPE_CHECKING:
+    import torch.nn as nn
+
+    from synthlearn.interfaces import ModelFactory
     from synthlearn.recipe import Component
 
 
@@ -26,6 +30,15 @@ def derive_seed(seed: int, *tags: object) -> int:
     runs and machines, independent between purposes."""
     text = "/".join([str(seed), *map(str, tags)])
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+
+
+def seeded_model(factory: ModelFactory, seed: int, in_chans: int, num_classes: int,
+                 image_size: tuple[int, int]) -> nn.Module:
+    """A fresh network whose random initial weights depend only on ``seed``, not on
+    whatever ran before it (the global RNG is restored afterwards)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return factory.build(in_chans, num_classes, image_size)
 
 
 @attrs.define(frozen=True, eq=False)
@@ -47,6 +60,12 @@ class SiteEnv:
     in_chans: int
     image_size: tuple[int, int]
     progress: bool = True
+
+    def new_model(self) -> tuple[ModelFactory, nn.Module]:
+        """The arm's model factory and a fresh network, initialised from this env's seed."""
+        factory = self.model.build()
+        return factory, seeded_model(factory, self.seed, self.in_chans, self.num_classes,
+                                     self.image_size)
 
 
 SiteFn = Callable[[Site, Any, "Payload | None", SiteEnv], Payload]

@@ -19,7 +19,7 @@ import torch.nn as nn
 from synthlearn.cache import SiteCache, cache_key
 from synthlearn.data.types import ImageData
 from synthlearn.exchange import Ledger, Payload
-from synthlearn.sites import Site, SiteEnv, SiteTask, derive_seed
+from synthlearn.sites import Site, SiteEnv, SiteTask, derive_seed, seeded_model
 from synthlearn.training import train_classifier
 
 if TYPE_CHECKING:
@@ -159,15 +159,17 @@ class ArmContext:
                      "wall_s": wall_s},
         )
 
-    def build_model(self) -> nn.Module:
-        """A fresh downstream model for this dataset's shape."""
-        return self.model.build().build(self.in_chans, self.num_classes, self.image_size)
+    def build_model(self, *tags: object) -> nn.Module:
+        """A fresh downstream model for this dataset's shape, initialised from ``tags``."""
+        return seeded_model(self.model.build(), self.seed_for("init", *tags), self.in_chans,
+                            self.num_classes, self.image_size)
 
     def train(self, data: ImageData, *tags: object, soft_targets: np.ndarray | None = None,
               desc: str = "server") -> nn.Module:
         """Train a fresh downstream model at the server on ``data`` (seeded by ``tags``)."""
         factory = self.model.build()
-        model = factory.build(self.in_chans, self.num_classes, self.image_size)
+        model = seeded_model(factory, self.seed_for("init", *tags), self.in_chans,
+                             self.num_classes, self.image_size)
         return train_classifier(model, data, factory.training, self.seed_for("train", *tags),
                                 soft_targets=soft_targets, progress=self.progress,
                                 desc=f"{self.name}: {desc}")

@@ -23,8 +23,7 @@ class LocalConfig:
 def train_local_model(site: Site, config: LocalConfig, inbound: Payload | None, env: SiteEnv
                       ) -> Payload:
     """Site work: train the downstream model on this site's images; send the weights."""
-    factory = env.model.build()
-    model = factory.build(env.in_chans, env.num_classes, env.image_size)
+    factory, model = env.new_model()
     train_classifier(model, site.data, factory.training, env.seed, progress=env.progress,
                      desc=f"local: site {site.id}")
     return state_payload(model, n=len(site.data))
@@ -43,7 +42,7 @@ class LocalArm:
                         shares="trained model weights")
         received = ctx.run_sites(task)
         models = {
-            sid: load_state(ctx.build_model(), payload, f"site {sid}")
+            sid: load_state(ctx.build_model(sid), payload, f"site {sid}")
             for sid, payload in received.items()
         }
         return ArmResult(site_models=models)

@@ -153,7 +153,8 @@ class DirichletPartition:
         best, best_missing = None, None
         for _ in range(DIRICHLET_TRIES):
             shares = rng.dirichlet(np.full(n_sites, self.config.alpha), size=len(classes))
-            counts = np.stack([_round_shares(s, int(k)) for s, k in zip(shares, sizes)])
+            counts = np.stack([_round_shares(share, int(size))
+                               for share, size in zip(shares, sizes, strict=True)])
             missing = int(np.clip(minimum - counts.sum(axis=0), 0, None).sum())
             if best_missing is None or missing < best_missing:
                 best, best_missing = counts, missing
@@ -162,7 +163,7 @@ class DirichletPartition:
         counts = _repair(best, minimum)
 
         site_of = np.empty(n, dtype=np.int64)
-        for row, cls in zip(counts, classes):
+        for row, cls in zip(counts, classes, strict=True):
             idx = rng.permutation(np.flatnonzero(train.labels == cls))
             site_of[idx] = np.repeat(np.arange(n_sites), row)
         return _finish(site_of, n_sites)

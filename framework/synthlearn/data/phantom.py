@@ -29,10 +29,10 @@ from synthlearn.errors import DataError
 CLASS_NAMES: tuple[str, ...] = ("round", "ring", "bar", "pair")
 
 LESION_SIZE_RANGE: tuple[float, float] = (0.5, 1.5)
-CONTRAST_RANGE: tuple[float, float] = (0.2, 0.8)
+CONTRAST_RANGE: tuple[float, float] = (0.3, 1.0)
 
 # lesion radius in pixels = lesion_size * size * _RADIUS_SCALE
-_RADIUS_SCALE = 0.11
+_RADIUS_SCALE = 0.15
 _BACKGROUND = 0.03
 
 ATTRIBUTES: tuple[AttributeInfo, ...] = (
@@ -240,7 +240,7 @@ class PhantomDataset:
         tex_dir = rng.uniform(0.0, 2 * np.pi, size=(n, 3))
         tex_phase = rng.uniform(0.0, 2 * np.pi, size=(n, 3))
         tex_amp = rng.uniform(0.02, 0.05, size=(n, 3))
-        lesion_rho = np.sqrt(rng.uniform(0.0, 1.0, size=n)) * 0.5
+        lesion_rho = np.sqrt(rng.uniform(0.0, 1.0, size=n)) * 0.35
         lesion_phi = rng.uniform(0.0, 2 * np.pi, size=n)
         lesion_angle = rng.uniform(0.0, np.pi, size=n)
         noise = rng.standard_normal(size=(n, s, s), dtype=np.float32)
