@@ -21,11 +21,11 @@ demo: setup                ## run the quickstart recipe; results in runs/quickst
 	$(BIN)/synthlearn run templates/recipes/quickstart.yaml
 
 test: setup                ## lint and run the test suite (CPU only)
-	$(BIN)/ruff check framework plugins tests benchmarks
+	$(BIN)/ruff check framework plugins tests benchmarks templates
 	$(BIN)/pytest -q
 
 lint: setup
-	$(BIN)/ruff check framework plugins tests benchmarks
+	$(BIN)/ruff check framework plugins tests benchmarks templates
 
 clean:
 	rm -rf $(VENV) runs .synthlearn-cache .pytest_cache

@@ -6,14 +6,18 @@ dark background. Inside it sits a lesion whose *shape* is the class (a round blo
 ring, an elongated bar or a pair of small blobs). Three phenotype attributes really
 change the picture:
 
-* ``lesion_size`` (continuous, about 0.5..1.5): the lesion radius relative to the image;
-* ``contrast`` (continuous, about 0.1..0.6): lesion brightness relative to the organ;
+* ``lesion_size`` (continuous, uniform 0.5..1.5): the lesion radius relative to the
+  image (radius in pixels = lesion_size * size * 0.15);
+* ``contrast`` (continuous, uniform 0.3..1.0): lesion brightness relative to the organ
+  (lesion = organ * (1 + contrast));
 * ``scanner`` (categorical, 0..scanners-1): a scanner profile (gain, offset, noise
   level, blur) that shifts how the whole image looks, as different hospital scanners do.
 
 Small, faint lesions under noise are hard to tell apart, so a classifier does well but
-not perfectly. Everything is drawn from ``numpy.random.default_rng``: the same seed gives
-the same bytes.
+not perfectly: a ResNet-18 trained 20 epochs on the defaults (2 classes, 1200 images)
+reaches about 0.88 test accuracy (0.95 with scanner_shift 0), and about 0.6 with 4
+classes; the noisiest scanner profile (0) is the hardest. Everything is drawn from
+``numpy.random.default_rng``: the same seed gives the same bytes.
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import attrs
 import torch.nn as nn
-
 from synthlearn import ComponentSpec, hookimpl
 from synthlearn.training import TrainSettings
 
