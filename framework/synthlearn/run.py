@@ -143,10 +143,11 @@ class Run:
         recipe = self.recipe
         test = dataset.test
 
+        device = recipe.model.build().training.device
+
         def evaluator(model: torch.nn.Module) -> dict[str, float]:
-            device = "cpu"
-            return _clean(classification_metrics(predict_proba(model, test.images,
-                                                               device=device), test.labels))
+            probs = predict_proba(model, test.images, device=device)
+            return _clean(classification_metrics(probs, test.labels))
 
         arms_out = []
         for i, arm in enumerate(recipe.arms):
@@ -173,7 +174,9 @@ class Run:
                               f"{m['bytes_to_server']} bytes to server, {m['wall_s']:.1f} s")
             arms_out.append(entry)
 
-        model_desc = dict(recipe.model.build().describe())
+        factory = recipe.model.build()
+        factory.build(dataset.channels, dataset.num_classes, dataset.image_size)
+        model_desc = dict(factory.describe())  # after a build: it knows the parameter count
         return {
             "name": recipe.name,
             "seed": recipe.seed,
