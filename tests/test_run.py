@@ -156,3 +156,44 @@ def test_cli_run_progress_and_default_directory(tmp_path: Path, write_recipe) ->
     assert "epochs: 1" in (run_dir / "recipe.yaml").read_text()
     quiet = run_cli("run", str(path), "--quiet", "--set", "model.params.epochs=1")
     assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+SITE_FAILS = """
+import attrs
+from synthlearn import ComponentSpec, SynthlearnError, hookimpl
+from synthlearn.exchange import Payload
+from synthlearn.sites import SiteTask
+
+@attrs.define(frozen=True)
+class Cfg:
+    pass
+
+def work(site, config, inbound, env):
+    if site.id == 1:
+        raise SynthlearnError(f"only {len(site.data)} images, too few for this arm")
+    return Payload(meta={"n": len(site.data)})
+
+class Arm:
+    private = True
+    def __init__(self, config):
+        self.config = config
+    def run(self, ctx):
+        ctx.run_sites(SiteTask("work", work, self.config, shares="nothing"))
+
+@hookimpl
+def synthlearn_register_poolings():
+    return [ComponentSpec("site_fails", Cfg, Arm, "fails at site 1")]
+"""
+
+
+def test_site_failure_names_arm_site_and_task(tmp_path: Path, write_recipe) -> None:
+    (tmp_path / "mods").mkdir()
+    (tmp_path / "mods" / "acme_site_fails.py").write_text(SITE_FAILS)
+    path = write_recipe(small_recipe(arms=["site_fails"]))
+    result = run_cli("run", str(path), "--quiet",
+                     env={"PYTHONPATH": str(tmp_path / "mods"),
+                          "SYNTHLEARN_PLUGINS": "acme_site_fails"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: arm site_fails, site 1, task work: "
+                                     "only 60 images, too few for this arm")
+    assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []

@@ -18,6 +18,7 @@ import torch.nn as nn
 
 from synthlearn.cache import SiteCache, cache_key
 from synthlearn.data.types import ImageData
+from synthlearn.errors import SynthlearnError
 from synthlearn.exchange import Ledger, Payload
 from synthlearn.sites import Site, SiteEnv, SiteTask, derive_seed, seeded_model
 from synthlearn.training import train_classifier
@@ -136,9 +137,13 @@ class ArmContext:
         for site in todo:  # one at a time, so each result is cached as soon as it exists
             start = time.perf_counter()
             env = self.site_env(site, task)
-            result = self.runner.execute(task, [site], {site.id: env},
-                                         {k: v for k, v in inbound_bytes.items()
-                                          if k == site.id})
+            try:
+                result = self.runner.execute(task, [site], {site.id: env},
+                                             {k: v for k, v in inbound_bytes.items()
+                                              if k == site.id})
+            except SynthlearnError as exc:
+                where = f"arm {self.name}, site {site.id}, task {task.name}"
+                raise SynthlearnError(str(exc), where=where) from None
             blob = result[site.id]
             if self.cache is not None:
                 self.cache.put(keys[site.id], blob)
