@@ -33,6 +33,8 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, f
             f"expected probs (N, num_classes) and labels (N,) with N > 0, got "
             f"{probs.shape} and {labels.shape}"
         )
+    if labels.min() < 0 or labels.max() >= probs.shape[1]:
+        raise ValueError(f"labels must lie in 0..{probs.shape[1] - 1}")
     predictions = probs.argmax(axis=1)
     accuracy = float(np.mean(predictions == labels))
     with warnings.catch_warnings():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from collections.abc import Iterator
 
 import attrs
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
@@ -28,6 +29,10 @@ SCHEDULES: tuple[str, ...] = ("cosine", "constant")
 
 #: Largest shift (pixels, each direction) applied by ``augment``.
 SHIFT_PX = 2
+
+#: Training images up to this size are copied to the GPU once; larger sets stay in host
+#: memory and go over batch by batch.
+GPU_RESIDENT_BYTES = 2 << 30
 
 
 def _check_device_name(_instance: object, attribute: attrs.Attribute, value: str) -> None:
@@ -181,8 +186,10 @@ def train_classifier(
     model.to(device=device, memory_format=memory_format)
     model.train()
 
-    # Everything the loop touches is prepared once, on the device.
-    images = torch.from_numpy(np.ascontiguousarray(data.images)).to(device)
+    # Everything the loop touches is prepared once, on the device where it fits.
+    images = torch.from_numpy(np.ascontiguousarray(data.images))
+    resident = not on_cuda or data.images.nbytes <= GPU_RESIDENT_BYTES
+    images = images.to(device) if resident else images.pin_memory()
     if soft_targets is not None:
         targets = torch.from_numpy(soft_targets.astype(np.float32)).to(device)
     else:
@@ -202,13 +209,16 @@ def train_classifier(
         amp_dtype = torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=on_cuda and amp_dtype == torch.float16)
 
-    bar = tqdm(range(settings.epochs), desc=desc, disable=not progress, leave=False)
+    bar = tqdm(
+        range(settings.epochs), desc=desc, disable=not progress, leave=False, file=sys.stderr
+    )
     with _deterministic_cudnn(on_cuda):
         for _epoch in bar:
-            order = torch.randperm(n, generator=generator).to(device)
+            order = torch.randperm(n, generator=generator)
             loss_sum = torch.zeros((), device=device)
-            for index in _batches(n, settings.batch_size, order):
-                batch = images[index]
+            for host_index in _batches(n, settings.batch_size, order):
+                index = host_index.to(device, non_blocking=True)
+                batch = images[index] if resident else images[host_index].to(device)
                 if settings.augment:
                     batch = _augment(batch, generator)
                 inputs = to_float(batch).contiguous(memory_format=memory_format)
@@ -222,7 +232,7 @@ def train_classifier(
                 if scheduler is not None:
                     scheduler.step()
                 loss_sum += loss.detach() * len(index)
-            bar.set_postfix(loss=f"{loss_sum.item() / n:.4f}")
+            bar.set_postfix(loss=f"{loss_sum.item() / n:.4f}", refresh=False)
     bar.close()
 
     model.to(device="cpu", memory_format=torch.contiguous_format)
