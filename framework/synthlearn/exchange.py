@@ -78,7 +78,6 @@ class Ledger:
     per_site: dict[int, dict[str, int]] = attrs.field(factory=dict)
     shared: list[str] = attrs.field(factory=list)
     cached_sites: int = 0
-    site_tasks: int = 0
 
     def _site(self, site: int) -> dict[str, int]:
         return self.per_site.setdefault(site, {"bytes_to_server": 0, "bytes_to_sites": 0})
