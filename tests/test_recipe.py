@@ -156,3 +156,11 @@ def test_cli_validate_messages(tmp_path: Path, write_recipe) -> None:
     hostile.write_text("name: !!python/object/apply:os.system ['echo pwned']\n")
     result = run_cli("validate", str(hostile))
     assert result.returncode == 2 and "not valid YAML" in result.stderr
+
+
+def test_components_must_be_names_or_mappings(plugins) -> None:
+    problems = problems_of(small_recipe(data=5, arms=["local", 7]), plugins)
+    assert problems == [
+        "$.data: expected a component ({use: name, params: {...}}), got 5",
+        "$.arms[1]: expected an arm ({use: name, params: {...}}), got 7",
+    ]

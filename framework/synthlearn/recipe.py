@@ -111,20 +111,20 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook(str, _strict(str, (str,), "string"))
     conv.register_structure_hook(bool, _strict(bool, (bool,), "true or false"))
 
-    def component_ref(value: Any, _type: Any) -> ComponentRef:
+    def as_mapping(value: Any, what: str) -> Mapping[str, Any]:
+        """A component written as a bare name means ``{use: name}``."""
         if isinstance(value, str):
-            return ComponentRef(use=value)
+            return {"use": value}
         if not isinstance(value, Mapping):
-            raise _TypeMismatch(f"expected a component ({{use: name, params: {{...}}}}), "
+            raise _TypeMismatch(f"expected {what} ({{use: name, params: {{...}}}}), "
                                 f"got {_describe(value)}")
-        return _plain.structure(dict(value), ComponentRef)
+        return value
+
+    def component_ref(value: Any, _type: Any) -> ComponentRef:
+        return _plain.structure(dict(as_mapping(value, "a component")), ComponentRef)
 
     def arm_ref(value: Any, _type: Any) -> ArmRef:
-        if isinstance(value, str):
-            return ArmRef(use=value)
-        if not isinstance(value, Mapping):
-            raise _TypeMismatch(f"expected an arm ({{use: name, params: {{...}}}}), "
-                                f"got {_describe(value)}")
+        value = as_mapping(value, "an arm")
         known = {k: v for k, v in value.items() if k in ("use", "name", "params")}
         slots = {k: v for k, v in value.items() if k not in known}
         arm = _plain.structure(known, ArmRef)
