@@ -96,7 +96,8 @@ def test_blocking_a_broken_plugin_lets_the_run_go_on(tmp_path: Path, write_recip
     site = write_distribution(tmp_path / "site", "acme-broken", "acme_broken2", BROKEN, "bad")
     env = {"PYTHONPATH": str(site), "SYNTHLEARN_BLOCK_PLUGINS": "bad"}
     result = run_cli("validate", str(write_recipe(small_recipe())), env=env)
-    assert (result.returncode, result.stdout.strip()) == (0, "ok"), result.stderr
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok (phantom: 180 training images over 3 sites")
 
 
 def test_duplicate_component_names_fail_naming_both_distributions(

@@ -38,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
                            help="override a recipe value, e.g. --set model.params.epochs=3 "
                            "or --set arms[1].params.rounds=10 (repeatable)")
 
-    sub.add_parser("validate", parents=[overrides], help="check a recipe; print ok or problems")
+    sub.add_parser("validate", parents=[overrides],
+                   help="check a recipe and its data; print ok or one line per problem")
 
     p = sub.add_parser("run", parents=[overrides], help="run a recipe and write its report")
     p.add_argument("--out", help="run directory (default: <output.dir>/<name>-<time>)")
@@ -121,11 +122,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     from synthlearn.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, plugins, args.overrides)
-    if args.command == "validate":
-        print("ok")
-        return 0
+    from synthlearn.run import Run, load_data
 
-    from synthlearn.run import Run
+    if args.command == "validate":
+        dataset, sites = load_data(recipe)
+        print(f"ok ({dataset.name}: {len(dataset.train)} training images over "
+              f"{len(sites)} sites, {len(dataset.test)} test images; {len(recipe.arms)} arms)")
+        return 0
 
     Run(recipe, plugins, quiet=args.quiet).execute(args.out)
     return 0

@@ -46,18 +46,39 @@ class Progress:
             print(text, file=sys.stderr, flush=True)
 
 
+def _at(where: str, exc: SynthlearnError) -> SynthlearnError:
+    """The same error, located at a YAML path unless it already names a place."""
+    return exc if exc.where else SynthlearnError(exc.message, where=where)
+
+
+def load_data(recipe: Recipe) -> tuple[Dataset, list[Site]]:
+    """Load the recipe's dataset and partition its training split into sites.
+
+    Quick for every built-in dataset, so ``validate`` calls it too: a missing file or an
+    impossible partition is found before any training starts.
+    """
+    try:
+        dataset = recipe.data.build().load(recipe.seed)
+    except SynthlearnError as exc:
+        raise _at("$.data", exc) from None
+    try:
+        sites = make_sites(recipe, dataset)
+    except SynthlearnError as exc:
+        raise _at("$.sites.partition", exc) from None
+    return dataset, sites
+
+
 def make_sites(recipe: Recipe, dataset: Dataset) -> list[Site]:
     """Partition the training split into the recipe's sites."""
     rng = np.random.default_rng(derive_seed(recipe.seed, "partition"))
     parts = recipe.partition.build().split(dataset.train, recipe.sites, rng)
     if len(parts) != recipe.sites:
         raise DataError(f"partition {recipe.partition.use!r} made {len(parts)} sites, "
-                        f"the recipe asks for {recipe.sites}", where="$.sites")
+                        f"the recipe asks for {recipe.sites}")
     sites = []
     for i, index in enumerate(parts):
         if len(index) == 0:
-            raise DataError(f"partition {recipe.partition.use!r} left site {i} empty",
-                            where="$.sites.partition")
+            raise DataError(f"partition {recipe.partition.use!r} left site {i} empty")
         sites.append(Site(i, dataset.train.subset(np.asarray(index))))
     return sites
 
@@ -110,8 +131,7 @@ class Run:
         started = time.perf_counter()
 
         self.progress.say(f"loading data: {recipe.data.use}")
-        dataset = recipe.data.build().load(recipe.seed)
-        sites = make_sites(recipe, dataset)
+        dataset, sites = load_data(recipe)
         self.progress.say(f"{len(sites)} sites: " + ", ".join(
             f"site {s.id} {len(s.data)} images" for s in sites))
 
