@@ -108,9 +108,9 @@ def synthlearn_register_attacks() -> list[ComponentSpec]:
 def synthlearn_register_runners() -> list[ComponentSpec]:
     """Where site work executes (recipe key ``runner``).
 
-    The factory returns a ``Runner``: ``run_sites(task, sites, ledger, inbound)`` runs a
-    site task for each site and returns the payloads that came back, each counted in the
-    ledger as it crosses.
+    The factory returns a ``Runner``: ``execute(task, sites, envs, inbound)`` runs a site
+    task where each site's data lives and returns each site's payload as safetensors
+    bytes. Caching and byte counting are done by the caller (``ArmContext.run_sites``).
     """
 
 
