@@ -72,9 +72,6 @@ class PluginSet:
     def get(self, kind: str, name: str) -> RegisteredComponent | None:
         return self.components[kind].get(name)
 
-    def names(self, kind: str) -> list[str]:
-        return sorted(self.components[kind])
-
     def describe_names(self, kind: str) -> str:
         """``a (dist), b (dist)``: the installed names of a kind, for error messages."""
         items = [

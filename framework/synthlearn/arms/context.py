@@ -171,10 +171,9 @@ class ArmContext:
     def train(self, data: ImageData, *tags: object, soft_targets: np.ndarray | None = None,
               desc: str = "server") -> nn.Module:
         """Train a fresh downstream model at the server on ``data`` (seeded by ``tags``)."""
-        factory = self.model.build()
-        model = seeded_model(factory, self.seed_for("init", *tags), self.in_chans,
-                             self.num_classes, self.image_size)
-        return train_classifier(model, data, factory.training, self.seed_for("train", *tags),
+        model = self.build_model(*tags)
+        settings = self.model.build().training
+        return train_classifier(model, data, settings, self.seed_for("train", *tags),
                                 soft_targets=soft_targets, progress=self.progress,
                                 desc=f"{self.name}: {desc}")
 
