@@ -5,7 +5,14 @@ from __future__ import annotations
 from synthlearn.arms.centralized import CentralizedArm, CentralizedConfig
 from synthlearn.arms.context import ArmContext, ArmResult
 from synthlearn.arms.local import LocalArm, LocalConfig
+from synthlearn.arms.synthetic import SyntheticArm, SyntheticConfig
 from synthlearn.components import ComponentSpec
+from synthlearn.conditioning import (
+    CategoricalConditioning,
+    CategoricalConfig,
+    PhenotypicConditioning,
+    PhenotypicConfig,
+)
 from synthlearn.data.digits import DigitsConfig, DigitsDataset
 from synthlearn.data.imagefolder import ImageFolderConfig, ImageFolderDataset
 from synthlearn.data.medmnist import MedMNISTConfig, MedMNISTDataset
@@ -64,6 +71,22 @@ def synthlearn_register_poolings() -> list[ComponentSpec]:
                       "pool every site's raw images at the server (not private)"),
         ComponentSpec("local", LocalConfig, LocalArm,
                       "each site trains on its own images only"),
+        ComponentSpec("synthetic", SyntheticConfig, SyntheticArm,
+                      "sites share a fitted generator or its samples; the server trains "
+                      "on the pooled synthetic images",
+                      slots={"generator": "generator", "conditioning": "conditioning"},
+                      slot_defaults={"generator": "gan", "conditioning": "categorical"}),
+    ]
+
+
+@hookimpl
+def synthlearn_register_conditionings() -> list[ComponentSpec]:
+    return [
+        ComponentSpec("categorical", CategoricalConfig, CategoricalConditioning,
+                      "the class label; new labels follow the site's class counts"),
+        ComponentSpec("phenotypic", PhenotypicConfig, PhenotypicConditioning,
+                      "the class plus phenotype attributes, sampled per class from the "
+                      "site's aggregate statistics"),
     ]
 
 

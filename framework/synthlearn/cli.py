@@ -1,4 +1,4 @@
-"""The ``synthlearn`` command: ``plugins``, ``validate`` and ``run``.
+"""The ``synthlearn`` command: ``plugins``, ``validate``, ``run`` and ``sample``.
 
 A mistake the user can fix prints one line (``error: <where>: <what>``) and exits with
 status 2; a recipe with several problems prints one line per problem.
@@ -44,7 +44,28 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", parents=[overrides], help="run a recipe and write its report")
     p.add_argument("--out", help="run directory (default: <output.dir>/<name>-<time>)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+
+    p = sub.add_parser("sample", help="draw images from a generator a site sent "
+                       "(artifacts/<arm>/site-N-generator.safetensors of a run)")
+    p.add_argument("generator", help="path to a site's generator file")
+    p.add_argument("--n", type=int, default=64, help="how many images (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--out", required=True,
+                   help="output file: .png (example grid per class) or .npz (arrays)")
     return parser
+
+
+def _sample(args: argparse.Namespace, plugins: PluginSet) -> int:
+    from synthlearn.generator_file import open_generator, save_samples
+
+    if args.n < 1:
+        raise SynthlearnError(f"--n must be at least 1, got {args.n}")
+    saved = open_generator(args.generator, plugins)
+    data = saved.draw(args.n, args.seed)
+    names = [f"class {c}" for c in range(int(saved.stats.get("num_classes", 0)))]
+    save_samples(data, args.out, names, args.seed)
+    print(f"{len(data)} images, classes {data.class_counts(len(names))} -> {args.out}")
+    return 0
 
 
 def _plugins_table(plugins: PluginSet) -> str:
@@ -118,6 +139,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(_plugins_json(plugins) if args.json else _plugins_table(plugins))
         return 1 if plugins.problems else 0
     plugins.raise_problems()
+    if args.command == "sample":
+        return _sample(args, plugins)
 
     from synthlearn.recipe import load_recipe
 

@@ -280,3 +280,84 @@ def arms_chart(path: Path, arms: list[dict]) -> None:
                ncols=len(handles) if len(handles) <= 3 else 2,
                frameon=False, fontsize=9)
     save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------- synthetic grid
+
+
+def synthetic_grid(path: Path, real: list[tuple[int, ImageData]],
+                   synthetic: dict[int, ImageData], class_names: list[str], seed: int,
+                   per_class: int = 4) -> None:
+    """Real training images of every site next to the synthetic images made for it.
+
+    One block per site (titled "site k"), holding a row "site k real" above a row
+    "site k synthetic"; one group of ``per_class`` columns per class, headed by the class
+    name. Each cell group shows up to ``per_class`` images of that class picked at random
+    with ``seed`` (the same inputs always pick the same images). A class a site (or its
+    synthetic pool) has no images of leaves its cells blank. Sites are those of ``real``
+    in order, then any site only in ``synthetic`` in increasing order; a site with no
+    images on one side shows "none" in the first cell of that row. One-channel images
+    are shown in grey, RGB as colour. With no synthetic images at all the PNG says so.
+    """
+    if not synthetic:
+        message_figure(path, "no synthetic images")
+        return
+    per_class = max(1, int(per_class))
+    real_by_site = {int(site_id): data for site_id, data in real}
+    site_ids = [int(site_id) for site_id, _ in real]
+    site_ids += sorted(int(s) for s in synthetic if int(s) not in real_by_site)
+    pools = list(real_by_site.values()) + list(synthetic.values())
+    top_label = max((int(d.labels.max()) for d in pools if len(d)), default=-1)
+    num_classes = max(len(class_names), top_label + 1, 1)
+    names = [class_name(class_names, c) for c in range(num_classes)]
+
+    rows = 2 * len(site_ids)
+    columns = num_classes * per_class
+    cell = float(np.clip(min(24.0 / columns, 16.0 / rows), 0.3, 0.8))
+    longest = max(len(f"site {s} synthetic") for s in site_ids)
+    label_width = 0.3 + 0.075 * longest
+    group_width = per_class * cell + 0.25
+    width = label_width + num_classes * group_width + 0.3
+    height = rows * cell + len(site_ids) * 0.75 + 0.5
+    box_aspect = next((d.images.shape[2] / d.images.shape[3] for d in pools if len(d)), 1.0)
+    fig = new_figure(width, height)
+    fig.suptitle("Real and synthetic images per site and class", fontsize=12)
+    site_figs = fig.subfigures(len(site_ids), 1, squeeze=False)[:, 0]
+
+    for site_fig, site_id in zip(site_figs, site_ids, strict=True):
+        pair = (("real", real_by_site.get(site_id)), ("synthetic", synthetic.get(site_id)))
+        counts = ", ".join(f"{len(d) if d is not None else 0} {kind}" for kind, d in pair)
+        site_fig.suptitle(f"site {site_id}  ({counts})", fontsize=11, fontweight="bold",
+                          x=0.01, ha="left")
+        parts = site_fig.subfigures(1, num_classes + 1, squeeze=False, wspace=0.12,
+                                    width_ratios=[label_width] + [group_width] * num_classes)[0]
+        # row labels in their own column, laid out like the class groups so rows align
+        parts[0].suptitle(" ", fontsize=10)
+        for ax, (kind, _) in zip(parts[0].subplots(2, 1, squeeze=False)[:, 0], pair,
+                                 strict=True):
+            ax.set_axis_off()
+            ax.text(1.0, 0.5, f"site {site_id} {kind}", ha="right", va="center", fontsize=9,
+                    transform=ax.transAxes)
+        for c, class_fig in enumerate(parts[1:]):
+            class_fig.suptitle(names[c], fontsize=10)
+            axes = class_fig.subplots(2, per_class, squeeze=False)
+            for row, (kind, data) in enumerate(pair):
+                stream = 0 if kind == "real" else 1
+                rng = np.random.default_rng([int(seed) & 0xFFFFFFFF,
+                                             int(site_id) & 0xFFFFFFFF, stream, c])
+                chosen = (pick_examples(data.labels, c, per_class, rng)
+                          if data is not None else np.empty(0, dtype=np.int64))
+                for j in range(per_class):
+                    ax = axes[row, j]
+                    if j < len(chosen):
+                        show_image(ax, data.images[chosen[j]])
+                    elif j == 0:  # a framed empty cell marks the missing class
+                        _bare(ax)
+                        ax.set_box_aspect(box_aspect)
+                        if c == 0 and (data is None or len(data) == 0):
+                            ax.text(0.5, 0.5, "none", ha="center", va="center",
+                                    color=MUTED_COLOR, fontsize=9, style="italic",
+                                    transform=ax.transAxes)
+                    else:
+                        ax.set_axis_off()
+    save_figure(fig, path)

@@ -7,7 +7,7 @@ kind.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     import torch.nn as nn
 
     from synthlearn.arms.context import ArmContext, ArmResult
-    from synthlearn.data.types import Dataset, ImageData
+    from synthlearn.conditioning import Conditions
+    from synthlearn.data.types import AttributeInfo, Dataset, ImageData
+    from synthlearn.exchange import Payload
     from synthlearn.sites import Site, SiteEnv, SiteTask
     from synthlearn.training import TrainSettings
 
@@ -52,6 +54,68 @@ class ModelFactory(Protocol):
 
     def describe(self) -> Mapping[str, Any]:
         """JSON-able description (architecture, parameter count) for the report."""
+        ...
+
+
+@runtime_checkable
+class ConditioningScheme(Protocol):
+    """kind ``conditioning``: what a generator is conditioned on (see
+    ``synthlearn.conditioning`` for the built-in schemes).
+
+    The statistics ``summarize`` returns are aggregate (counts, means, rates), JSON-able,
+    and travel with a site's output; ``encode`` and ``sample`` need nothing else.
+    """
+
+    def check(self, dataset: Dataset, sites: list[Site]) -> None:
+        """Raise ``SynthlearnError`` if this dataset cannot support the scheme."""
+        ...
+
+    def summarize(self, data: ImageData, num_classes: int,
+                  attributes: Sequence[AttributeInfo]) -> dict[str, Any]:
+        """Aggregate statistics of one site's labels and attributes."""
+        ...
+
+    def encode(self, labels: np.ndarray, attributes: dict[str, np.ndarray],
+               stats: dict[str, Any]) -> Conditions:
+        """Labels plus attributes -> class indices and a float vector per image."""
+        ...
+
+    def sample(self, stats: dict[str, Any], n: int, rng: np.random.Generator
+               ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """``n`` new labels and attribute values following the site's statistics."""
+        ...
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """kind ``generator``: a conditional image generator fit at one site.
+
+    The factory's object is unfitted; ``fit`` trains it, ``load`` restores a fitted one
+    from what ``state`` produced (weights as tensors, architecture and config as JSON
+    meta: loading never unpickles). ``sample`` must be deterministic for a given seed.
+    """
+
+    def check(self, dataset: Dataset, sites: list[Site]) -> None:
+        """Raise ``SynthlearnError`` naming the site if a site is too small to fit on,
+        or the image shape is one the generator cannot make."""
+        ...
+
+    def fit(self, data: ImageData, conditions: Conditions, num_classes: int, seed: int, *,
+            progress: bool = True, desc: str = "generator") -> None:
+        """Train on one site's uint8 images under ``conditions`` (one per image)."""
+        ...
+
+    def sample(self, conditions: Conditions, seed: int) -> np.ndarray:
+        """uint8 images (N, C, H, W), one per condition."""
+        ...
+
+    def state(self) -> Payload:
+        """The fitted generator as a payload (what ``share: generator`` sends)."""
+        ...
+
+    def load(self, payload: Payload, source: str) -> None:
+        """Restore a fitted generator; a malformed payload is a ``SynthlearnError``
+        naming ``source``."""
         ...
 
 

@@ -8,6 +8,7 @@ section is left out or says so.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -125,7 +126,54 @@ def _class_names(metrics: dict[str, Any]) -> list[str]:
     return names
 
 
+def slug(name: str) -> str:
+    """An arm name made safe as part of a file name."""
+    return re.sub(r"[^\w.-]", "_", name) or "arm"
+
+
 # --------------------------------------------------------------------------- sections
+
+
+def _synthetic(metrics: dict[str, Any]) -> list[str]:
+    arms = [(i, a) for i, a in enumerate(metrics.get("arms") or []) if a.get("fidelity")]
+    if not arms:
+        return []
+    lines = ["", "## Synthetic data", "",
+             "How close each arm's synthetic images are to the real test images, next to "
+             "what a classifier trained on them reaches. FD is the Fréchet distance and "
+             "precision/recall the k-NN precision and recall, in a fixed random-feature "
+             "space (comparable within this dataset, not with Inception FID). Precision: "
+             "share of synthetic images that look like real ones; recall: share of the real "
+             "variety the synthetic images cover.", ""]
+    header = ["arm", "site", "share", "synthetic images", "FD", "precision", "recall",
+              "accuracy"]
+    rows = []
+    for i, arm in arms:
+        fid, details = arm["fidelity"], arm.get("details") or {}
+        acc = (arm.get("metrics") or {}).get("accuracy")
+        pooled = fid.get("pooled") or {}
+        rows.append([_arm_name(arm, i), "all", str(details.get("share", "n/a")),
+                     _count(pooled.get("n_fake")), _num(pooled.get("fd"), 2),
+                     _num(pooled.get("precision")), _num(pooled.get("recall")), _num(acc)])
+        for site in fid.get("sites") or []:
+            rows.append(["", str(site.get("site", "?")), "", _count(site.get("n_fake")),
+                         _num(site.get("fd"), 2), _num(site.get("precision")),
+                         _num(site.get("recall")), ""])
+    ref = (metrics.get("fidelity_reference") or {}).get("real_train_vs_test")
+    if ref:
+        rows.append(["*real training images*", "all", "", _count(ref.get("n_fake")),
+                     _num(ref.get("fd"), 2), _num(ref.get("precision")),
+                     _num(ref.get("recall")), ""])
+    lines += _table(header, rows, ["l", "l", "l"] + ["r"] * 5)
+    if ref:
+        lines += ["", "The last row scores the real training images the same way: the "
+                  "best a generator can hope for."]
+    for i, arm in arms:
+        figure = (arm.get("figures") or {}).get("synthetic")
+        if figure:
+            lines += ["", f"### {_arm_name(arm, i)}: real and synthetic images per site", "",
+                      f"![synthetic images of {_arm_name(arm, i)}]({figure})"]
+    return lines
 
 
 def _arm_name(arm: dict[str, Any], i: int) -> str:
@@ -328,6 +376,7 @@ def render_report(metrics: dict) -> str:
         lines += _per_site_results(arms)
     else:
         lines.append("No arms were run.")
+    lines += _synthetic(metrics)
     lines += _shared(arms)
     lines += _attacks(arms)
     lines += _sites(metrics)
@@ -336,18 +385,26 @@ def render_report(metrics: dict) -> str:
 
 
 def write_report(run_dir: Path, metrics: dict, site_data: list[tuple[int, ImageData]],
-                 class_names: list[str], seed: int) -> list[str]:
+                 class_names: list[str], seed: int,
+                 synthetic: dict[str, dict[int, ImageData]] | None = None) -> list[str]:
     """Write ``report.md``, ``samples.png``, ``class_balance.png`` and ``arms.png`` into
-    ``run_dir`` (created if needed) and return those file names.
+    ``run_dir`` (created if needed) and return the file names written.
 
     ``site_data`` holds each site's id and training images (for the sample grid, drawn
     with ``seed``); the class balance comes from ``metrics["sites"]``, or from
-    ``site_data`` when the metrics have no sites.
+    ``site_data`` when the metrics have no sites. ``synthetic`` maps an arm name to each
+    site's synthetic images: one ``synthetic-<arm>.png`` per arm sets them beside the
+    site's real images.
     """
     from synthlearn import figures  # matplotlib loads only when a report is written
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for arm, pools in (synthetic or {}).items():
+        name = f"synthetic-{slug(arm)}.png"
+        figures.synthetic_grid(run_dir / name, site_data, pools, class_names, seed=seed)
+        written.append(name)
     figures.sample_grid(run_dir / FIGURES["samples"], site_data, class_names, seed=seed)
     sites = metrics.get("sites") or [
         {"site": sid, "n": len(data), "class_counts": data.class_counts(len(class_names))}
@@ -356,4 +413,5 @@ def write_report(run_dir: Path, metrics: dict, site_data: list[tuple[int, ImageD
     figures.class_balance(run_dir / FIGURES["class_balance"], sites, class_names)
     figures.arms_chart(run_dir / FIGURES["arms"], list(metrics.get("arms") or []))
     (run_dir / REPORT_FILE).write_text(render_report(metrics), encoding="utf-8", newline="\n")
-    return [REPORT_FILE, FIGURES["samples"], FIGURES["class_balance"], FIGURES["arms"]]
+    return [REPORT_FILE, FIGURES["samples"], FIGURES["class_balance"], FIGURES["arms"],
+            *written]

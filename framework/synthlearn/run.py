@@ -23,12 +23,13 @@ import yaml
 from synthlearn import __version__
 from synthlearn.arms.context import ArmContext, ArmResult
 from synthlearn.cache import SiteCache
-from synthlearn.data.types import Dataset
-from synthlearn.errors import DataError, SynthlearnError
+from synthlearn.data.types import Dataset, ImageData
+from synthlearn.errors import DataError, RecipeError, SynthlearnError
 from synthlearn.evaluation import classification_metrics
+from synthlearn.fidelity import fidelity
 from synthlearn.plugins import PluginSet
-from synthlearn.recipe import Arm, Recipe
-from synthlearn.report import write_report
+from synthlearn.recipe import Arm, Component, Recipe
+from synthlearn.report import slug, write_report
 from synthlearn.sites import Site, derive_seed
 from synthlearn.training import predict_proba
 
@@ -65,7 +66,36 @@ def load_data(recipe: Recipe) -> tuple[Dataset, list[Site]]:
         sites = make_sites(recipe, dataset)
     except SynthlearnError as exc:
         raise _at("$.sites.partition", exc) from None
+    check_components(recipe, dataset, sites)
     return dataset, sites
+
+
+def _arm_components(arm: Arm) -> list[Component]:
+    out, todo = [], [arm.component]
+    while todo:
+        comp = todo.pop(0)
+        out.append(comp)
+        todo.extend(comp.slots.values())
+    return out
+
+
+def check_components(recipe: Recipe, dataset: Dataset, sites: list[Site]) -> None:
+    """Let every arm component that has a ``check(dataset, sites)`` method look at the
+    data before any work starts (a generator rejecting a too-small site, a conditioning
+    rejecting a dataset without attributes). Raises ``RecipeError`` listing each
+    problem at the component's YAML path."""
+    problems = []
+    for arm in recipe.arms:
+        for comp in _arm_components(arm):
+            check = getattr(comp.build(), "check", None)
+            if check is None:
+                continue
+            try:
+                check(dataset, sites)
+            except SynthlearnError as exc:
+                problems.append(f"{comp.path}: {exc}")
+    if problems:
+        raise RecipeError(problems)
 
 
 def make_sites(recipe: Recipe, dataset: Dataset) -> list[Site]:
@@ -122,6 +152,8 @@ class Run:
         self.plugins = plugins
         self.progress = Progress(not quiet)
         self.cache = SiteCache(recipe.cache_dir) if recipe.cache_dir else None
+        self.synthetic: dict[str, dict[int, ImageData]] = {}
+        self.artifacts: dict[str, dict[str, bytes]] = {}
 
     def execute(self, out: str | None = None) -> Path:
         """Run every arm and write the run directory; return its path."""
@@ -155,9 +187,10 @@ class Run:
         return final
 
     def _versions(self, arm: Arm) -> dict[str, str]:
-        comp = arm.component.registered
-        return {"synthlearn": __version__, comp.distribution: comp.version,
-                arm.model.registered.distribution: arm.model.registered.version}
+        versions = {"synthlearn": __version__}
+        for comp in [*_arm_components(arm), arm.model]:
+            versions[comp.registered.distribution] = comp.registered.version
+        return versions
 
     def _run_arms(self, dataset: Dataset, sites: list[Site]) -> dict[str, Any]:
         recipe = self.recipe
@@ -178,7 +211,7 @@ class Run:
                 num_classes=dataset.num_classes, in_chans=dataset.channels,
                 image_size=dataset.image_size, runner=recipe.runner.build(), cache=self.cache,
                 hook=self.plugins.hook, evaluator=evaluator, progress=self.progress.enabled,
-                versions=self._versions(arm),
+                versions=self._versions(arm), attributes=dataset.attributes,
             )
             start = time.perf_counter()
             result = self.plugins.hook.synthlearn_run_arm(ctx=ctx)
@@ -188,6 +221,15 @@ class Run:
                                       f"{type(result).__name__}, expected ArmResult")
             entry = self._score(arm, pooling, ctx, result, evaluator)
             entry["metrics"]["wall_s"] = time.perf_counter() - start
+            if result.synthetic:
+                self.progress.say(f"  {arm.name}: fidelity of the synthetic images")
+                entry["fidelity"] = self._fidelity(result.synthetic, test.images)
+                self.synthetic[arm.name] = result.synthetic
+                entry["figures"] = {"synthetic": f"synthetic-{slug(arm.name)}.png"}
+            if result.artifacts:
+                self.artifacts[arm.name] = result.artifacts
+                entry["artifacts"] = [f"artifacts/{slug(arm.name)}/{name}"
+                                      for name in sorted(result.artifacts)]
             self.plugins.hook.synthlearn_on_arm_end(arm=arm.name, metrics=entry)
             m = entry["metrics"]
             self.progress.say(f"  {arm.name}: accuracy {m['accuracy']:.3f}, "
@@ -197,6 +239,10 @@ class Run:
         factory = recipe.model.build()
         factory.build(dataset.channels, dataset.num_classes, dataset.image_size)
         model_desc = dict(factory.describe())  # after a build: it knows the parameter count
+        extra: dict[str, Any] = {}
+        if self.synthetic:
+            real = np.concatenate([s.data.images for s in sites])
+            extra["fidelity_reference"] = {"real_train_vs_test": fidelity(real, test.images)}
         return {
             "name": recipe.name,
             "seed": recipe.seed,
@@ -218,6 +264,18 @@ class Run:
                 for s in sites
             ],
             "arms": arms_out,
+            **extra,
+        }
+
+    @staticmethod
+    def _fidelity(pools: dict[int, ImageData], test_images: np.ndarray) -> dict[str, Any]:
+        """How close each site's synthetic images, and their union, are to the real test
+        images (Fréchet distance and k-NN precision/recall in a fixed feature space)."""
+        pooled = np.concatenate([pools[sid].images for sid in sorted(pools)])
+        return {
+            "pooled": fidelity(test_images, pooled),
+            "sites": [{"site": sid, **fidelity(test_images, pools[sid].images)}
+                      for sid in sorted(pools)],
         }
 
     def _score(self, arm: Arm, pooling: Any, ctx: ArmContext, result: ArmResult,
@@ -255,6 +313,11 @@ class Run:
         (run_dir / "recipe.yaml").write_text(
             yaml.safe_dump(self.recipe.to_dict(), sort_keys=False), encoding="utf-8")
         write_report(run_dir, metrics, [(s.id, s.data) for s in sites],
-                     list(dataset.class_names), self.recipe.seed)
+                     list(dataset.class_names), self.recipe.seed, synthetic=self.synthetic)
+        for arm, files in self.artifacts.items():
+            folder = run_dir / "artifacts" / slug(arm)
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, blob in files.items():
+                (folder / name).write_bytes(blob)
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n",
                                               encoding="utf-8")

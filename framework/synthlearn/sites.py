@@ -9,13 +9,14 @@ distributed runner can run it where the data lives.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 import torch
 
-from synthlearn.data.types import ImageData
+from synthlearn.cache import SiteCache, cache_key
+from synthlearn.data.types import AttributeInfo, ImageData
 from synthlearn.exchange import Payload
 
 if TYPE_CHECKING:
@@ -51,8 +52,10 @@ class Site:
 
 @attrs.define(frozen=True)
 class SiteEnv:
-    """What a site task may use besides its data: the arm's model recipe, the dataset's
-    shape, a seed for this site and task, the device and whether to show progress."""
+    """What a site task may use besides its data: the arm's model recipe and its other
+    components (``parts``: the arm's slots, e.g. ``generator`` and ``conditioning``), the
+    dataset's shape and phenotype attributes, a seed for this site and task, whether to
+    show progress, and the site's own store for work worth keeping (``memo``)."""
 
     seed: int
     model: Component
@@ -60,6 +63,28 @@ class SiteEnv:
     in_chans: int
     image_size: tuple[int, int]
     progress: bool = True
+    attributes: tuple[AttributeInfo, ...] = ()
+    parts: Mapping[str, Component] = attrs.field(factory=dict)
+    store: SiteCache | None = None
+    versions: Mapping[str, str] = attrs.field(factory=dict)
+
+    def memo(self, parts: Mapping[str, Any], compute: Callable[[], Payload]) -> Payload:
+        """``compute()``, or its earlier result kept at this site for the same ``parts``.
+
+        For expensive site-side work that several tasks or arms share but that need not
+        leave the site (e.g. a fitted generator that one arm sends and another only
+        samples from). ``parts`` must identify everything that determines the result
+        (config, data fingerprint, seed); versions are added.
+        """
+        if self.store is None:
+            return compute()
+        key = cache_key({"site_memo": dict(parts), "versions": dict(self.versions)})
+        blob = self.store.get(key)
+        if blob is not None:
+            return Payload.from_bytes(blob, "site store")
+        payload = compute()
+        self.store.put(key, payload.to_bytes())
+        return payload
 
     def new_model(self) -> tuple[ModelFactory, nn.Module]:
         """The arm's model factory and a fresh network, initialised from this env's seed."""

@@ -18,7 +18,7 @@ import numpy as np
 import torch.nn as nn
 
 from synthlearn.cache import SiteCache, cache_key
-from synthlearn.data.types import ImageData
+from synthlearn.data.types import AttributeInfo, ImageData
 from synthlearn.errors import SynthlearnError
 from synthlearn.exchange import Ledger, Payload
 from synthlearn.sites import Site, SiteEnv, SiteTask, derive_seed, seeded_model
@@ -36,12 +36,18 @@ class ArmResult:
     ``model`` is the one server-side model (centralized, FedAvg, synthetic); arms that end
     with one model per site (local) put them in ``site_models`` instead, and the arm is
     scored by the mean over sites. ``details`` is arm-specific JSON for metrics.json
-    (e.g. per-round figures).
+    (e.g. per-round figures). Arms that train on synthetic images put each site's
+    synthetic set in ``synthetic``: the evaluator scores its fidelity against the real
+    test set and the report shows it beside the site's real images. ``artifacts`` are
+    files (name -> bytes, safetensors or JSON) kept in the run directory under
+    ``artifacts/<arm>/``, e.g. the generators a site sent.
     """
 
     model: nn.Module | None = None
     site_models: dict[int, nn.Module] = attrs.field(factory=dict)
     details: dict[str, Any] = attrs.field(factory=dict)
+    synthetic: dict[int, ImageData] = attrs.field(factory=dict)
+    artifacts: dict[str, bytes] = attrs.field(factory=dict)
 
 
 @attrs.define
@@ -62,6 +68,7 @@ class ArmContext:
     progress: bool = True
     ledger: Ledger = attrs.field(factory=Ledger)
     versions: Mapping[str, str] = attrs.field(factory=dict)
+    attributes: tuple[AttributeInfo, ...] = ()
 
     @property
     def name(self) -> str:
@@ -84,6 +91,10 @@ class ArmContext:
             in_chans=self.in_chans,
             image_size=self.image_size,
             progress=self.progress,
+            attributes=self.attributes,
+            parts=self.arm.component.slots,
+            store=self.cache,
+            versions=self.versions,
         )
 
     def _key(self, task: SiteTask, site: Site, inbound: bytes | None) -> str:
@@ -96,6 +107,7 @@ class ArmContext:
             "name": task.name,
             "config": config,
             "model": self.model.to_dict(conv),
+            "parts": {k: c.to_dict(conv) for k, c in self.arm.component.slots.items()},
             "site": site.id,
             "data": site.data.fingerprint(),
             "seed": derive_seed(self.seed, "site", site.id, task.name),

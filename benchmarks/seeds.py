@@ -1,0 +1,81 @@
+"""Run one recipe over several seeds and print every arm's mean and spread.
+
+    .venv/bin/python benchmarks/seeds.py templates/recipes/catphishing.yaml --seeds 0 1 2 \
+        [--set arms[2].generator.params.steps=2000] [--keep runs/catphishing-seeds]
+
+Each seed is a full ``synthlearn run`` (same recipe, ``seed`` overridden; the site-output
+cache is used if the recipe has one). Prints, per arm, accuracy / balanced accuracy / AUC
+as mean ± standard deviation (ddof=1) over the seeds, every seed's accuracy, bytes to the
+server and wall time; then the same table as Markdown for docs/results.md. With
+``--keep`` each seed's run directory is kept there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from synthlearn.plugins import load_plugins
+from synthlearn.recipe import load_recipe
+from synthlearn.run import Run
+
+METRICS = ("accuracy", "balanced_accuracy", "auc")
+
+
+def _spread(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.3f} ± {sd:.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("recipe")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--keep", help="directory to keep each seed's run directory in")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args()
+
+    plugins = load_plugins()
+    plugins.raise_problems()
+    rows: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(args.keep) if args.keep else Path(tmp)
+        for seed in args.seeds:
+            recipe = load_recipe(args.recipe, plugins, [*args.overrides, f"seed={seed}"])
+            out = base / f"seed-{seed}"
+            start = time.perf_counter()
+            Run(recipe, plugins, quiet=args.quiet).execute(str(out))
+            metrics = json.loads((out / "metrics.json").read_text())
+            print(f"seed {seed}: {time.perf_counter() - start:.0f} s  " + "  ".join(
+                f"{a['name']} {a['metrics']['accuracy']:.3f}" for a in metrics["arms"]),
+                flush=True)
+            for arm in metrics["arms"]:
+                rows.setdefault(arm["name"], []).append(arm)
+
+    header = ["arm", "accuracy", "balanced acc.", "AUC", "accuracy per seed",
+              "bytes to server", "wall s"]
+    table = []
+    for name, arms in rows.items():
+        cells = [name]
+        for key in METRICS:
+            values = [a["metrics"][key] for a in arms if a["metrics"][key] is not None]
+            cells.append(_spread(values) if values else "n/a")
+        cells.append(", ".join(f"{a['metrics']['accuracy']:.3f}" for a in arms))
+        cells.append(f"{statistics.fmean(a['metrics']['bytes_to_server'] for a in arms):,.0f}")
+        cells.append(f"{statistics.fmean(a['metrics']['wall_s'] for a in arms):.0f}")
+        table.append(cells)
+    print(f"\nrecipe {args.recipe}, seeds {args.seeds}, overrides {args.overrides or 'none'}")
+    print("| " + " | ".join(header) + " |")
+    print("| --- | " + " | ".join("---:" for _ in header[1:]) + " |")
+    for cells in table:
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

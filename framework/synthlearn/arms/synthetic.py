@@ -1,0 +1,210 @@
+"""The ``synthetic`` arm (CATphishing): sites share generators or synthetic images, never
+real ones; the server trains the downstream model on the pooled synthetic images.
+
+Each site summarises its labels and attributes with the arm's conditioning scheme
+(aggregate statistics only), fits the arm's generator on its own images once, and sends
+either
+
+* ``share: samples``: synthetic images with their labels and attributes, as many as
+  ``multiple`` times the site's size (or ``count``), drawn with conditions that follow
+  the site's own class and attribute mix; or
+* ``share: generator``: the fitted generator's weights and the statistics; the server
+  draws the same synthetic images itself.
+
+Both modes draw the same pool for the same seed (the fitted generator is kept at the
+site, so switching modes, or a second arm with the same generator, does not refit).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+
+from synthlearn.arms.centralized import concat
+from synthlearn.arms.context import ArmContext, ArmResult
+from synthlearn.data.types import ImageData
+from synthlearn.errors import SynthlearnError
+from synthlearn.exchange import Payload
+from synthlearn.sites import Site, SiteEnv, SiteTask, derive_seed
+
+SHARES: tuple[str, ...] = ("samples", "generator")
+
+#: Images per call to a generator's ``sample``.
+SAMPLE_CHUNK = 512
+
+
+def _positive_or_none(_instance: object, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None and value <= 0:
+        raise ValueError(f"'{attribute.name}' must be positive, got {value}")
+
+
+@attrs.define(frozen=True)
+class SyntheticConfig:
+    """How much leaves each site, and in what form.
+
+    ``share`` is ``samples`` (synthetic images cross) or ``generator`` (the fitted
+    generator crosses and the server samples). Each site contributes ``multiple`` times
+    its own number of images (default 1.0) or, when ``count`` is set instead, exactly
+    ``count`` images; setting both is an error.
+    """
+
+    share: str = attrs.field(default="samples", validator=attrs.validators.in_(SHARES))
+    multiple: float | None = attrs.field(default=None, validator=_positive_or_none)
+    count: int | None = attrs.field(default=None, validator=_positive_or_none)
+
+    def __attrs_post_init__(self) -> None:
+        if self.multiple is not None and self.count is not None:
+            raise ValueError("set either 'multiple' or 'count', not both")
+
+    def images_for(self, n_real: int) -> int:
+        """How many synthetic images a site with ``n_real`` images contributes."""
+        if self.count is not None:
+            return self.count
+        return max(1, round((1.0 if self.multiple is None else self.multiple) * n_real))
+
+
+def _fit_parts(site: Site, env: SiteEnv) -> dict[str, Any]:
+    from synthlearn.recipe import make_converter
+
+    conv = make_converter()
+    return {
+        "fit": "generator",
+        "generator": env.parts["generator"].to_dict(conv),
+        "conditioning": env.parts["conditioning"].to_dict(conv),
+        "data": site.data.fingerprint(),
+        "seed": derive_seed(env.seed, "fit"),
+        "shape": [env.num_classes, env.in_chans, list(env.image_size)],
+    }
+
+
+def describe_parts(parts: Any) -> dict[str, Any]:
+    """The arm's generator and conditioning by ``use`` and ``params`` (JSON), so a saved
+    site output says how to rebuild them."""
+    from synthlearn.recipe import make_converter
+
+    conv = make_converter()
+    return {"components": {slot: {"use": comp.use, "params": conv.unstructure(comp.config)}
+                           for slot, comp in sorted(parts.items())}}
+
+
+def draw_pool(generator: Any, scheme: Any, stats: dict[str, Any], n: int, seed: int
+              ) -> ImageData:
+    """``n`` synthetic images whose conditions follow ``stats``, deterministic in ``seed``."""
+    labels, attributes = scheme.sample(stats, n, np.random.default_rng(derive_seed(seed, "c")))
+    conditions = scheme.encode(labels, attributes, stats)
+    chunks = []
+    for i, start in enumerate(range(0, n, SAMPLE_CHUNK)):
+        part = conditions.subset(np.arange(start, min(n, start + SAMPLE_CHUNK)))
+        chunks.append(generator.sample(part, derive_seed(seed, "z", i)))
+    images = np.concatenate(chunks)
+    return ImageData(images=images, labels=labels,
+                     attributes={k: np.asarray(v, np.float32) for k, v in attributes.items()})
+
+
+def synthesize(site: Site, config: SyntheticConfig, inbound: Payload | None, env: SiteEnv
+               ) -> Payload:
+    """Site work: summarise, fit the generator (once), send samples or the generator."""
+    scheme = env.parts["conditioning"].build()
+    stats = scheme.summarize(site.data, env.num_classes, env.attributes)
+    n_real = len(site.data)
+
+    def fit() -> Payload:
+        generator = env.parts["generator"].build()
+        conditions = scheme.encode(site.data.labels, site.data.attributes, stats)
+        generator.fit(site.data, conditions, env.num_classes, derive_seed(env.seed, "fit"),
+                      progress=env.progress, desc=f"site {site.id}: fit generator")
+        return generator.state()
+
+    state = env.memo(_fit_parts(site, env), fit)
+    meta: dict[str, Any] = {"share": config.share, "stats": stats, "n_real": n_real,
+                            **describe_parts(env.parts)}
+    if config.share == "generator":
+        return Payload(state.tensors, {**meta, "generator": state.meta})
+    generator = env.parts["generator"].build()
+    generator.load(state, f"site {site.id} generator")
+    pool = draw_pool(generator, scheme, stats, config.images_for(n_real),
+                     derive_seed(env.seed, "sample"))
+    tensors = {"images": torch.from_numpy(pool.images), "labels": torch.from_numpy(pool.labels)}
+    for name, values in pool.attributes.items():
+        tensors[f"attr.{name}"] = torch.from_numpy(values)
+    return Payload(tensors, meta)
+
+
+def _received_pool(payload: Payload, source: str, ctx: ArmContext) -> ImageData:
+    """The synthetic images a site sent, checked against the dataset's shape."""
+    t = payload.tensors
+    try:
+        images, labels = t["images"].numpy(), t["labels"].numpy().astype(np.int64)
+        pool = ImageData(images=images, labels=labels,
+                         attributes={k.removeprefix("attr."): v.numpy().astype(np.float32)
+                                     for k, v in t.items() if k.startswith("attr.")})
+    except (KeyError, ValueError) as exc:
+        raise SynthlearnError(f"malformed synthetic samples: {exc}", where=source) from None
+    expected = (ctx.in_chans, *ctx.image_size)
+    if pool.images.shape[1:] != expected:
+        raise SynthlearnError(f"synthetic images have shape {pool.images.shape[1:]}, the "
+                              f"dataset's are {expected}", where=source)
+    if len(pool) and (labels.min() < 0 or labels.max() >= ctx.num_classes):
+        raise SynthlearnError("synthetic labels outside the dataset's classes", where=source)
+    return pool
+
+
+class SyntheticArm:
+    """Train the downstream model on synthetic images pooled from every site."""
+
+    private = True
+
+    def __init__(self, config: SyntheticConfig) -> None:
+        self.config = config
+
+    def run(self, ctx: ArmContext) -> ArmResult:
+        shares = ("fitted generator weights and aggregate label/attribute statistics"
+                  if self.config.share == "generator"
+                  else "synthetic images with labels/attributes, and aggregate statistics")
+        task = SiteTask("synthesize", synthesize, self.config, shares=shares)
+        received = ctx.run_sites(task)
+        pools: dict[int, ImageData] = {}
+        artifacts: dict[str, bytes] = {}
+        for site in ctx.sites:
+            payload, source = received[site.id], f"site {site.id}"
+            if self.config.share == "generator":
+                pools[site.id] = self._sample_at_server(ctx, site, task, payload, source)
+                artifacts[f"site-{site.id}-generator.safetensors"] = payload.to_bytes()
+            else:
+                pools[site.id] = _received_pool(payload, source, ctx)
+        pooled = concat([pools[sid] for sid in sorted(pools)])
+        model = ctx.train(pooled, "synthetic", desc="pooled synthetic images")
+        details = {
+            "share": self.config.share,
+            "n_train": len(pooled),
+            "generator": ctx.arm.component.slots["generator"].use,
+            "conditioning": ctx.arm.component.slots["conditioning"].use,
+            "per_site": [
+                {"site": sid, "n_real": int(received[sid].meta.get("n_real", 0)),
+                 "n_synthetic": len(pools[sid]),
+                 "class_counts_synthetic": pools[sid].class_counts(ctx.num_classes)}
+                for sid in sorted(pools)
+            ],
+        }
+        return ArmResult(model=model, details=details, synthetic=pools, artifacts=artifacts)
+
+    def _sample_at_server(self, ctx: ArmContext, site: Site, task: SiteTask, payload: Payload,
+                          source: str) -> ImageData:
+        """Load a site's generator and draw the same pool the site would have sent."""
+        meta = payload.meta
+        generator = ctx.arm.component.slots["generator"].build()
+        if not isinstance(meta.get("generator"), dict):
+            raise SynthlearnError("generator payload has no generator metadata", where=source)
+        generator.load(Payload(payload.tensors, meta["generator"]), source)
+        scheme = ctx.arm.component.slots["conditioning"].build()
+        try:
+            n_real = int(meta["n_real"])
+            return draw_pool(generator, scheme, meta["stats"], self.config.images_for(n_real),
+                             derive_seed(ctx.site_env(site, task).seed, "sample"))
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise SynthlearnError(f"malformed conditioning statistics ({type(exc).__name__}: "
+                                  f"{exc})", where=source) from None
+

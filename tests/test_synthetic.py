@@ -1,0 +1,194 @@
+"""The synthetic arm end to end, with the gan plugin as its generator: what crosses, what
+the server draws, the report, and the errors a user can cause."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import run_cli, small_recipe
+from synthlearn.exchange import Payload
+from synthlearn.plugins import load_plugins
+from synthlearn.recipe import check_recipe
+from synthlearn.run import Run
+
+pytest.importorskip("synthlearn_gan", reason="the synthlearn-gan plugin is not installed")
+
+TINY_GAN = {"use": "gan", "params": {"steps": 40, "batch_size": 32, "width": 16,
+                                      "latent_dim": 16, "min_images": 16, "device": "cpu"}}
+
+
+def synthetic_arm(name: str, share: str, **params: object) -> dict:
+    return {"name": name, "use": "synthetic", "params": {"share": share, **params},
+            "generator": TINY_GAN, "conditioning": {"use": "phenotypic"}}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One run with the same generator shared as samples and as weights."""
+    tmp = tmp_path_factory.mktemp("synthetic")
+    recipe = small_recipe(arms=[
+        synthetic_arm("as-samples", "samples", multiple=2.0),
+        synthetic_arm("as-generator", "generator", multiple=2.0),
+        synthetic_arm("fixed-count", "samples", count=25),
+    ])
+    recipe["output"] = {"dir": str(tmp / "runs"), "cache": str(tmp / "cache")}
+    plugins = load_plugins()
+    out = Run(check_recipe(recipe, plugins), plugins, quiet=True).execute(str(tmp / "run"))
+    return out
+
+
+def _arms(run_dir: Path) -> dict[str, dict]:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {a["name"]: a for a in metrics["arms"]}
+
+
+def test_samples_and_generator_sharing_train_on_the_same_pool(run_dir: Path) -> None:
+    arms = _arms(run_dir)
+    samples, generator = arms["as-samples"], arms["as-generator"]
+    # the server draws exactly the images the sites would have sent
+    for key in ("accuracy", "balanced_accuracy", "auc"):
+        assert samples["metrics"][key] == generator["metrics"][key]
+    assert samples["fidelity"] == generator["fidelity"]
+    # ... but what crossed differs: images (2 x 60 x 16 x 16 bytes and more) vs weights
+    assert samples["metrics"]["bytes_to_server"] > 3 * 2 * 60 * 16 * 16
+    assert samples["metrics"]["bytes_to_server"] != generator["metrics"]["bytes_to_server"]
+    assert "synthetic images" in samples["shared"][0]
+    assert "generator weights" in generator["shared"][0]
+    assert samples["private"] and generator["private"]
+
+
+def test_each_site_contributes_its_share_in_its_own_class_mix(run_dir: Path) -> None:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    arms = _arms(run_dir)
+    for site, entry in zip(metrics["sites"], arms["as-samples"]["details"]["per_site"],
+                           strict=True):
+        assert entry["n_real"] == site["n"]
+        assert entry["n_synthetic"] == 2 * site["n"]
+        assert entry["class_counts_synthetic"] == [2 * c for c in site["class_counts"]]
+    assert [s["n_synthetic"] for s in arms["fixed-count"]["details"]["per_site"]] == [25] * 3
+    assert arms["fixed-count"]["details"]["n_train"] == 75
+
+
+def test_fidelity_report_and_figures(run_dir: Path) -> None:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    fid = _arms(run_dir)["as-samples"]["fidelity"]
+    assert fid["pooled"]["n_fake"] == 360
+    assert [s["site"] for s in fid["sites"]] == [0, 1, 2]
+    ref = metrics["fidelity_reference"]["real_train_vs_test"]
+    # 40 steps of a tiny GAN are far from real images; real training images are close
+    assert ref["fd"] < fid["pooled"]["fd"]
+    for value in (fid["pooled"]["precision"], fid["pooled"]["recall"]):
+        assert 0.0 <= value <= 1.0
+    report = (run_dir / "report.md").read_text()
+    assert "## Synthetic data" in report and "*real training images*" in report
+    for name in ("as-samples", "as-generator", "fixed-count"):
+        assert (run_dir / f"synthetic-{name}.png").stat().st_size > 1000
+        assert f"(synthetic-{name}.png)" in report
+
+
+def test_generator_is_fit_once_per_site_and_kept_at_the_site(run_dir: Path) -> None:
+    cache = run_dir.parent / "cache"
+    blobs = [Payload.from_bytes(p.read_bytes(), str(p)) for p in cache.rglob("*.safetensors")]
+    fitted = [b for b in blobs if b.meta.get("generator") == "gan"]
+    assert len(fitted) == 3  # one fit per site, shared by three arms
+    artifacts = sorted((run_dir / "artifacts" / "as-generator").iterdir())
+    assert [p.name for p in artifacts] == [f"site-{i}-generator.safetensors" for i in range(3)]
+    assert not (run_dir / "artifacts" / "as-samples").exists()  # nothing but samples left
+
+
+def test_sample_command_draws_from_a_saved_generator(run_dir: Path, tmp_path: Path) -> None:
+    path = run_dir / "artifacts" / "as-generator" / "site-1-generator.safetensors"
+    out = tmp_path / "drawn.npz"
+    result = run_cli("sample", str(path), "--n", "30", "--seed", "3", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    with np.load(out, allow_pickle=False) as drawn:
+        assert drawn["images"].shape == (30, 1, 16, 16) and drawn["images"].dtype == np.uint8
+        assert sorted(drawn.files) == ["attr_contrast", "attr_lesion_size", "attr_scanner",
+                                       "images", "labels"]
+    png = tmp_path / "grid.png"
+    assert run_cli("sample", str(path), "--out", str(png)).returncode == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_corrupt_generator_file_is_one_line_naming_it(run_dir: Path, tmp_path: Path) -> None:
+    good = (run_dir / "artifacts" / "as-generator" / "site-0-generator.safetensors").read_bytes()
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(good[: len(good) // 2])
+    result = run_cli("sample", str(broken), "--out", str(tmp_path / "x.png"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(broken) in lines[0] and "not a valid" in lines[0]
+    assert not (tmp_path / "x.png").exists()
+
+    wrong = tmp_path / "samples.safetensors"  # a valid payload, but not a generator
+    wrong.write_bytes(Payload({}, {"share": "samples"}).to_bytes())
+    result = run_cli("sample", str(wrong), "--out", str(tmp_path / "x.png"))
+    assert result.returncode == 2 and "not a generator a site sent" in result.stderr
+
+
+def test_tampered_generator_weights_are_refused_naming_the_site(tmp_path: Path) -> None:
+    from synthlearn.arms.context import ArmContext
+    from synthlearn.arms.synthetic import SyntheticArm, SyntheticConfig
+    from synthlearn.errors import SynthlearnError
+
+    plugins = load_plugins()
+    recipe = check_recipe(small_recipe(arms=[synthetic_arm("g", "generator")]), plugins)
+    arm = recipe.arms[0]
+    ctx = ArmContext(arm=arm, pooling=None, seed=0, sites=[], num_classes=3, in_chans=1,
+                     image_size=(16, 16), runner=None, cache=None, hook=None,
+                     evaluator=None)
+    bad = Payload({"net.weight": torch.zeros(3)},
+                  {"generator": {"generator": "gan", "format": 1}, "stats": {}, "n_real": 10})
+    with pytest.raises(SynthlearnError, match="^site 2: "):
+        SyntheticArm(SyntheticConfig(share="generator"))._sample_at_server(
+            ctx, None, None, bad, "site 2")
+
+
+def test_validate_rejects_phenotypic_without_attributes(tmp_path: Path, write_recipe) -> None:
+    recipe = small_recipe(data={"use": "digits", "params": {"size": 16}},
+                          arms=[synthetic_arm("s", "samples")])
+    result = run_cli("validate", str(write_recipe(recipe)))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: $.arms[0].conditioning: phenotypic conditioning needs phenotype attributes, "
+        "and dataset 'digits' has none; use categorical")
+
+
+def test_site_too_small_for_a_generator_names_the_site(tmp_path: Path, write_recipe) -> None:
+    arm = synthetic_arm("s", "samples")
+    arm["generator"] = {"use": "gan", "params": {"min_images": 61}}
+    recipe = small_recipe(arms=[{"use": "centralized"}, arm])
+    path = write_recipe(recipe)
+    for command in ("validate", "run"):
+        result = run_cli(command, str(path), "--quiet") if command == "run" else \
+            run_cli(command, str(path))
+        assert result.returncode == 2
+        assert "$.arms[1].generator: site 0 has 60 images; the gan generator needs at " \
+               "least 61 (params.min_images)" in result.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_generator_and_conditioning_default_to_gan_and_categorical() -> None:
+    recipe = check_recipe(small_recipe(arms=[{"use": "synthetic"}]), load_plugins())
+    slots = recipe.arms[0].component.slots
+    assert (slots["generator"].use, slots["conditioning"].use) == ("gan", "categorical")
+    assert recipe.arms[0].component.config.share == "samples"
+
+
+def test_count_and_multiple_together_are_rejected(write_recipe) -> None:
+    recipe = small_recipe(arms=[synthetic_arm("s", "samples", count=10, multiple=2.0)])
+    result = run_cli("validate", str(write_recipe(recipe)))
+    assert result.returncode == 2
+    assert "$.arms[0].params" in result.stderr and "not both" in result.stderr
+
+
+def test_recipe_yaml_of_the_run_names_generator_and_conditioning(run_dir: Path) -> None:
+    saved = yaml.safe_load((run_dir / "recipe.yaml").read_text())
+    arm = saved["arms"][1]
+    assert arm["generator"]["use"] == "gan" and arm["generator"]["params"]["steps"] == 40
+    assert arm["conditioning"] == {"use": "phenotypic", "params": {"attributes": []}}
