@@ -7,7 +7,9 @@ Each seed is a full ``synthlearn run`` (same recipe, ``seed`` overridden; the si
 cache is used if the recipe has one). Prints, per arm, accuracy / balanced accuracy / AUC
 as mean ± standard deviation (ddof=1) over the seeds, every seed's accuracy, bytes to the
 server and wall time; then the same table as Markdown for docs/results.md. With
-``--keep`` each seed's run directory is kept there.
+``--keep`` each seed's run directory is kept there, and a seed whose run directory is
+already there is read, not re-run: seeds can run as parallel processes (e.g.
+``OMP_NUM_THREADS=1 ... --seeds 1`` in each) and one last call prints the table.
 """
 
 from __future__ import annotations
@@ -47,10 +49,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(args.keep) if args.keep else Path(tmp)
         for seed in args.seeds:
-            recipe = load_recipe(args.recipe, plugins, [*args.overrides, f"seed={seed}"])
             out = base / f"seed-{seed}"
             start = time.perf_counter()
-            Run(recipe, plugins, quiet=args.quiet).execute(str(out))
+            if not (out / "metrics.json").exists():  # --keep: a finished seed is reused
+                recipe = load_recipe(args.recipe, plugins, [*args.overrides, f"seed={seed}"])
+                Run(recipe, plugins, quiet=args.quiet).execute(str(out))
             metrics = json.loads((out / "metrics.json").read_text())
             print(f"seed {seed}: {time.perf_counter() - start:.0f} s  " + "  ".join(
                 f"{a['name']} {a['metrics']['accuracy']:.3f}" for a in metrics["arms"]),

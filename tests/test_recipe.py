@@ -69,7 +69,7 @@ def test_unknown_component_lists_installed_names(plugins) -> None:
     data = small_recipe(arms=[{"use": "centralized"}, {"use": "fedavgg", "params": {}}])
     assert problems_of(data, plugins) == [
         "$.arms[1].use: unknown pooling 'fedavgg'; installed: centralized (synthlearn), "
-        "local (synthlearn)"
+        "local (synthlearn), synthetic (synthlearn)"
     ]
 
 
@@ -80,7 +80,7 @@ def test_all_problems_are_reported_not_just_the_first(plugins) -> None:
     assert problems == [
         "$.sites.partition.params.alpha: expected number, got 'low'",
         "$.arms[0].use: unknown pooling 'nope'; installed: centralized (synthlearn), "
-        "local (synthlearn)",
+        "local (synthlearn), synthetic (synthlearn)",
         "$.arms[1].generator: pooling 'local' takes no 'generator' (its keys: use, name, "
         "params)",
     ]

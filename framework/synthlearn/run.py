@@ -242,7 +242,7 @@ class Run:
         extra: dict[str, Any] = {}
         if self.synthetic:
             real = np.concatenate([s.data.images for s in sites])
-            extra["fidelity_reference"] = {"real_train_vs_test": fidelity(real, test.images)}
+            extra["fidelity_reference"] = {"real_train_vs_test": fidelity(test.images, real)}
         return {
             "name": recipe.name,
             "seed": recipe.seed,

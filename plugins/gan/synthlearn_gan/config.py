@@ -1,0 +1,93 @@
+"""Recipe params of ``generator: {use: gan}``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+LOSSES: tuple[str, ...] = ("hinge", "nonsaturating")
+
+Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
+
+
+def _int_at_least(low: int) -> Validator:
+    """A validator: an integer (not a bool) no smaller than ``low``."""
+
+    def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"'{attribute.name}' must be an integer >= {low}, got {value!r}")
+
+    return check
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _positive(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not _real(value) or not value > 0:
+        raise ValueError(f"'{attribute.name}' must be a positive number, got {value!r}")
+
+
+def _unit_interval(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """0 <= value < 1 (Adam betas, the EMA decay)."""
+    if not _real(value) or not 0.0 <= value < 1.0:
+        raise ValueError(f"'{attribute.name}' must be in [0, 1), got {value!r}")
+
+
+def _loss(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value not in LOSSES:
+        raise ValueError(f"'{attribute.name}' must be one of {', '.join(LOSSES)} (got {value!r})")
+
+
+def _bool(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"'{attribute.name}' must be true or false, got {value!r}")
+
+
+def _device(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, str) and (
+        value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit())
+    ):
+        return
+    raise ValueError(f"'{attribute.name}' must be 'auto', 'cpu', 'cuda' or 'cuda:N' "
+                     f"(got {value!r})")
+
+
+@attrs.frozen
+class GanConfig:
+    """Params of the ``gan`` generator.
+
+    ``steps`` is the training budget in generator updates (each preceded by ``d_steps``
+    discriminator updates) on batches of ``batch_size`` real and ``batch_size`` fake
+    images; ``lr_g``/``lr_d``, ``beta1``/``beta2`` configure the two Adam optimisers.
+    ``latent_dim`` is the noise size (the class embedding has the same size) and
+    ``width`` the channel count at full resolution (it doubles at each halving of the
+    resolution, capped at 8x). ``loss`` is ``hinge`` or ``nonsaturating``. ``ema`` is
+    the decay of the moving average of the generator weights used for sampling (with a
+    warm-up so short runs work). ``augment`` applies differentiable augmentation
+    (translation, brightness/contrast, cutout) to real and fake images before the
+    discriminator, which keeps it from memorising a small site. ``min_images`` is the
+    smallest site it fits on. ``device`` is ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+    """
+
+    steps: int = attrs.field(default=3000, validator=_int_at_least(1))
+    batch_size: int = attrs.field(default=64, validator=_int_at_least(1))
+    lr_g: float = attrs.field(default=2e-4, validator=_positive)
+    lr_d: float = attrs.field(default=2e-4, validator=_positive)
+    beta1: float = attrs.field(default=0.0, validator=_unit_interval)
+    beta2: float = attrs.field(default=0.9, validator=_unit_interval)
+    latent_dim: int = attrs.field(default=64, validator=_int_at_least(1))
+    width: int = attrs.field(default=64, validator=_int_at_least(1))
+    loss: str = attrs.field(default="hinge", validator=_loss)
+    ema: float = attrs.field(default=0.999, validator=_unit_interval)
+    augment: bool = attrs.field(default=True, validator=_bool)
+    d_steps: int = attrs.field(default=1, validator=_int_at_least(1))
+    min_images: int = attrs.field(default=32, validator=_int_at_least(1))
+    device: str = attrs.field(default="auto", validator=_device)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The params as a JSON-able dict (what ``state()`` writes into its meta)."""
+        return attrs.asdict(self)

@@ -1,0 +1,383 @@
+"""``GanGenerator``: the object synthlearn's ``generator`` kind asks for.
+
+``fit`` trains a conditional DCGAN at one site (hinge or non-saturating loss, spectral-
+norm projection discriminator, differentiable augmentation, an exponential moving
+average of the generator's weights). Only the averaged generator is kept: the
+discriminator never leaves the site. ``state``/``load`` move it as safetensors weights
+plus JSON meta that holds the architecture, so any site's generator loads anywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from synthlearn import SynthlearnError
+from synthlearn.conditioning import Conditions
+from synthlearn.data.types import Dataset, ImageData
+from synthlearn.exchange import Payload, load_state
+from synthlearn.sites import Site
+from synthlearn.training import resolve_device, to_float
+from tqdm import tqdm
+
+from synthlearn_gan.augment import diff_augment
+from synthlearn_gan.config import GanConfig
+from synthlearn_gan.networks import GanGeneratorNet, ProjectionDiscriminator, factor_side
+
+#: Version of the payload layout ``state`` writes and ``load`` reads.
+FORMAT = 1
+
+#: Images per forward pass when sampling.
+SAMPLE_BATCH = 256
+
+#: Batches used to recompute the averaged generator's batch-norm statistics after fit.
+STAT_BATCHES = 16
+
+#: The EMA decay ramps up as (1 + t) / (EMA_WARMUP + t) until it reaches ``config.ema``.
+EMA_WARMUP = 10
+
+#: Steps between refreshes of the progress bar's loss display.
+REPORT_EVERY = 10
+
+
+def size_problem(shape: Sequence[int]) -> str | None:
+    """Why images of ``shape`` (C, H, W) cannot be generated, or None when they can."""
+    _, h, w = shape
+    if h == w and factor_side(h) is not None:
+        return None
+    return (f"image size {h}x{w} is not supported by the gan generator: use a square side "
+            "b*2^k with b in 4..7, e.g. 28, 32, 64, 128")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _deterministic_cudnn(active: bool) -> Iterator[None]:
+    if not active:
+        yield
+        return
+    saved = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
+
+
+def _d_loss(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    if kind == "hinge":
+        return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+    return F.softplus(-real).mean() + F.softplus(fake).mean()
+
+
+def _g_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
+    if kind == "hinge":
+        return -fake.mean()
+    return F.softplus(-fake).mean()
+
+
+@torch.no_grad()
+def _ema_update(ema: nn.Module, live: nn.Module, decay: float) -> None:
+    for p_ema, p in zip(ema.parameters(), live.parameters(), strict=True):
+        p_ema.lerp_(p, 1.0 - decay)
+    for b_ema, b in zip(ema.buffers(), live.buffers(), strict=True):
+        b_ema.copy_(b)
+
+
+class _Batches:
+    """Draws training batches and generator inputs from a local ``torch.Generator``."""
+
+    def __init__(self, data: ImageData, conditions: Conditions, device: torch.device,
+                 rng: torch.Generator, batch_size: int, latent_dim: int) -> None:
+        self.images = torch.from_numpy(np.ascontiguousarray(data.images)).to(device)
+        self.labels = torch.from_numpy(conditions.labels.astype(np.int64)).to(device)
+        self.vectors = torch.from_numpy(conditions.vectors.astype(np.float32)).to(device)
+        self.device, self.rng = device, rng
+        self.batch_size, self.latent_dim = batch_size, latent_dim
+
+    def _index(self) -> torch.Tensor:
+        return torch.randint(len(self.labels), (self.batch_size,), generator=self.rng).to(
+            self.device)
+
+    def real(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A uniform random batch of real images in [-1, 1] with their conditions."""
+        index = self._index()
+        return to_float(self.images[index]), self.labels[index], self.vectors[index]
+
+    def latent(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Noise plus conditions drawn from the site's own (label, vector) pairs."""
+        z = torch.randn(self.batch_size, self.latent_dim, generator=self.rng).to(self.device)
+        index = self._index()
+        return z, self.labels[index], self.vectors[index]
+
+
+class GanGenerator:
+    """A conditional DCGAN generator (kind ``generator``, name ``gan``).
+
+    Unfitted when made; ``fit`` or ``load`` gives it an averaged generator network that
+    ``sample`` and ``state`` use. See ``GanConfig`` for the params.
+    """
+
+    def __init__(self, config: GanConfig) -> None:
+        self.config = config
+        self._net: GanGeneratorNet | None = None
+        self._arch: dict[str, Any] = {}
+
+    # --- checks --------------------------------------------------------------------
+
+    def _too_few(self, n: int) -> str | None:
+        need = self.config.min_images
+        if n >= need:
+            return None
+        return f"{n} images; the gan generator needs at least {need} (params.min_images)"
+
+    def check(self, dataset: Dataset, sites: list[Site]) -> None:
+        """Raise ``SynthlearnError`` for an unsupported image size or a site with fewer
+        than ``min_images`` images (naming the site)."""
+        problem = size_problem((dataset.channels, *dataset.image_size))
+        if problem:
+            raise SynthlearnError(problem)
+        for site in sites:
+            problem = self._too_few(len(site.data))
+            if problem:
+                raise SynthlearnError(f"site {site.id} has {problem}")
+
+    @staticmethod
+    def _check_conditions(conditions: Conditions, n: int, num_classes: int,
+                          vector_size: int | None) -> None:
+        if len(conditions) != n:
+            raise SynthlearnError(f"{len(conditions)} conditions for {n} images")
+        labels = conditions.labels
+        if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+            raise SynthlearnError(f"condition labels must be in 0..{num_classes - 1}, got "
+                                  f"{labels.min()}..{labels.max()}")
+        if vector_size is not None and conditions.vector_size != vector_size:
+            raise SynthlearnError(f"condition vectors have size {conditions.vector_size}; "
+                                  f"this generator was fitted with size {vector_size}")
+        if not np.isfinite(conditions.vectors).all():
+            raise SynthlearnError("condition vectors contain NaN or infinite values")
+
+    # --- building ------------------------------------------------------------------
+
+    def _build(self, arch: dict[str, Any], seed: int) -> GanGeneratorNet:
+        """A generator network for ``arch``, initialised from ``seed`` without touching
+        the caller's global RNG."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return GanGeneratorNet(tuple(arch["image_shape"]), arch["num_classes"],
+                                   arch["vector_size"], arch["config"]["latent_dim"],
+                                   arch["config"]["width"])
+
+    # --- fit -----------------------------------------------------------------------
+
+    def fit(self, data: ImageData, conditions: Conditions, num_classes: int, seed: int, *,
+            progress: bool = True, desc: str = "generator") -> None:
+        """Train on one site's uint8 images under ``conditions`` (one per image).
+
+        Deterministic on CPU for a given ``seed``; the caller's global RNG state is
+        left as it was.
+        """
+        shape = tuple(int(s) for s in data.images.shape[1:])
+        problem = size_problem(shape)
+        if problem:
+            raise SynthlearnError(problem)
+        problem = self._too_few(len(data))
+        if problem:
+            raise SynthlearnError(problem)
+        if num_classes < 1:
+            raise SynthlearnError(f"num_classes must be at least 1, got {num_classes}")
+        self._check_conditions(conditions, len(data), num_classes, None)
+
+        cfg = self.config
+        device = resolve_device(cfg.device)
+        arch = {"image_shape": list(shape), "num_classes": int(num_classes),
+                "vector_size": conditions.vector_size, "config": cfg.to_dict()}
+        with torch.random.fork_rng(devices=[]), _deterministic_cudnn(device.type == "cuda"):
+            torch.manual_seed(seed)
+            ema = self._train(arch, data, conditions, seed, device, progress, desc)
+        self._net, self._arch = ema, arch
+
+    def _train(self, arch: dict[str, Any], data: ImageData, conditions: Conditions, seed: int,
+               device: torch.device, progress: bool, desc: str) -> GanGeneratorNet:
+        cfg = self.config
+        rng = torch.Generator().manual_seed(seed)
+        shape = tuple(arch["image_shape"])
+        gen = GanGeneratorNet(shape, arch["num_classes"], arch["vector_size"],
+                              cfg.latent_dim, cfg.width)
+        disc = ProjectionDiscriminator(shape, arch["num_classes"], arch["vector_size"],
+                                       cfg.width)
+        # minibatch-std groups: consecutive samples that never mix real and fake
+        disc.group = next(g for g in (4, 3, 2, 1) if cfg.batch_size % g == 0)
+        ema = copy.deepcopy(gen).eval()
+        # channels-last convolutions are markedly faster on CPU (oneDNN) and on GPUs
+        for net in (gen, disc, ema):
+            net.to(device=device, memory_format=torch.channels_last)
+        gen.train()
+        disc.train()
+        betas = (cfg.beta1, cfg.beta2)
+        opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr_g, betas=betas, foreach=True)
+        opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=betas, foreach=True)
+        batches = _Batches(data, conditions, device, rng, cfg.batch_size, cfg.latent_dim)
+
+        def aug(x: torch.Tensor) -> torch.Tensor:
+            x = diff_augment(x, rng) if cfg.augment else x
+            return x.contiguous(memory_format=torch.channels_last)
+
+        bar = tqdm(range(cfg.steps), desc=desc, disable=not progress, leave=False,
+                   file=sys.stderr)
+        for step in bar:
+            # discriminator: real vs. detached fakes, in one forward pass
+            disc.requires_grad_(True)
+            for _ in range(cfg.d_steps):
+                real, real_y, real_v = batches.real()
+                z, fake_y, fake_v = batches.latent()
+                fake = gen(z, fake_y, fake_v)
+                scores = disc(aug(torch.cat([real, fake.detach()])),
+                              torch.cat([real_y, fake_y]), torch.cat([real_v, fake_v]))
+                loss_d = _d_loss(cfg.loss, *scores.chunk(2))
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                opt_d.step()
+            # generator: the last fakes again, through the updated discriminator
+            disc.requires_grad_(False)
+            loss_g = _g_loss(cfg.loss, disc(aug(fake), fake_y, fake_v))
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            _ema_update(ema, gen, min(cfg.ema, (1.0 + step) / (EMA_WARMUP + step)))
+            if progress and (step % REPORT_EVERY == 0 or step == cfg.steps - 1):
+                bar.set_postfix(d=f"{loss_d.item():.3f}", g=f"{loss_g.item():.3f}",
+                                refresh=False)
+        bar.close()
+        self._standing_stats(ema, batches)
+        # kept (and sampled) in the default layout, exactly like a loaded generator
+        return ema.to(device="cpu", memory_format=torch.contiguous_format).eval()
+
+    @staticmethod
+    @torch.no_grad()
+    def _standing_stats(net: GanGeneratorNet, batches: _Batches) -> None:
+        """Recompute the averaged generator's batch-norm statistics from its own
+        activations (the copied ones belong to the live generator's weights)."""
+        norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches below
+        net.train()
+        for _ in range(STAT_BATCHES):
+            net(*batches.latent())
+        for m in norms:
+            m.momentum = 0.1
+        net.eval()
+
+    # --- sampling ------------------------------------------------------------------
+
+    def sample(self, conditions: Conditions, seed: int) -> np.ndarray:
+        """uint8 images (N, C, H, W), one per condition, deterministic in ``seed``."""
+        net = self._net
+        if net is None:
+            raise SynthlearnError("the gan generator has not been fitted or loaded")
+        c, h, w = self._arch["image_shape"]
+        self._check_conditions(conditions, len(conditions), self._arch["num_classes"],
+                               self._arch["vector_size"])
+        n = len(conditions)
+        rng = torch.Generator().manual_seed(seed)
+        z = torch.randn(n, net.latent_dim, generator=rng)
+        labels = torch.from_numpy(conditions.labels.astype(np.int64))
+        vectors = torch.from_numpy(conditions.vectors.astype(np.float32))
+        device = resolve_device(self.config.device)
+        out = np.empty((n, c, h, w), dtype=np.uint8)
+        net.to(device).eval()
+        try:
+            with torch.inference_mode():
+                for start in range(0, n, SAMPLE_BATCH):
+                    part = slice(start, start + SAMPLE_BATCH)
+                    x = net(z[part].to(device), labels[part].to(device), vectors[part].to(device))
+                    x = ((x.float() + 1.0) * 127.5).round_().clamp_(0, 255)
+                    out[part] = x.to(torch.uint8).cpu().numpy()
+        finally:
+            net.to("cpu")
+        return out
+
+    # --- exchange ------------------------------------------------------------------
+
+    def state(self) -> Payload:
+        """The averaged generator's weights plus the architecture as JSON meta."""
+        if self._net is None:
+            raise SynthlearnError("the gan generator has not been fitted or loaded")
+        tensors = {k: v.detach().cpu().clone() for k, v in self._net.state_dict().items()}
+        meta = {"generator": "gan", "format": FORMAT, "config": dict(self._arch["config"]),
+                "image_shape": list(self._arch["image_shape"]),
+                "num_classes": self._arch["num_classes"],
+                "vector_size": self._arch["vector_size"]}
+        return Payload(tensors, meta)
+
+    def load(self, payload: Payload, source: str) -> None:
+        """Restore a fitted generator from ``state()``'s payload; the architecture comes
+        from the payload's meta. Any problem is a one-line ``SynthlearnError`` naming
+        ``source``."""
+        arch = _parse_meta(payload.meta, source)
+        try:
+            net = self._build(arch, 0)
+        except (ValueError, RuntimeError, TypeError) as exc:
+            raise SynthlearnError(f"cannot build the gan generator from its metadata: "
+                                  f"{_one_line(exc)}", where=source) from None
+        load_state(net, payload, source)
+        for name, tensor in net.state_dict().items():
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise SynthlearnError(f"gan generator weight {name!r} holds NaN or infinite "
+                                      "values", where=source)
+        self._net, self._arch = net.eval(), arch
+
+
+def _parse_meta(meta: Any, source: str) -> dict[str, Any]:
+    """The architecture in a gan payload's meta, checked; errors name ``source``."""
+
+    def fail(message: str) -> SynthlearnError:
+        return SynthlearnError(message, where=source)
+
+    def is_int(value: Any, low: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+    if not isinstance(meta, dict):
+        raise fail("gan payload metadata is not a JSON object")
+    if meta.get("generator") != "gan":
+        raise fail(f"not a gan generator payload (meta 'generator' is "
+                   f"{meta.get('generator')!r}, expected 'gan')")
+    if meta.get("format") != FORMAT or isinstance(meta.get("format"), bool):
+        raise fail(f"unsupported gan payload format {meta.get('format')!r} "
+                   f"(this version reads format {FORMAT})")
+    for key in ("config", "image_shape", "num_classes", "vector_size"):
+        if key not in meta:
+            raise fail(f"gan payload metadata has no {key!r}")
+    shape = meta["image_shape"]
+    if not (isinstance(shape, list) and len(shape) == 3 and all(is_int(s, 1) for s in shape)):
+        raise fail(f"gan payload 'image_shape' must be [C, H, W] positive integers, "
+                   f"got {shape!r}")
+    problem = size_problem(shape)
+    if problem:
+        raise fail(problem)
+    if not is_int(meta["num_classes"], 1):
+        raise fail(f"gan payload 'num_classes' must be a positive integer, "
+                   f"got {meta['num_classes']!r}")
+    if not is_int(meta["vector_size"], 0):
+        raise fail(f"gan payload 'vector_size' must be a non-negative integer, "
+                   f"got {meta['vector_size']!r}")
+    if not isinstance(meta["config"], dict):
+        raise fail("gan payload 'config' must be a JSON object")
+    try:
+        config = GanConfig(**meta["config"])
+    except (TypeError, ValueError) as exc:
+        raise fail(f"gan payload 'config' is invalid: {_one_line(exc)}") from None
+    return {"image_shape": list(shape), "num_classes": meta["num_classes"],
+            "vector_size": meta["vector_size"], "config": config.to_dict()}
+

@@ -1,0 +1,158 @@
+"""The two networks: a conditional DCGAN generator and a projection discriminator.
+
+An image side must be ``b * 2**k`` with ``b`` in 4..7 and ``k >= 1`` (16, 28, 32, 64,
+128...). The generator maps noise, a class embedding and the condition vector through a
+linear layer to a ``b x b`` map, then ``k`` upsampling blocks double the side; the
+discriminator's ``k`` strided convolutions bring it back to ``b x b``. Channels are
+``width`` at full resolution and double at each halving, capped at ``MAX_MULT * width``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils.parametrizations import spectral_norm
+
+#: Channels never exceed this multiple of ``width``.
+MAX_MULT = 8
+
+#: Slope of the discriminator's leaky ReLUs.
+LEAK = 0.2
+
+#: An extra 3x3 conv per discriminator block, and a minibatch standard-deviation
+#: feature before the discriminator's head (both against mode collapse).
+D_EXTRA = True
+MBSTD = True
+
+
+def factor_side(side: int) -> tuple[int, int] | None:
+    """``(b, k)`` with ``side == b * 2**k``, ``4 <= b <= 7`` and ``k >= 1``, else None."""
+    if side < 8:
+        return None
+    k = 0
+    while side > 7 and side % 2 == 0:
+        side //= 2
+        k += 1
+    return (side, k) if 4 <= side <= 7 and k >= 1 else None
+
+
+def channel_plan(width: int, k: int) -> list[int]:
+    """Channels from the ``b x b`` map (index 0) to full resolution (index ``k``)."""
+    return [min(width * 2 ** (k - i), MAX_MULT * width) for i in range(k + 1)]
+
+
+class UpBlock(nn.Module):
+    """Nearest-neighbour x2 upsampling, 3x3 convolution, batch norm, ReLU."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.norm = nn.BatchNorm2d(c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, c_in, s, s) -> (B, c_out, 2s, 2s)."""
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        return F.relu(self.norm(self.conv(x)))
+
+
+class GanGeneratorNet(nn.Module):
+    """``G(z, label, vector)``: images in [-1, 1] with shape ``image_shape`` (C, H, W)."""
+
+    def __init__(self, image_shape: tuple[int, int, int], num_classes: int, vector_size: int,
+                 latent_dim: int, width: int) -> None:
+        super().__init__()
+        channels, side, _ = image_shape
+        factors = factor_side(side)
+        if factors is None:
+            raise ValueError(f"unsupported image side {side}")
+        base, k = factors
+        plan = channel_plan(width, k)
+        self.latent_dim = latent_dim
+        self.base = base
+        self.embed = nn.Embedding(num_classes, latent_dim)
+        self.fc = nn.Linear(2 * latent_dim + vector_size, plan[0] * base * base, bias=False)
+        self.fc_norm = nn.BatchNorm2d(plan[0])
+        self.blocks = nn.Sequential(*[UpBlock(plan[i], plan[i + 1]) for i in range(k)])
+        self.out = nn.Conv2d(plan[-1], channels, 3, padding=1)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor, vectors: torch.Tensor
+                ) -> torch.Tensor:
+        """z (B, latent_dim), labels int64 (B,), vectors (B, D) -> (B, C, H, W)."""
+        h = torch.cat([z, self.embed(labels), vectors.to(z.dtype)], dim=1)
+        h = self.fc(h).view(len(z), -1, self.base, self.base)
+        h = self.blocks(F.relu(self.fc_norm(h)))
+        return torch.tanh(self.out(h))
+
+
+def minibatch_std(h: torch.Tensor, group: int) -> torch.Tensor:
+    """Append one channel: the standard deviation of the features over each group of
+    ``group`` consecutive samples, averaged (Karras et al. 2018). A collapsed generator
+    makes it small, so the discriminator can see a lack of variety."""
+    n, c, height, width = h.shape
+    g = group if group > 1 and n % group == 0 else 1
+    if g == 1:
+        stat = h.new_zeros(n, 1, height, width)
+    else:
+        grouped = h.reshape(n // g, g, c, height, width)
+        std = (grouped.var(dim=1, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))
+        stat = std.repeat_interleave(g)[:, None, None, None].expand(n, 1, height, width)
+    return torch.cat([h, stat.to(h.dtype)], dim=1)
+
+
+class DownBlock(nn.Module):
+    """Spectral-normed 4x4 stride-2 convolution, then a 3x3 convolution, each followed
+    by a leaky ReLU: halves the side."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.down = spectral_norm(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1))
+        self.conv = spectral_norm(nn.Conv2d(c_out, c_out, 3, padding=1)) if D_EXTRA else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, c_in, 2s, 2s) -> (B, c_out, s, s)."""
+        x = F.leaky_relu(self.down(x), LEAK)
+        if self.conv is not None:
+            x = F.leaky_relu(self.conv(x), LEAK)
+        return x
+
+
+class ProjectionDiscriminator(nn.Module):
+    """``D(x, label, vector)``: one real-valued score per image.
+
+    Spectral-normed convolutions bring the image to ``b x b``; ``h`` is the sum-pooled
+    feature and the score is ``linear(h) + <embed(label), h> + <W vector, h>``.
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], num_classes: int, vector_size: int,
+                 width: int) -> None:
+        super().__init__()
+        channels, side, _ = image_shape
+        factors = factor_side(side)
+        if factors is None:
+            raise ValueError(f"unsupported image side {side}")
+        _, k = factors
+        plan = channel_plan(width, k)
+        self.stem = spectral_norm(nn.Conv2d(channels, plan[k], 3, padding=1))
+        self.down = nn.ModuleList(DownBlock(plan[i], plan[i - 1]) for i in range(k, 0, -1))
+        self.group = 1
+        self.mbstd = (spectral_norm(nn.Conv2d(plan[0] + 1, plan[0], 3, padding=1))
+                      if MBSTD else None)
+        self.head = spectral_norm(nn.Linear(plan[0], 1))
+        self.embed = spectral_norm(nn.Embedding(num_classes, plan[0]))
+        self.project = (spectral_norm(nn.Linear(vector_size, plan[0], bias=False))
+                        if vector_size > 0 else None)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor, vectors: torch.Tensor
+                ) -> torch.Tensor:
+        """x (B, C, H, W), labels (B,), vectors (B, D) -> scores (B,)."""
+        h = F.leaky_relu(self.stem(x), LEAK)
+        for block in self.down:
+            h = block(h)
+        if self.mbstd is not None:
+            h = F.leaky_relu(self.mbstd(minibatch_std(h, self.group)), LEAK)
+        h = h.sum(dim=(2, 3))
+        score = self.head(h).squeeze(1) + (self.embed(labels) * h).sum(dim=1)
+        if self.project is not None:
+            score = score + (self.project(vectors.to(h.dtype)) * h).sum(dim=1)
+        return score
