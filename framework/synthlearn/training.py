@@ -127,7 +127,7 @@ def _augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def _deterministic_cudnn(active: bool) -> Iterator[None]:
+def deterministic_cudnn(active: bool) -> Iterator[None]:
     if not active:
         yield
         return
@@ -212,7 +212,7 @@ def train_classifier(
     bar = tqdm(
         range(settings.epochs), desc=desc, disable=not progress, leave=False, file=sys.stderr
     )
-    with _deterministic_cudnn(on_cuda):
+    with deterministic_cudnn(on_cuda):
         for _epoch in bar:
             order = torch.randperm(n, generator=generator)
             loss_sum = torch.zeros((), device=device)

@@ -9,10 +9,9 @@ plus JSON meta that holds the architecture, so any site's generator loads anywhe
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -24,7 +23,7 @@ from synthlearn.conditioning import Conditions
 from synthlearn.data.types import Dataset, ImageData
 from synthlearn.exchange import Payload, load_state
 from synthlearn.sites import Site
-from synthlearn.training import resolve_device, to_float
+from synthlearn.training import deterministic_cudnn, resolve_device, to_float
 from tqdm import tqdm
 
 from synthlearn_gan.augment import diff_augment
@@ -59,19 +58,6 @@ def size_problem(shape: Sequence[int]) -> str | None:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-@contextlib.contextmanager
-def _deterministic_cudnn(active: bool) -> Iterator[None]:
-    if not active:
-        yield
-        return
-    saved = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
 
 
 def _d_loss(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -202,7 +188,7 @@ class GanGenerator:
         device = resolve_device(cfg.device)
         arch = {"image_shape": list(shape), "num_classes": int(num_classes),
                 "vector_size": conditions.vector_size, "config": cfg.to_dict()}
-        with torch.random.fork_rng(devices=[]), _deterministic_cudnn(device.type == "cuda"):
+        with torch.random.fork_rng(devices=[]), deterministic_cudnn(device.type == "cuda"):
             torch.manual_seed(seed)
             ema = self._train(arch, data, conditions, seed, device, progress, desc)
         self._net, self._arch = ema, arch
