@@ -69,8 +69,9 @@ def main() -> None:
     for spec in args.shapes.split(","):
         channels, side = (int(v) for v in spec.lower().split("x"))
         data = smooth_images(args.images, channels, side)
-        probe = timed_fit(config, data, 3)  # warm-up and a first estimate
-        steps = max(3, int(args.seconds / max(probe / 3, 1e-3)))
+        timed_fit(config, data, 2)  # warm-up (first-call overheads)
+        probe = timed_fit(config, data, 10)  # a first estimate of the step time
+        steps = max(10, int(args.seconds / max(probe / 10, 1e-3)))
         seconds = timed_fit(config, data, steps)
         rate = steps / seconds
         budget = config.steps / rate

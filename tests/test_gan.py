@@ -58,7 +58,6 @@ def tiny() -> GanGenerator:
 
 
 def test_class_conditioning_controls_brightness() -> None:
-    torch.set_num_threads(2)
     data = two_tone(128)
     config = attrs.evolve(TINY, steps=300, batch_size=32, lr_g=1e-3, lr_d=1e-3, ema=0.99)
     generator = fitted(config, data)

@@ -172,7 +172,8 @@ def test_write_report_grey_and_rgb(tmp_path: Path) -> None:
                  (2, tiny_site(rng, channels, [1, 0] * 4))]
         run_dir = tmp_path / f"c{channels}"
         written = write_report(run_dir, metrics, sites, ["round", "ring"], seed=0)
-        assert written == ["report.md", "samples.png", "class_balance.png", "arms.png"]
+        assert written == ["report.md", "samples.png", "class_balance.png", "arms.png",
+                           "cost.png"]
         assert sorted(p.name for p in run_dir.iterdir()) == sorted(written)
         assert (run_dir / "report.md").read_text(encoding="utf-8") == render_report(metrics)
         for name in written[1:]:

@@ -4,7 +4,7 @@ The public API for plugin authors is what this module exports.
 """
 
 from synthlearn.components import KINDS, ComponentSpec, NoParams
-from synthlearn.errors import DataError, PluginError, RecipeError, SynthlearnError
+from synthlearn.errors import DataError, PluginError, RecipeError, SiteFailure, SynthlearnError
 from synthlearn.hookspecs import hookimpl, hookspec
 
 __version__ = "0.1.0"
@@ -16,6 +16,7 @@ __all__ = [
     "NoParams",
     "PluginError",
     "RecipeError",
+    "SiteFailure",
     "SynthlearnError",
     "__version__",
     "hookimpl",

@@ -33,3 +33,8 @@ class PluginError(SynthlearnError):
 
 class DataError(SynthlearnError):
     """A dataset file is missing or malformed, or a partition cannot be made."""
+
+
+class SiteFailure(SynthlearnError):
+    """Site work raised an error: the run stops and names the arm, the site and the round
+    or task (the site's own exception is chained as ``__cause__``)."""

@@ -1,4 +1,5 @@
-"""PNG figures of a run report: sample grids, class balance, the arms chart.
+"""PNG figures of a run report: sample grids, class balance, the arms chart, accuracy
+against bytes exchanged.
 
 Figures are built on ``matplotlib.figure.Figure`` with an explicit Agg canvas, never
 through ``pyplot``: no backend is switched, no global figure registry is touched, and a
@@ -279,6 +280,63 @@ def arms_chart(path: Path, arms: list[dict]) -> None:
     fig.legend(handles=handles, loc="outside lower center",
                ncols=len(handles) if len(handles) <= 3 else 2,
                frameon=False, fontsize=9)
+    save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------- cost curve
+
+
+def curve_bytes(point: dict) -> float | None:
+    """Bytes exchanged so far at one curve point (both directions), or None."""
+    up, down = point.get("bytes_to_server"), point.get("bytes_to_sites")
+    if not is_number(up) and not is_number(down):
+        return None
+    return float(up if is_number(up) else 0) + float(down if is_number(down) else 0)
+
+
+def cost_chart(path: Path, arms: list[dict]) -> None:
+    """Test accuracy against cumulative bytes exchanged (log scale), one series per arm.
+
+    An arm's points come from its ``curve`` (metrics.json): a multi-round arm (FedAvg)
+    is a line through its rounds, ending in a larger marker; a one-shot arm
+    (centralized, local, synthetic) is a single marker. Arms that are not private are
+    drawn hollow and labelled "not private". A point without accuracy or bytes is left
+    out; an arm with none says so in the legend.
+    """
+    if not arms:
+        message_figure(path, "no arms")
+        return
+    fig = new_figure(7.0, 4.6)
+    ax = fig.add_subplot()
+    colors = colormaps["tab10"].colors
+    drawn = False
+    for i, arm in enumerate(arms):
+        name = str(arm.get("name", arm.get("use", f"arm {i}")))
+        private = bool(arm.get("private", True))
+        label = name if private else f"{name} (not private)"
+        points = [(curve_bytes(p), p.get("accuracy")) for p in arm.get("curve") or []]
+        points = [(max(b, 1.0), float(a)) for b, a in points
+                  if b is not None and is_number(a)]
+        if not points:
+            ax.plot([], [], " ", label=f"{label}: no data")
+            continue
+        drawn = True
+        color = colors[i % len(colors)]
+        face = color if private else "white"
+        xs, ys = zip(*points, strict=True)
+        if len(points) > 1:
+            ax.plot(xs, ys, "-", color=color, linewidth=1.4, marker="o", markersize=3)
+        ax.plot(xs[-1:], ys[-1:], "o", markersize=9, markerfacecolor=face,
+                markeredgecolor=color, markeredgewidth=1.8, label=label)
+    if drawn:
+        ax.set_xscale("log")
+    ax.set_xlabel("bytes exchanged so far (to server + to sites, log scale)")
+    ax.set_ylabel("accuracy on the real held-out test set")
+    ax.set_title("What each arm reaches for what it costs")
+    ax.grid(color="#DDDDDD", linewidth=0.6, which="major")
+    ax.set_axisbelow(True)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(loc="best", frameon=False, fontsize=9)
     save_figure(fig, path)
 
 

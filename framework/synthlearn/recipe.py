@@ -390,7 +390,10 @@ def check_recipe(data: dict[str, Any], plugins: PluginSet) -> Recipe:
                         f"directory), got {spec.name!r}")
 
     arms: list[Arm] = []
-    uses = [a.use for a in spec.arms]
+    # an unnamed arm is called by its method, unless another unnamed arm uses the same
+    # method or an arm is explicitly named so (then ``<use>-<index>``)
+    unnamed = [a.use for a in spec.arms if not a.name]
+    explicit = {a.name for a in spec.arms if a.name}
     taken: dict[str, int] = {}
     for i, ref in enumerate(spec.arms):
         path = f"$.arms[{i}]"
@@ -398,7 +401,8 @@ def check_recipe(data: dict[str, Any], plugins: PluginSet) -> Recipe:
         model_ref = slots.pop("model", None)
         comp = resolve(ComponentRef(ref.use, ref.params), "pooling", path, slots)
         arm_model = resolve(model_ref, "model", f"{path}.model") if model_ref else model
-        name = ref.name or (ref.use if uses.count(ref.use) == 1 else f"{ref.use}-{i}")
+        unique = unnamed.count(ref.use) == 1 and ref.use not in explicit
+        name = ref.name or (ref.use if unique else f"{ref.use}-{i}")
         if name in taken:
             problems.append(f"{path}.name: arm name {name!r} is already used by "
                             f"$.arms[{taken[name]}]; give each arm its own name")

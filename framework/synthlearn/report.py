@@ -17,6 +17,7 @@ from synthlearn.data.types import ImageData
 
 FIGURES = {
     "arms": "arms.png",
+    "cost": "cost.png",
     "class_balance": "class_balance.png",
     "samples": "samples.png",
 }
@@ -245,6 +246,27 @@ def _per_site_results(arms: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _cost(arms: list[dict[str, Any]]) -> list[str]:
+    """The accuracy-against-bytes figure and, for multi-round arms, every round."""
+    if not arms:
+        return []
+    lines = ["", "## Cost: accuracy against bytes exchanged", "",
+             "Each arm's test accuracy against the bytes that crossed between sites and "
+             "server (both ways): a multi-round arm is a line through its rounds, a "
+             "one-shot arm a single point.", "", f"![cost]({FIGURES['cost']})"]
+    for i, arm in enumerate(arms):
+        curve = [p for p in arm.get("curve") or [] if p.get("round") is not None]
+        if not curve:
+            continue
+        rows = [[str(p["round"]), _num(p.get("accuracy")), _num(p.get("auc")),
+                 _bytes(p.get("bytes_to_server")), _bytes(p.get("bytes_to_sites"))]
+                for p in curve]
+        lines += ["", f"### {_arm_name(arm, i)}: every round", "",
+                  *_table(["round", "accuracy", "AUC", "to server so far", "to sites so far"],
+                          rows)]
+    return lines
+
+
 def _shared(arms: list[dict[str, Any]]) -> list[str]:
     lines = ["", "## What left each site", ""]
     if not arms:
@@ -351,9 +373,11 @@ def render_report(metrics: dict) -> str:
     """``report.md`` for a run: the Markdown text, ending in a newline.
 
     Sections: title (recipe name and seed), what was compared, the arms table (with the
-    arms figure and every site's own result for arms scored per site), what left each
-    site, attacks (only when an arm was attacked), the sites (class counts, class
-    balance and sample figures) and the dataset and model. Accuracy, balanced accuracy
+    arms figure and every site's own result for arms scored per site), cost (the
+    accuracy-against-bytes figure and every round of multi-round arms), synthetic data
+    (when an arm made some), what left each site, attacks (only when an arm was
+    attacked), the sites (class counts, class balance and sample figures) and the
+    dataset and model. Accuracy, balanced accuracy
     and AUC have 3 decimals, wall time 1, bytes binary units; a missing or ``None``
     value prints "n/a".
     """
@@ -376,6 +400,7 @@ def render_report(metrics: dict) -> str:
         lines += _per_site_results(arms)
     else:
         lines.append("No arms were run.")
+    lines += _cost(arms)
     lines += _synthetic(metrics)
     lines += _shared(arms)
     lines += _attacks(arms)
@@ -387,7 +412,8 @@ def render_report(metrics: dict) -> str:
 def write_report(run_dir: Path, metrics: dict, site_data: list[tuple[int, ImageData]],
                  class_names: list[str], seed: int,
                  synthetic: dict[str, dict[int, ImageData]] | None = None) -> list[str]:
-    """Write ``report.md``, ``samples.png``, ``class_balance.png`` and ``arms.png`` into
+    """Write ``report.md``, ``samples.png``, ``class_balance.png``, ``arms.png`` and
+    ``cost.png`` into
     ``run_dir`` (created if needed) and return the file names written.
 
     ``site_data`` holds each site's id and training images (for the sample grid, drawn
@@ -412,6 +438,7 @@ def write_report(run_dir: Path, metrics: dict, site_data: list[tuple[int, ImageD
     ]
     figures.class_balance(run_dir / FIGURES["class_balance"], sites, class_names)
     figures.arms_chart(run_dir / FIGURES["arms"], list(metrics.get("arms") or []))
+    figures.cost_chart(run_dir / FIGURES["cost"], list(metrics.get("arms") or []))
     (run_dir / REPORT_FILE).write_text(render_report(metrics), encoding="utf-8", newline="\n")
     return [REPORT_FILE, FIGURES["samples"], FIGURES["class_balance"], FIGURES["arms"],
-            *written]
+            FIGURES["cost"], *written]

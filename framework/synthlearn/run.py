@@ -126,6 +126,13 @@ def _mean(rows: list[dict[str, float | None]]) -> dict[str, float | None]:
     return out
 
 
+def _one_shot_point(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The single point of an arm without rounds on the accuracy-against-bytes curve."""
+    return {"round": None, **{k: metrics.get(k) for k in METRIC_KEYS},
+            "bytes_to_server": metrics["bytes_to_server"],
+            "bytes_to_sites": metrics["bytes_to_sites"]}
+
+
 def new_run_dir(recipe: Recipe, out: str | None) -> Path:
     """The final run directory: ``--out`` or ``<output.dir>/<name>-<timestamp>``."""
     if out is not None:
@@ -221,6 +228,7 @@ class Run:
                                       f"{type(result).__name__}, expected ArmResult")
             entry = self._score(arm, pooling, ctx, result, evaluator)
             entry["metrics"]["wall_s"] = time.perf_counter() - start
+            entry["curve"] = ctx.curve or [_one_shot_point(entry["metrics"])]
             if result.synthetic:
                 self.progress.say(f"  {arm.name}: fidelity of the synthetic images")
                 entry["fidelity"] = self._fidelity(result.synthetic, test.images)

@@ -102,13 +102,16 @@ class SiteTask:
 
     ``name`` identifies the task within the arm (e.g. ``train_local`` or ``round-3``);
     ``shares`` says in words what leaves the site (for the report); ``config`` must be
-    an attrs instance or JSON-able data, since it is part of the cache key.
+    an attrs instance or JSON-able data, since it is part of the cache key. ``round``
+    (0-based) marks a task that is one round of a multi-round arm: a site failing in it
+    is reported with that round.
     """
 
     name: str
     fn: SiteFn
     config: Any
     shares: str
+    round: int | None = None
 
     @property
     def fn_path(self) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import attrs
 import numpy as np
@@ -155,6 +155,7 @@ def train_classifier(
     seed: int,
     *,
     soft_targets: np.ndarray | None = None,
+    penalty: Callable[[nn.Module], torch.Tensor] | None = None,
     progress: bool = True,
     desc: str = "train",
 ) -> nn.Module:
@@ -162,6 +163,8 @@ def train_classifier(
 
     The loss is cross-entropy against the hard labels, or, when ``soft_targets``
     (N, num_classes probabilities) is given, against those (knowledge distillation).
+    ``penalty(model)``, when given, is added to every batch's loss (e.g. FedProx's
+    proximal term); it is called with the model on its training device.
     Shuffling and augmentation draw from a local ``torch.Generator`` seeded with
     ``seed``; ``torch.manual_seed(seed)`` covers the rest (dropout). On CUDA the loop
     uses mixed precision (bf16 where supported, else fp16 with loss scaling) and
@@ -225,19 +228,64 @@ def train_classifier(
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=on_cuda):
                     logits = model(inputs)
                 loss = F.cross_entropy(logits.float(), targets[index])
+                reported = loss.detach()
+                if penalty is not None:
+                    loss = loss + penalty(model)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
                 if scheduler is not None:
                     scheduler.step()
-                loss_sum += loss.detach() * len(index)
+                loss_sum += reported * len(index)
             bar.set_postfix(loss=f"{loss_sum.item() / n:.4f}", refresh=False)
     bar.close()
 
     model.to(device="cpu", memory_format=torch.contiguous_format)
     model.eval()
     return model
+
+
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+@torch.no_grad()
+def refresh_batchnorm(model: nn.Module, images: np.ndarray, *, batch_size: int = 256,
+                      device: str | torch.device = "cpu") -> int:
+    """Recompute every batch-norm layer's running mean and variance as the exact average
+    over ``images`` (uint8, N x C x H x W) under the model's current weights; returns
+    the number of layers refreshed (0: the model has none, and nothing changes).
+
+    Training leaves running statistics that lag the weights (an exponential average
+    taken while the weights moved); after a short training run, or after weights are
+    averaged across sites, they can be far off and ruin eval-mode predictions. Only
+    the batch-norm layers run in training mode; dropout and the like stay in eval mode.
+    The model's device and train/eval mode are restored.
+    """
+    norms = [m for m in model.modules() if isinstance(m, _NORMS) and m.track_running_stats]
+    if not norms or len(images) == 0:
+        return 0
+    target = device if isinstance(device, torch.device) else resolve_device(device)
+    first = next(model.parameters(), None)
+    home = first.device if first is not None else torch.device("cpu")
+    was_training = model.training
+    momenta = [m.momentum for m in norms]
+    model.to(target).eval()
+    try:
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches below
+            m.train()
+        for start in range(0, len(images), batch_size):
+            chunk = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
+            if len(chunk) > 1 or start == 0:
+                model(to_float(chunk.to(target)))
+    finally:
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+        model.to(home)
+        model.train(was_training)
+    return len(norms)
 
 
 def predict_proba(

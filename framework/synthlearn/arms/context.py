@@ -9,6 +9,7 @@ hands the missing sites to the runner, and counts every byte that crosses.
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -19,10 +20,16 @@ import torch.nn as nn
 
 from synthlearn.cache import SiteCache, cache_key
 from synthlearn.data.types import AttributeInfo, ImageData
-from synthlearn.errors import SynthlearnError
+from synthlearn.errors import SiteFailure, SynthlearnError
 from synthlearn.exchange import Ledger, Payload
 from synthlearn.sites import Site, SiteEnv, SiteTask, derive_seed, seeded_model
 from synthlearn.training import train_classifier
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "(no message)"
+
 
 if TYPE_CHECKING:
     from synthlearn.interfaces import Runner
@@ -69,6 +76,7 @@ class ArmContext:
     ledger: Ledger = attrs.field(factory=Ledger)
     versions: Mapping[str, str] = attrs.field(factory=dict)
     attributes: tuple[AttributeInfo, ...] = ()
+    curve: list[dict[str, Any]] = attrs.field(factory=list)
 
     @property
     def name(self) -> str:
@@ -154,8 +162,10 @@ class ArmContext:
                                              {k: v for k, v in inbound_bytes.items()
                                               if k == site.id})
             except SynthlearnError as exc:
-                where = f"arm {self.name}, site {site.id}, task {task.name}"
-                raise SynthlearnError(str(exc), where=where) from None
+                raise SynthlearnError(str(exc), where=self._where(task, site)) from None
+            except Exception as exc:  # the site itself failed: stop, never average fewer
+                raise SiteFailure(f"site failed: {type(exc).__name__}: {_first_line(exc)}",
+                                  where=self._where(task, site)) from exc
             blob = result[site.id]
             if self.cache is not None:
                 self.cache.put(keys[site.id], blob)
@@ -163,6 +173,36 @@ class ArmContext:
             self._crossed(task, site.id, inbound_bytes.get(site.id), blob, False,
                           time.perf_counter() - start)
         return {sid: Payload.from_bytes(out[sid], f"site {sid}") for sid in sorted(out)}
+
+    def _where(self, task: SiteTask, site: Site) -> str:
+        step = f"round {task.round}" if task.round is not None else f"task {task.name}"
+        return f"arm {self.name}, site {site.id}, {step}"
+
+    def record_round(self, round: int, model: nn.Module | None = None,
+                     **extra: Any) -> dict[str, Any]:
+        """Mark the end of round ``round`` (0-based) of a multi-round arm.
+
+        Scores ``model`` (the server's model after the round, when given) on the test
+        set, notes the bytes crossed so far in both directions, calls the
+        ``synthlearn_on_round_end`` hook and keeps the point for ``arms[i].curve`` in
+        metrics.json and the accuracy-against-bytes figure. ``extra`` (JSON-able) is
+        kept with the point, e.g. the sites that took part. Returns the point.
+        """
+        point: dict[str, Any] = {"round": int(round)}
+        if model is not None:
+            point.update(self.evaluate(model))
+        point["bytes_to_server"] = self.ledger.bytes_to_server
+        point["bytes_to_sites"] = self.ledger.bytes_to_sites
+        point.update(extra)
+        self.curve.append(point)
+        if self.progress:
+            score = (f"accuracy {point['accuracy']:.3f}, "
+                     if isinstance(point.get("accuracy"), float) else "")
+            print(f"  {self.name}: round {round}: {score}"
+                  f"{point['bytes_to_server'] + point['bytes_to_sites']:,} bytes so far",
+                  file=sys.stderr, flush=True)
+        self.hook.synthlearn_on_round_end(arm=self.name, round=int(round), metrics=dict(point))
+        return point
 
     def _crossed(self, task: SiteTask, site: int, inbound: bytes | None, outbound: bytes,
                  cached: bool, wall_s: float) -> None:

@@ -3,8 +3,10 @@
 An image side must be ``b * 2**k`` with ``b`` in 4..7 and ``k >= 1`` (16, 28, 32, 64,
 128...). The generator maps noise, a class embedding and the condition vector through a
 linear layer to a ``b x b`` map, then ``k`` upsampling blocks double the side; the
-discriminator's ``k`` strided convolutions bring it back to ``b x b``. Channels are
-``width`` at full resolution and double at each halving, capped at ``MAX_MULT * width``.
+discriminator's ``k`` blocks (a strided 4x4 and a 3x3 convolution each) bring it back to
+``b x b``, where a minibatch standard-deviation feature lets it see a lack of variety.
+Channels are ``width`` at full resolution and double at each halving, capped at
+``MAX_MULT * width``.
 """
 
 from __future__ import annotations
@@ -19,11 +21,6 @@ MAX_MULT = 8
 
 #: Slope of the discriminator's leaky ReLUs.
 LEAK = 0.2
-
-#: An extra 3x3 conv per discriminator block, and a minibatch standard-deviation
-#: feature before the discriminator's head (both against mode collapse).
-D_EXTRA = True
-MBSTD = True
 
 
 def factor_side(side: int) -> tuple[int, int] | None:
@@ -94,8 +91,9 @@ def minibatch_std(h: torch.Tensor, group: int) -> torch.Tensor:
     if g == 1:
         stat = h.new_zeros(n, 1, height, width)
     else:
-        grouped = h.reshape(n // g, g, c, height, width)
-        std = (grouped.var(dim=1, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))
+        grouped = h.contiguous().reshape(n // g, g, c, height, width)
+        centered = grouped - grouped.mean(dim=1, keepdim=True)
+        std = (centered.square().mean(dim=1) + 1e-8).sqrt().mean(dim=(1, 2, 3))
         stat = std.repeat_interleave(g)[:, None, None, None].expand(n, 1, height, width)
     return torch.cat([h, stat.to(h.dtype)], dim=1)
 
@@ -107,21 +105,22 @@ class DownBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__()
         self.down = spectral_norm(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1))
-        self.conv = spectral_norm(nn.Conv2d(c_out, c_out, 3, padding=1)) if D_EXTRA else None
+        self.conv = spectral_norm(nn.Conv2d(c_out, c_out, 3, padding=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, c_in, 2s, 2s) -> (B, c_out, s, s)."""
         x = F.leaky_relu(self.down(x), LEAK)
-        if self.conv is not None:
-            x = F.leaky_relu(self.conv(x), LEAK)
-        return x
+        return F.leaky_relu(self.conv(x), LEAK)
 
 
 class ProjectionDiscriminator(nn.Module):
     """``D(x, label, vector)``: one real-valued score per image.
 
-    Spectral-normed convolutions bring the image to ``b x b``; ``h`` is the sum-pooled
-    feature and the score is ``linear(h) + <embed(label), h> + <W vector, h>``.
+    Spectral-normed convolutions bring the image to ``b x b``; a 3x3 convolution over
+    those features plus their minibatch standard deviation (over groups of ``group``
+    consecutive samples) gives ``h`` after sum pooling, and the score is
+    ``linear(h) + <embed(label), h> + <W vector, h>``. Set ``group`` to a divisor of the
+    batch size so that a group never mixes real and fake images.
     """
 
     def __init__(self, image_shape: tuple[int, int, int], num_classes: int, vector_size: int,
@@ -136,8 +135,7 @@ class ProjectionDiscriminator(nn.Module):
         self.stem = spectral_norm(nn.Conv2d(channels, plan[k], 3, padding=1))
         self.down = nn.ModuleList(DownBlock(plan[i], plan[i - 1]) for i in range(k, 0, -1))
         self.group = 1
-        self.mbstd = (spectral_norm(nn.Conv2d(plan[0] + 1, plan[0], 3, padding=1))
-                      if MBSTD else None)
+        self.mbstd = spectral_norm(nn.Conv2d(plan[0] + 1, plan[0], 3, padding=1))
         self.head = spectral_norm(nn.Linear(plan[0], 1))
         self.embed = spectral_norm(nn.Embedding(num_classes, plan[0]))
         self.project = (spectral_norm(nn.Linear(vector_size, plan[0], bias=False))
@@ -149,8 +147,7 @@ class ProjectionDiscriminator(nn.Module):
         h = F.leaky_relu(self.stem(x), LEAK)
         for block in self.down:
             h = block(h)
-        if self.mbstd is not None:
-            h = F.leaky_relu(self.mbstd(minibatch_std(h, self.group)), LEAK)
+        h = F.leaky_relu(self.mbstd(minibatch_std(h, self.group)), LEAK)
         h = h.sum(dim=(2, 3))
         score = self.head(h).squeeze(1) + (self.embed(labels) * h).sum(dim=1)
         if self.project is not None:

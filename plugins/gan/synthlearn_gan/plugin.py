@@ -13,6 +13,6 @@ def synthlearn_register_generators() -> list[ComponentSpec]:
     """The ``gan`` generator: its config class, factory and one-line summary."""
     return [
         ComponentSpec("gan", GanConfig, GanGenerator,
-                      "conditional DCGAN: hinge loss, spectral-norm projection D, "
-                      "DiffAugment, EMA generator"),
+                      "conditional DCGAN: hinge loss, spectral-norm projection D with "
+                      "minibatch std, EMA generator"),
     ]

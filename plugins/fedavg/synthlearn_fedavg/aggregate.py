@@ -1,0 +1,59 @@
+"""The server side of a round: check what the sites sent and average it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from synthlearn import SynthlearnError
+
+State = dict[str, torch.Tensor]
+
+
+def check_update(update: Mapping[str, torch.Tensor], reference: Mapping[str, torch.Tensor],
+                 source: str) -> None:
+    """Raise ``SynthlearnError`` naming ``source`` unless ``update`` has exactly the
+    global model's tensors (names, shapes, dtypes), all finite."""
+    missing = sorted(set(reference) - set(update))
+    extra = sorted(set(update) - set(reference))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+        if extra:
+            parts.append(f"unexpected {', '.join(extra[:3])}{' ...' if len(extra) > 3 else ''}")
+        raise SynthlearnError(f"model update does not fit the global model ({'; '.join(parts)})",
+                              where=source)
+    for name, tensor in update.items():
+        ref = reference[name]
+        if tensor.shape != ref.shape or tensor.dtype != ref.dtype:
+            raise SynthlearnError(
+                f"model update tensor {name!r} is {tensor.dtype} {tuple(tensor.shape)}, the "
+                f"global model's is {ref.dtype} {tuple(ref.shape)}", where=source)
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise SynthlearnError(f"model update tensor {name!r} holds NaN or infinite values",
+                                  where=source)
+
+
+def average(global_state: Mapping[str, torch.Tensor], updates: list[tuple[State, float]],
+            server_lr: float = 1.0) -> State:
+    """The next global state: ``g + server_lr * (sum_i w_i s_i / sum_i w_i - g)``.
+
+    ``updates`` holds each site's state and its weight (its number of images, or 1).
+    Floating-point tensors are averaged in float64 and cast back; integer tensors (batch
+    norm's ``num_batches_tracked``) take the largest value sent.
+    """
+    if not updates:
+        raise ValueError("average needs at least one update")
+    total = float(sum(weight for _, weight in updates))
+    if total <= 0:
+        raise ValueError("update weights must sum to a positive number")
+    out: State = {}
+    for name, current in global_state.items():
+        if current.is_floating_point():
+            mean = sum(state[name].double() * (weight / total) for state, weight in updates)
+            step = current.double() + server_lr * (mean - current.double())
+            out[name] = step.to(current.dtype)
+        else:
+            out[name] = torch.stack([state[name] for state, _ in updates]).amax(dim=0)
+    return out

@@ -1,0 +1,82 @@
+"""The ``fedavg`` arm: rounds of local training at the sites and averaging at the server.
+
+Every round goes through ``ctx.run_sites``: the global model crosses to each chosen site
+and its trained weights cross back, both as safetensors and both counted in bytes. A
+site that fails stops the run with an error naming the site and the round; the server
+never averages fewer sites than it asked for. After every ``eval_every`` rounds (and the
+last) the global model is scored on the test set and the point (accuracy, bytes so far)
+is recorded for metrics.json and the accuracy-against-bytes figure.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from synthlearn.arms.context import ArmContext, ArmResult
+from synthlearn.exchange import Payload
+from synthlearn.sites import SiteTask
+
+from synthlearn_fedavg.aggregate import average, check_update
+from synthlearn_fedavg.config import FedAvgConfig
+from synthlearn_fedavg.site_round import RoundConfig, train_round
+
+
+def round_lr(base: float, round: int, rounds: int, decay: str) -> float:
+    """The local learning rate of ``round`` (0-based) out of ``rounds``."""
+    if decay == "constant":
+        return base
+    return base * 0.5 * (1.0 + math.cos(math.pi * round / rounds))
+
+
+def choose_sites(site_ids: list[int], fraction: float, seed: int) -> list[int]:
+    """``max(1, round(fraction * n))`` of the sites, drawn with ``seed``, in id order."""
+    k = max(1, round(fraction * len(site_ids)))
+    if k >= len(site_ids):
+        return list(site_ids)
+    rng = np.random.default_rng(seed)
+    return sorted(int(s) for s in rng.choice(site_ids, size=k, replace=False))
+
+
+class FedAvgArm:
+    """Federated averaging (FedProx when ``mu > 0``); see ``FedAvgConfig``."""
+
+    private = True
+
+    def __init__(self, config: FedAvgConfig) -> None:
+        self.config = config
+
+    def run(self, ctx: ArmContext) -> ArmResult:
+        cfg = self.config
+        base_lr = ctx.model.build().training.lr
+        model = ctx.build_model("global")
+        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        sizes = {site.id: len(site.data) for site in ctx.sites}
+        by_id = {site.id: site for site in ctx.sites}
+        participants = []
+        for r in range(cfg.rounds):
+            chosen = choose_sites(sorted(by_id), cfg.fraction, ctx.seed_for("choose", r))
+            participants.append(chosen)
+            task_config = RoundConfig(round=r, local_epochs=cfg.local_epochs,
+                                      lr=round_lr(base_lr, r, cfg.rounds, cfg.lr_decay),
+                                      mu=cfg.mu, refresh_bn=cfg.refresh_bn)
+            shares = ("model weights after local training, every round"
+                      + (" (FedProx)" if cfg.mu > 0 else ""))
+            task = SiteTask(f"round-{r}", train_round, task_config, shares, round=r)
+            received = ctx.run_sites(task, Payload(state, {"round": r}),
+                                     [by_id[s] for s in chosen])
+            updates = []
+            for sid in chosen:
+                source = f"arm {ctx.name}, site {sid}, round {r}"
+                check_update(received[sid].tensors, state, source)
+                weight = float(sizes[sid]) if cfg.weighting == "examples" else 1.0
+                updates.append((received[sid].tensors, weight))
+            state = average(state, updates, cfg.server_lr)
+            if (r + 1) % cfg.eval_every == 0 or r == cfg.rounds - 1:
+                model.load_state_dict(state)
+                ctx.record_round(r, model, sites=chosen)
+        model.load_state_dict(state)
+        return ArmResult(model=model, details={
+            "rounds": cfg.rounds, "local_epochs": cfg.local_epochs, "mu": cfg.mu,
+            "participants": participants,
+        })
