@@ -70,9 +70,10 @@ class GanConfig:
     warm-up so short runs work). ``augment`` applies differentiable augmentation
     (DiffAugment: translation, brightness/contrast, cutout) to real and fake images
     before the discriminator, against a discriminator that memorises a small site; off
-    by default (docs/results.md has the comparison on PneumoniaMNIST). ``d_steps`` is the number of discriminator updates per generator
-    update. ``min_images`` is the smallest site it fits on. ``device`` is ``auto``,
-    ``cpu``, ``cuda`` or ``cuda:N``.
+    by default, worth turning on for long fits or sites of a few hundred images.
+    ``d_steps`` is the number of discriminator updates per generator update.
+    ``min_images`` is the smallest site it fits on. ``device`` is ``auto``, ``cpu``,
+    ``cuda`` or ``cuda:N``.
 
     The defaults fit a 28x28 site of about 800 images in about 5 minutes on a 2-core
     CPU; on a GPU, a larger ``width`` (e.g. 64) and ``batch_size`` (64) cost little.
