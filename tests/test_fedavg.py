@@ -14,7 +14,7 @@ from conftest import run_cli, small_recipe
 
 pytest.importorskip("synthlearn_fedavg", reason="the synthlearn-fedavg plugin is not installed")
 
-from synthlearn import SynthlearnError  # noqa: E402
+from synthlearn import SynthlearnError, hookimpl  # noqa: E402
 from synthlearn.data.types import ImageData  # noqa: E402
 from synthlearn.exchange import Payload  # noqa: E402
 from synthlearn.plugins import load_plugins  # noqa: E402
@@ -142,18 +142,44 @@ FEDPROX = {"name": "fedprox", "use": "fedavg",
            "params": {"rounds": 2, "local_epochs": 1, "mu": 0.01, "fraction": 0.67}}
 
 
+class RoundListener:
+    """A tracker plugin: keeps every ``synthlearn_on_round_end`` call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, dict]] = []
+
+    @hookimpl
+    def synthlearn_on_round_end(self, arm: str, round: int, metrics: dict) -> None:
+        self.calls.append((arm, round, metrics))
+
+
+LISTENER = RoundListener()
+
+
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict, Path]:
-    """The digits recipe with centralized, fedavg and fedprox arms, and again with the
-    fedavg arm alone (same seed, no cache)."""
+    """The digits recipe with centralized, fedavg and fedprox arms (a round listener
+    registered), and again with the fedavg arm alone (same seed, no cache)."""
     tmp = tmp_path_factory.mktemp("fedavg")
     plugins = load_plugins()
+    plugins.manager.register(LISTENER)
     out = []
     for i, arms in enumerate([[{"use": "centralized"}, FEDAVG, FEDPROX], [FEDAVG]]):
         recipe = check_recipe(digits_recipe(tmp, arms), plugins)
         run_dir = Run(recipe, plugins, quiet=True).execute(str(tmp / f"run{i}"))
         out.append(json.loads((run_dir / "metrics.json").read_text()))
+        if i == 0:
+            plugins.manager.unregister(LISTENER)
     return out[0], out[1], tmp / "run0"
+
+
+def test_round_end_hook_sees_every_recorded_round(two_runs) -> None:
+    metrics, _, _ = two_runs
+    _, fedavg, fedprox = metrics["arms"]
+    assert [(arm, r) for arm, r, _ in LISTENER.calls] == [
+        ("fedavg", 1), ("fedavg", 2), ("fedprox", 0), ("fedprox", 1)]
+    assert [m for arm, _, m in LISTENER.calls if arm == "fedavg"] == fedavg["curve"]
+    assert [m for arm, _, m in LISTENER.calls if arm == "fedprox"] == fedprox["curve"]
 
 
 def test_fedavg_learns_and_records_every_evaluated_round(two_runs) -> None:
