@@ -119,21 +119,27 @@ def test_report_shared_setup_and_figures() -> None:
         assert embed in text
     assert "`phantom`" in text and "round, ring" in text and "28×28" in text
     assert "resnet18" in text and "11.17 M parameters" in text
-    assert "## Attacks" not in text
+    assert "## Membership inference" not in text
 
 
-def test_report_attacks_printed_generically() -> None:
+def test_report_membership_inference_table() -> None:
     metrics = make_metrics()
     metrics["arms"][1]["attacks"] = {
-        "lira": {"auc": 0.5123, "tpr_at_1pct_fpr": 0.0101, "shadow_models": 8,
-                 "roc": {"fpr": list(range(100))}},
+        "lira": {"auc": 0.6123, "control_auc": 0.5012, "tpr_at_fpr_0.01": 0.0512,
+                 "control_tpr_at_fpr_0.01": 0.011, "tpr_at_fpr_0.001": None,
+                 "balanced_accuracy": 0.58, "n_members": 300, "n_nonmembers": 300,
+                 "reference": "real", "reference_models": 8,
+                 "not_available": {"tpr_at_fpr_0.001": "300 non-members cannot resolve"}},
     }
+    metrics["arms"][1]["figures"] = {"roc": "roc-local.png"}
     text = render_report(metrics)
-    attacks = text.split("## Attacks", 1)[1]
+    attacks = text.split("## Membership inference", 1)[1]
     assert "### lira" in attacks
-    assert table_row(attacks, "arm") == ["arm", "auc", "tpr_at_1pct_fpr", "shadow_models",
-                                         "roc.fpr"]
-    assert table_row(attacks, "local") == ["local", "0.512", "0.010", "8", "(100 values)"]
+    assert table_row(attacks, "local") == ["local", "0.612", "0.501", "0.051", "0.011", "n/a",
+                                           "0.580", "300 / 300", "8 × real (approximation)"]
+    assert "- lira, local: tpr_at_fpr_0.001 not available: 300 non-members cannot resolve." \
+        in attacks
+    assert "![ROC local](roc-local.png)" in attacks
 
 
 @pytest.mark.parametrize("metrics", [

@@ -340,6 +340,47 @@ def cost_chart(path: Path, arms: list[dict]) -> None:
     save_figure(fig, path)
 
 
+# --------------------------------------------------------------------------- ROC curves
+
+#: Smallest rate shown on the log-log ROC axes (lower rates are drawn at this value).
+ROC_FLOOR = 1e-3
+
+
+def roc_chart(path: Path, rocs: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
+              title: str) -> None:
+    """Membership-inference ROC curves on log-log axes, one colour per attack: solid
+    against the arm's released model, dashed against the control model (trained on none
+    of the candidates), with the chance diagonal. Rates below ``ROC_FLOOR`` are drawn at
+    the floor, where the low-FPR regime that matters starts."""
+    if not rocs:
+        message_figure(path, "no attacks")
+        return
+    fig = new_figure(5.6, 4.8)
+    ax = fig.add_subplot()
+    colors = colormaps["tab10"].colors
+    grid = np.logspace(np.log10(ROC_FLOOR), 0, 50)
+    ax.plot(grid, grid, ":", color=MUTED_COLOR, linewidth=1.0, label="chance")
+    for i, (attack, curves) in enumerate(rocs.items()):
+        color = colors[i % len(colors)]
+        for which, style in (("target", "-"), ("control", "--")):
+            if which not in curves:
+                continue
+            fpr, tpr = (np.maximum(np.asarray(v, dtype=float), ROC_FLOOR) for v in curves[which])
+            label = attack if which == "target" else f"{attack} (control)"
+            ax.step(fpr, tpr, style, where="post", color=color, linewidth=1.5, label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(ROC_FLOOR, 1.0)
+    ax.set_ylim(ROC_FLOOR, 1.0)
+    ax.set_xlabel("false-positive rate (non-members called members)")
+    ax.set_ylabel("true-positive rate (members found)")
+    ax.set_title(title)
+    ax.grid(color="#DDDDDD", linewidth=0.6, which="major")
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(loc="lower right", frameon=False, fontsize=8.5)
+    save_figure(fig, path)
+
+
 # --------------------------------------------------------------------------- synthetic grid
 
 

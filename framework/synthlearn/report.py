@@ -287,20 +287,48 @@ def _shared(arms: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+ATTACK_COLUMNS = (("auc", "AUC"), ("control_auc", "control AUC"),
+                  ("tpr_at_fpr_0.01", "TPR at 1% FPR"),
+                  ("control_tpr_at_fpr_0.01", "control TPR at 1% FPR"),
+                  ("tpr_at_fpr_0.001", "TPR at 0.1% FPR"),
+                  ("balanced_accuracy", "balanced accuracy"))
+
+
 def _attacks(arms: list[dict[str, Any]]) -> list[str]:
     by_attack: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for i, arm in enumerate(arms):
         for attack, result in (arm.get("attacks") or {}).items():
-            by_attack.setdefault(str(attack), []).append((_arm_name(arm, i), _flatten(result)))
+            by_attack.setdefault(str(attack), []).append((_arm_name(arm, i), result or {}))
     if not by_attack:
         return []
-    lines = ["", "## Attacks", "",
-             "What an attacker learns from what each arm shares (for membership inference, "
-             "an AUC near 0.5 means chance)."]
+    lines = ["", "## Membership inference", "",
+             "Each attack scores equal numbers of members (real training images the released "
+             "model learned from) and non-members (real held-out images). AUC 0.5 and a TPR "
+             "equal to the FPR mean the attacker learns nothing; the *control* is the same "
+             "attack against the arm's procedure re-run without any of the candidates, and "
+             "shows what chance looks like here."]
+    notes: list[str] = []
     for attack, results in by_attack.items():
-        keys = list(dict.fromkeys(k for _, flat in results for k in flat))
-        rows = [[arm] + [_value(flat.get(k)) for k in keys] for arm, flat in results]
-        lines += ["", f"### {attack}", "", *_table(["arm", *keys], rows)]
+        header = ["arm", *(label for _, label in ATTACK_COLUMNS), "members / non-members",
+                  "reference models"]
+        rows = []
+        for arm, result in results:
+            reference = result.get("reference")
+            ref_text = "none" if not reference else (
+                f"{_value(result.get('reference_models'))} × {reference}"
+                + (" (approximation)" if reference == "real" else ""))
+            rows.append([arm, *(_num(result.get(key)) for key, _ in ATTACK_COLUMNS),
+                         f"{_count(result.get('n_members'))} / "
+                         f"{_count(result.get('n_nonmembers'))}", ref_text])
+            for key, reason in (result.get("not_available") or {}).items():
+                notes.append(f"- {attack}, {arm}: {key} not available: {reason}.")
+        lines += ["", f"### {attack}", "", *_table(header, rows)]
+    if notes:
+        lines += ["", *dict.fromkeys(notes)]
+    for i, arm in enumerate(arms):
+        roc = (arm.get("figures") or {}).get("roc")
+        if roc:
+            lines += ["", f"![ROC {_arm_name(arm, i)}]({roc})"]
     return lines
 
 
@@ -411,7 +439,8 @@ def render_report(metrics: dict) -> str:
 
 def write_report(run_dir: Path, metrics: dict, site_data: list[tuple[int, ImageData]],
                  class_names: list[str], seed: int,
-                 synthetic: dict[str, dict[int, ImageData]] | None = None) -> list[str]:
+                 synthetic: dict[str, dict[int, ImageData]] | None = None,
+                 rocs: dict[str, dict[str, Any]] | None = None) -> list[str]:
     """Write ``report.md``, ``samples.png``, ``class_balance.png``, ``arms.png`` and
     ``cost.png`` into
     ``run_dir`` (created if needed) and return the file names written.
@@ -420,7 +449,8 @@ def write_report(run_dir: Path, metrics: dict, site_data: list[tuple[int, ImageD
     with ``seed``); the class balance comes from ``metrics["sites"]``, or from
     ``site_data`` when the metrics have no sites. ``synthetic`` maps an arm name to each
     site's synthetic images: one ``synthetic-<arm>.png`` per arm sets them beside the
-    site's real images.
+    site's real images. ``rocs`` maps an arm name to its attacks' ROC curves (against
+    the released model and the control): one ``roc-<arm>.png`` per arm.
     """
     from synthlearn import figures  # matplotlib loads only when a report is written
 
@@ -430,6 +460,10 @@ def write_report(run_dir: Path, metrics: dict, site_data: list[tuple[int, ImageD
     for arm, pools in (synthetic or {}).items():
         name = f"synthetic-{slug(arm)}.png"
         figures.synthetic_grid(run_dir / name, site_data, pools, class_names, seed=seed)
+        written.append(name)
+    for arm, curves in (rocs or {}).items():
+        name = f"roc-{slug(arm)}.png"
+        figures.roc_chart(run_dir / name, curves, f"Membership inference: {arm}")
         written.append(name)
     figures.sample_grid(run_dir / FIGURES["samples"], site_data, class_names, seed=seed)
     sites = metrics.get("sites") or [

@@ -22,6 +22,7 @@ import yaml
 
 from synthlearn import __version__
 from synthlearn.arms.context import ArmContext, ArmResult
+from synthlearn.audit import audit_arm
 from synthlearn.cache import SiteCache
 from synthlearn.data.types import Dataset, ImageData
 from synthlearn.errors import DataError, RecipeError, SynthlearnError
@@ -161,6 +162,7 @@ class Run:
         self.cache = SiteCache(recipe.cache_dir) if recipe.cache_dir else None
         self.synthetic: dict[str, dict[int, ImageData]] = {}
         self.artifacts: dict[str, dict[str, bytes]] = {}
+        self.rocs: dict[str, dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]] = {}
 
     def execute(self, out: str | None = None) -> Path:
         """Run every arm and write the run directory; return its path."""
@@ -238,6 +240,16 @@ class Run:
                 self.artifacts[arm.name] = result.artifacts
                 entry["artifacts"] = [f"artifacts/{slug(arm.name)}/{name}"
                                       for name in sorted(result.artifacts)]
+            if recipe.attacks:
+                self.progress.say(f"  {arm.name}: membership audit "
+                                  f"({', '.join(a.use for a in recipe.attacks)})")
+                audit_start = time.perf_counter()
+                audited = audit_arm(ctx, pooling, result, list(recipe.attacks), test)
+                entry["attacks"] = audited.attacks
+                entry["audit"] = {**audited.info,
+                                  "wall_s": time.perf_counter() - audit_start}
+                self.rocs[arm.name] = audited.rocs
+                entry.setdefault("figures", {})["roc"] = f"roc-{slug(arm.name)}.png"
             self.plugins.hook.synthlearn_on_arm_end(arm=arm.name, metrics=entry)
             m = entry["metrics"]
             self.progress.say(f"  {arm.name}: accuracy {m['accuracy']:.3f}, "
@@ -321,7 +333,8 @@ class Run:
         (run_dir / "recipe.yaml").write_text(
             yaml.safe_dump(self.recipe.to_dict(), sort_keys=False), encoding="utf-8")
         write_report(run_dir, metrics, [(s.id, s.data) for s in sites],
-                     list(dataset.class_names), self.recipe.seed, synthetic=self.synthetic)
+                     list(dataset.class_names), self.recipe.seed, synthetic=self.synthetic,
+                     rocs=self.rocs)
         for arm, files in self.artifacts.items():
             folder = run_dir / "artifacts" / slug(arm)
             folder.mkdir(parents=True, exist_ok=True)

@@ -288,14 +288,14 @@ def refresh_batchnorm(model: nn.Module, images: np.ndarray, *, batch_size: int =
     return len(norms)
 
 
-def predict_proba(
+def predict_logits(
     model: nn.Module,
     images: np.ndarray,
     *,
     device: str | torch.device = "cpu",
     batch_size: int = 256,
 ) -> np.ndarray:
-    """Softmax class probabilities (N, num_classes), float64, for uint8 ``images``.
+    """The model's raw outputs (N, num_classes), float64, for uint8 ``images``.
 
     The model runs in eval mode on ``device`` (a settings name or a torch device); its
     original device and train/eval mode are restored afterwards.
@@ -311,11 +311,23 @@ def predict_proba(
         with torch.inference_mode():
             for start in range(0, len(images), batch_size):
                 chunk = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
-                logits = model(to_float(chunk.to(target)))
-                outputs.append(logits.double().softmax(dim=1).cpu().numpy())
+                outputs.append(model(to_float(chunk.to(target))).double().cpu().numpy())
     finally:
         model.to(home)
         model.train(was_training)
     if not outputs:
-        raise ValueError("predict_proba needs at least one image")
+        raise ValueError("predict_logits needs at least one image")
     return np.concatenate(outputs)
+
+
+def predict_proba(
+    model: nn.Module,
+    images: np.ndarray,
+    *,
+    device: str | torch.device = "cpu",
+    batch_size: int = 256,
+) -> np.ndarray:
+    """Softmax class probabilities (N, num_classes), float64, for uint8 ``images``
+    (``predict_logits`` then a softmax in float64)."""
+    logits = predict_logits(model, images, device=device, batch_size=batch_size)
+    return torch.from_numpy(logits).softmax(dim=1).numpy()

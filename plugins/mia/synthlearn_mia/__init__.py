@@ -1,0 +1,1 @@
+"""synthlearn-mia: membership-inference attacks (loss, LiRA, RMIA) against every arm."""
