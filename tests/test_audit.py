@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from synthlearn import SynthlearnError
-from synthlearn.audit import CandidatePool, concat, split_like_sites
+from synthlearn.audit import CandidatePool, split_like_sites
 from synthlearn.data.types import ImageData
 
 
@@ -33,8 +33,8 @@ def test_pool_has_equal_members_and_nonmembers_and_leaves_half_for_the_control()
     assert sum(len(t) for t in pool.taken.values()) == n
     rest = pool.without_members(sites)
     assert [len(r) for r in rest] == [40 - len(pool.taken[0]), 60 - len(pool.taken[1])]
-    assert not (ids(concat(rest)) & ids(members))
-    assert ids(concat(rest)) | ids(members) == set(range(100))
+    assert not (ids(ImageData.concat(rest)) & ids(members))
+    assert ids(ImageData.concat(rest)) | ids(members) == set(range(100))
     again = CandidatePool.draw(sites, holdout, seed=3)
     assert np.array_equal(again.data.images, pool.data.images)
 

@@ -52,16 +52,6 @@ REFERENCES: tuple[str, ...] = ("arm", "real")
 Trainer = Callable[[list[ImageData], int], nn.Module]
 
 
-def concat(parts: list[ImageData]) -> ImageData:
-    """The images of ``parts`` one after another (attributes kept when all have them)."""
-    names = set.intersection(*(set(p.attributes) for p in parts)) if parts else set()
-    return ImageData(
-        images=np.concatenate([p.images for p in parts]),
-        labels=np.concatenate([p.labels for p in parts]),
-        attributes={n: np.concatenate([p.attributes[n] for p in parts]) for n in sorted(names)},
-    )
-
-
 def split_like_sites(data: ImageData, n_sites: int, rng: np.random.Generator
                      ) -> list[ImageData]:
     """``data`` dealt into ``n_sites`` parts with the same class mix (shuffled per
@@ -99,9 +89,9 @@ class CandidatePool:
                                   f"members, {len(holdout)} non-members available)")
         pick = np.sort(rng.choice(len(owners), size=n, replace=False))
         taken = {sid: np.sort(within[pick][owners[pick] == sid]) for sid in sorted(sites)}
-        members = concat([sites[sid].subset(taken[sid]) for sid in sorted(sites)])
+        members = ImageData.concat([sites[sid].subset(taken[sid]) for sid in sorted(sites)])
         out = holdout.subset(np.sort(rng.choice(len(holdout), size=n, replace=False)))
-        return cls(data=concat([members, out]),
+        return cls(data=ImageData.concat([members, out]),
                    is_member=np.r_[np.ones(n, bool), np.zeros(n, bool)], taken=taken)
 
     def without_members(self, sites: dict[int, ImageData]) -> list[ImageData]:
@@ -276,7 +266,8 @@ def _audits(ctx: ArmContext, pooling: Any, result: ArmResult, holdout: ImageData
     device = ctx.model.build().training.device
 
     def real_trainer(parts: list[ImageData], seed: int) -> nn.Module:
-        return attrs.evolve(ctx, seed=seed, progress=False).train(concat(parts), "reference")
+        plain = attrs.evolve(ctx, seed=seed, progress=False)
+        return plain.train(ImageData.concat(parts), "reference")
 
     common = {"holdout": holdout, "num_classes": ctx.num_classes, "real_trainer": real_trainer,
               "device": device, "progress": ctx.progress}

@@ -175,7 +175,7 @@ def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
 _CHUNK = 512
 
 
-def _squared_distances(a: np.ndarray, b: np.ndarray, b_norms: np.ndarray) -> np.ndarray:
+def squared_distances(a: np.ndarray, b: np.ndarray, b_norms: np.ndarray) -> np.ndarray:
     """Squared Euclidean distances (len(a), len(b)), clipped at 0."""
     a_norms = np.einsum("ij,ij->i", a, a)
     d2 = a_norms[:, None] + b_norms[None, :] - 2.0 * (a @ b.T)
@@ -188,7 +188,7 @@ def _knn_radii(feats: np.ndarray, k: int) -> np.ndarray:
     radii = np.empty(len(feats), dtype=np.float64)
     for start in range(0, len(feats), _CHUNK):
         stop = min(start + _CHUNK, len(feats))
-        d2 = _squared_distances(feats[start:stop], feats, norms)
+        d2 = squared_distances(feats[start:stop], feats, norms)
         d2[np.arange(stop - start), np.arange(start, stop)] = np.inf  # not its own neighbour
         radii[start:stop] = np.partition(d2, k - 1, axis=1)[:, k - 1]
     return radii
@@ -200,7 +200,7 @@ def _coverage(support: np.ndarray, radii: np.ndarray, queries: np.ndarray,
     norms = np.einsum("ij,ij->i", support, support)
     inside = 0
     for start in range(0, len(queries), _CHUNK):
-        d2 = _squared_distances(queries[start:start + _CHUNK], support, norms)
+        d2 = squared_distances(queries[start:start + _CHUNK], support, norms)
         inside += int(np.any(d2 <= radii[None, :] + tolerance, axis=1).sum())
     return inside / len(queries)
 

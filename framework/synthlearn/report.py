@@ -325,11 +325,38 @@ def _attacks(arms: list[dict[str, Any]]) -> list[str]:
         lines += ["", f"### {attack}", "", *_table(header, rows)]
     if notes:
         lines += ["", *dict.fromkeys(notes)]
+    lines += _memorisation(arms)
     for i, arm in enumerate(arms):
         roc = (arm.get("figures") or {}).get("roc")
         if roc:
             lines += ["", f"![ROC {_arm_name(arm, i)}]({roc})"]
     return lines
+
+
+def _memorisation(arms: list[dict[str, Any]]) -> list[str]:
+    """Per synthetic arm and site: how close the synthetic images lie to the site's own
+    images against images it never had, and the near-copies (dropped or found)."""
+    rows = []
+    for i, arm in enumerate(arms):
+        dropped = {d.get("site"): d.get("near_copies_dropped")
+                   for d in (arm.get("details") or {}).get("per_site") or []}
+        for entry in (arm.get("memorisation") or {}).get("sites") or []:
+            pixel, feature = entry.get("pixel") or {}, entry.get("feature") or {}
+            rows.append([_arm_name(arm, i), str(entry.get("site", "?")),
+                         _num(pixel.get("closer_to_members")), _num(pixel.get("near_copies")),
+                         _num(feature.get("closer_to_members")),
+                         _num(feature.get("near_copies")),
+                         _value(dropped.get(entry.get("site"), "not filtered"))])
+    if not rows:
+        return []
+    return ["", "### Synthetic-data memorisation", "",
+            "For each synthetic image, its distance to the closest image its generator was "
+            "fitted on (member) and to the closest of as many real images it never saw. "
+            "*Closer to members* near 0.5 means no copying; a *near-copy* is closer to a "
+            "member than 99% of the members are to each other.", "",
+            *_table(["arm", "site", "closer to members (pixels)", "near-copies (pixels)",
+                     "closer to members (features)", "near-copies (features)",
+                     "dropped at the site"], rows)]
 
 
 def _sites(metrics: dict[str, Any]) -> list[str]:

@@ -28,6 +28,7 @@ from synthlearn.data.types import Dataset, ImageData
 from synthlearn.errors import DataError, RecipeError, SynthlearnError
 from synthlearn.evaluation import classification_metrics
 from synthlearn.fidelity import fidelity
+from synthlearn.memorisation import memorisation
 from synthlearn.plugins import PluginSet
 from synthlearn.recipe import Arm, Component, Recipe
 from synthlearn.report import slug, write_report
@@ -223,7 +224,10 @@ class Run:
                 versions=self._versions(arm), attributes=dataset.attributes,
             )
             start = time.perf_counter()
-            result = self.plugins.hook.synthlearn_run_arm(ctx=ctx)
+            try:
+                result = self.plugins.hook.synthlearn_run_arm(ctx=ctx)
+            except SynthlearnError as exc:  # located at the arm unless it names a place
+                raise _at(f"$.arms[{i}] ({arm.name})", exc) from None
             if not isinstance(result, ArmResult):
                 raise SynthlearnError(f"arm {arm.name!r} ({arm.component.use}, distribution "
                                       f"{arm.component.registered.distribution}) returned "
@@ -249,6 +253,9 @@ class Run:
                 entry["audit"] = {**audited.info,
                                   "wall_s": time.perf_counter() - audit_start}
                 self.rocs[arm.name] = audited.rocs
+                if result.synthetic:
+                    entry["memorisation"] = self._memorisation(result.synthetic, sites,
+                                                               test.images)
                 entry.setdefault("figures", {})["roc"] = f"roc-{slug(arm.name)}.png"
             self.plugins.hook.synthlearn_on_arm_end(arm=arm.name, metrics=entry)
             m = entry["metrics"]
@@ -297,6 +304,17 @@ class Run:
             "sites": [{"site": sid, **fidelity(test_images, pools[sid].images)}
                       for sid in sorted(pools)],
         }
+
+    @staticmethod
+    def _memorisation(pools: dict[int, ImageData], sites: list[Site],
+                      test_images: np.ndarray) -> dict[str, Any]:
+        """Per site: how close its synthetic images lie to its own images (members)
+        against real images it never had (the test set)."""
+        by_id = {s.id: s for s in sites}
+        return {"sites": [
+            {"site": sid, **memorisation(pools[sid].images, by_id[sid].data.images,
+                                         test_images, seed=sid)}
+            for sid in sorted(pools) if sid in by_id and len(pools[sid])]}
 
     def _score(self, arm: Arm, pooling: Any, ctx: ArmContext, result: ArmResult,
                evaluator: Any) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-import numpy as np
 import torch
 
 from synthlearn.arms.context import ArmContext, ArmResult
@@ -45,16 +44,6 @@ def payload_images(payload: Payload) -> ImageData:
     )
 
 
-def concat(parts: list[ImageData]) -> ImageData:
-    """Join image sets (same attributes in each) in the given order."""
-    names = set(parts[0].attributes)
-    return ImageData(
-        images=np.concatenate([p.images for p in parts]),
-        labels=np.concatenate([p.labels for p in parts]),
-        attributes={n: np.concatenate([p.attributes[n] for p in parts]) for n in sorted(names)},
-    )
-
-
 class CentralizedArm:
     """Pool every site's raw images at the server and train one model on them."""
 
@@ -67,6 +56,6 @@ class CentralizedArm:
         task = SiteTask("share_raw_images", share_raw_images, self.config,
                         shares="raw images, labels and attributes")
         received = ctx.run_sites(task)
-        pooled = concat([payload_images(received[sid]) for sid in sorted(received)])
+        pooled = ImageData.concat([payload_images(received[sid]) for sid in sorted(received)])
         model = ctx.train(pooled, "pooled", desc="pooled real images")
         return ArmResult(model=model, details={"n_train": len(pooled)})

@@ -23,11 +23,11 @@ import attrs
 import numpy as np
 import torch
 
-from synthlearn.arms.centralized import concat
 from synthlearn.arms.context import ArmContext, ArmResult
 from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
 from synthlearn.exchange import Payload
+from synthlearn.memorisation import near_copy_mask
 from synthlearn.sites import Site, SiteEnv, SiteTask, derive_seed
 
 SHARES: tuple[str, ...] = ("samples", "generator")
@@ -48,16 +48,26 @@ class SyntheticConfig:
     ``share`` is ``samples`` (synthetic images cross) or ``generator`` (the fitted
     generator crosses and the server samples). Each site contributes ``multiple`` times
     its own number of images (default 1.0) or, when ``count`` is set instead, exactly
-    ``count`` images; setting both is an error.
+    ``count`` images; setting both is an error. ``drop_near_copies`` (a quantile, e.g.
+    0.01; only with ``share: samples``) has each site drop the synthetic images closer to
+    one of its own images than that quantile of its images' distances to each other
+    (``synthlearn.memorisation``) before they leave; the report says how many.
     """
 
     share: str = attrs.field(default="samples", validator=attrs.validators.in_(SHARES))
     multiple: float | None = attrs.field(default=None, validator=_positive_or_none)
     count: int | None = attrs.field(default=None, validator=_positive_or_none)
+    drop_near_copies: float | None = attrs.field(default=None, validator=_positive_or_none)
 
     def __attrs_post_init__(self) -> None:
         if self.multiple is not None and self.count is not None:
             raise ValueError("set either 'multiple' or 'count', not both")
+        if self.drop_near_copies is not None:
+            if self.drop_near_copies >= 1:
+                raise ValueError("'drop_near_copies' is a quantile in (0, 1), e.g. 0.01")
+            if self.share != "samples":
+                raise ValueError("'drop_near_copies' needs share: samples (a generator that "
+                                 "leaves the site cannot be filtered there)")
 
     def images_for(self, n_real: int) -> int:
         """How many synthetic images a site with ``n_real`` images contributes."""
@@ -127,6 +137,11 @@ def synthesize(site: Site, config: SyntheticConfig, inbound: Payload | None, env
     generator.load(state, f"site {site.id} generator")
     pool = draw_pool(generator, scheme, stats, config.images_for(n_real),
                      derive_seed(env.seed, "sample"))
+    if config.drop_near_copies is not None:
+        copies, threshold = near_copy_mask(pool.images, site.data.images,
+                                           config.drop_near_copies)
+        pool = pool.subset(np.flatnonzero(~copies))
+        meta.update(near_copies_dropped=int(copies.sum()), near_copy_threshold=threshold)
     tensors = {"images": torch.from_numpy(pool.images), "labels": torch.from_numpy(pool.labels)}
     for name, values in pool.attributes.items():
         tensors[f"attr.{name}"] = torch.from_numpy(values)
@@ -175,7 +190,14 @@ class SyntheticArm:
                 artifacts[f"site-{site.id}-generator.safetensors"] = payload.to_bytes()
             else:
                 pools[site.id] = _received_pool(payload, source, ctx)
-        pooled = concat([pools[sid] for sid in sorted(pools)])
+        pooled = ImageData.concat([pools[sid] for sid in sorted(pools)])
+        if len(pooled) < 2:
+            dropped = sum(int(received[sid].meta.get("near_copies_dropped", 0))
+                          for sid in received)
+            raise SynthlearnError(
+                f"only {len(pooled)} synthetic images reached the server"
+                + (f": the sites dropped {dropped} as near-copies of their own images "
+                   "(the generator copies its training data)" if dropped else ""))
         model = ctx.train(pooled, "synthetic", desc="pooled synthetic images")
         details = {
             "share": self.config.share,
@@ -185,6 +207,8 @@ class SyntheticArm:
             "per_site": [
                 {"site": sid, "n_real": int(received[sid].meta.get("n_real", 0)),
                  "n_synthetic": len(pools[sid]),
+                 **({"near_copies_dropped": int(received[sid].meta["near_copies_dropped"])}
+                    if "near_copies_dropped" in received[sid].meta else {}),
                  "class_counts_synthetic": pools[sid].class_counts(ctx.num_classes)}
                 for sid in sorted(pools)
             ],

@@ -54,6 +54,20 @@ class ImageData:
             attributes={k: v[index] for k, v in self.attributes.items()},
         )
 
+    @staticmethod
+    def concat(parts: list[ImageData]) -> ImageData:
+        """The image sets one after another, in the given order; attributes are kept
+        when every part has them."""
+        if not parts:
+            raise ValueError("concat needs at least one image set")
+        names = set.intersection(*(set(p.attributes) for p in parts))
+        return ImageData(
+            images=np.concatenate([p.images for p in parts]),
+            labels=np.concatenate([p.labels for p in parts]),
+            attributes={n: np.concatenate([p.attributes[n] for p in parts])
+                        for n in sorted(names)},
+        )
+
     def class_counts(self, num_classes: int) -> list[int]:
         """How many images of each class, classes 0..num_classes-1."""
         return np.bincount(self.labels, minlength=num_classes).astype(int).tolist()

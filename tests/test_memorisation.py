@@ -1,0 +1,140 @@
+"""Synthetic-data memorisation: distances to members and non-members, near-copies, and
+the site-side filter, with a generator that copies its training images (the degenerate
+generator every privacy measure must catch) registered as a third-party plugin."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import run_cli, small_recipe
+from synthlearn.arms.synthetic import SyntheticConfig
+from synthlearn.memorisation import memorisation, near_copy_mask, nearest
+
+COPYCAT = """
+import attrs
+import numpy as np
+import torch
+from synthlearn import ComponentSpec, hookimpl
+from synthlearn.exchange import Payload
+
+@attrs.define(frozen=True)
+class Cfg:
+    noise: float = 0.0    # pixel noise added to the copies
+    copies: float = 1.0   # share of samples that are copies; the rest is random noise
+
+class Copycat:
+    '''Samples by handing back training images of the asked-for class.'''
+    def __init__(self, config):
+        self.config = config
+    def fit(self, data, conditions, num_classes, seed, *, progress=True, desc=""):
+        self.images, self.labels = data.images.copy(), conditions.labels.copy()
+    def sample(self, conditions, seed):
+        rng = np.random.default_rng(seed)
+        out = []
+        for label in conditions.labels:
+            pick = rng.choice(np.flatnonzero(self.labels == label))
+            img = self.images[pick].astype(float)
+            img += rng.normal(0, self.config.noise, img.shape)
+            if rng.random() >= self.config.copies:
+                img = rng.uniform(0, 255, img.shape)
+            out.append(np.clip(img, 0, 255).astype(np.uint8))
+        return np.stack(out)
+    def state(self):
+        return Payload({"images": torch.from_numpy(self.images),
+                        "labels": torch.from_numpy(self.labels)}, {})
+    def load(self, payload, source):
+        self.images = payload.tensors["images"].numpy()
+        self.labels = payload.tensors["labels"].numpy()
+
+@hookimpl
+def synthlearn_register_generators():
+    return [ComponentSpec("copycat", Cfg, Copycat, "copies training images")]
+"""
+
+
+def images(rng: np.random.Generator, n: int) -> np.ndarray:
+    return rng.integers(0, 256, (n, 1, 8, 8), dtype=np.uint8)
+
+
+def test_nearest_distance() -> None:
+    a = np.array([[0.0, 0.0], [3.0, 4.0]])
+    assert np.allclose(nearest(a, a), [0.0, 0.0])
+    assert np.allclose(nearest(a, a, exclude_self=True), [5.0, 5.0])
+
+
+def test_copies_are_caught_and_fresh_images_are_not() -> None:
+    rng = np.random.default_rng(0)
+    members, nonmembers, fresh = images(rng, 200), images(rng, 200), images(rng, 200)
+    copies = memorisation(members[:150], members, nonmembers)
+    for space in ("pixel", "feature"):
+        assert copies[space]["closer_to_members"] == 1.0
+        assert copies[space]["near_copies"] == 1.0
+        assert copies[space]["median_distance_to_members"] == pytest.approx(0.0, abs=1e-6)
+    honest = memorisation(fresh, members, nonmembers)
+    for space in ("pixel", "feature"):
+        assert abs(honest[space]["closer_to_members"] - 0.5) < 0.1
+        assert honest[space]["near_copies"] < 0.05
+    mask, threshold = near_copy_mask(np.concatenate([members[:10], fresh[:10]]), members)
+    assert mask.tolist() == [True] * 10 + [False] * 10 and threshold > 0
+
+
+def test_drop_near_copies_needs_samples_and_a_quantile() -> None:
+    assert SyntheticConfig(share="samples", drop_near_copies=0.01).drop_near_copies == 0.01
+    with pytest.raises(ValueError, match="needs share: samples"):
+        SyntheticConfig(share="generator", drop_near_copies=0.01)
+    with pytest.raises(ValueError, match="quantile in"):
+        SyntheticConfig(share="samples", drop_near_copies=5)
+
+
+@pytest.fixture(scope="module")
+def copycat_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A copying generator, unfiltered and filtered at the site, audited by the loss
+    attack (memorisation is measured for arms with synthetic images when attacking)."""
+    pytest.importorskip("synthlearn_mia", reason="the synthlearn-mia plugin is not installed")
+    tmp = tmp_path_factory.mktemp("copycat")
+    (tmp / "mods").mkdir()
+    (tmp / "mods" / "acme_copycat.py").write_text(COPYCAT)
+    gen = {"use": "copycat", "params": {"noise": 2.0}}
+    half = {"use": "copycat", "params": {"noise": 2.0, "copies": 0.5}}
+    recipe = small_recipe(
+        arms=[{"name": "copies", "use": "synthetic", "params": {"share": "samples"},
+               "generator": gen},
+              {"name": "filtered", "use": "synthetic",
+               "params": {"share": "samples", "drop_near_copies": 0.01}, "generator": half}],
+        attacks=[{"use": "loss"}],
+        output={"dir": str(tmp / "runs"), "cache": None},
+    )
+    recipe["model"]["params"]["epochs"] = 1
+    import yaml
+
+    path = tmp / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    result = run_cli("run", str(path), "--out", str(tmp / "run"), "--quiet",
+                     env={"PYTHONPATH": str(tmp / "mods"), "SYNTHLEARN_PLUGINS": "acme_copycat"})
+    assert result.returncode == 0, result.stderr
+    return {a["name"]: a for a in
+            json.loads((tmp / "run" / "metrics.json").read_text())["arms"]} | {
+        "_report": (tmp / "run" / "report.md").read_text()}
+
+
+def test_memorisation_of_a_copying_generator_is_reported(copycat_run: dict) -> None:
+    copies = copycat_run["copies"]
+    assert [s["site"] for s in copies["memorisation"]["sites"]] == [0, 1, 2]
+    for site in copies["memorisation"]["sites"]:
+        assert site["pixel"]["closer_to_members"] > 0.95
+        assert site["pixel"]["near_copies"] > 0.9
+    report = copycat_run["_report"]
+    assert "### Synthetic-data memorisation" in report
+    assert "| copies | 0 |" in report
+
+
+def test_site_side_filter_drops_the_copies_before_they_leave(copycat_run: dict) -> None:
+    per_site = copycat_run["filtered"]["details"]["per_site"]
+    for site in per_site:  # half the samples were copies
+        assert 0.3 * site["n_real"] < site["near_copies_dropped"] < 0.7 * site["n_real"]
+        assert site["n_synthetic"] + site["near_copies_dropped"] == site["n_real"]
+    # what did leave is no longer a near-copy
+    for site in copycat_run["filtered"].get("memorisation", {}).get("sites", []):
+        assert site["pixel"]["near_copies"] == 0.0
