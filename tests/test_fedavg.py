@@ -39,6 +39,12 @@ def test_average_weights_sites_by_examples_and_applies_the_server_lr() -> None:
     half = average(g, [(a, 1.0), (b, 2.0)], server_lr=0.5)
     assert torch.allclose(half["w"], torch.tensor([1.5, 3.0]))
     assert torch.allclose(average(g, [(a, 1.0), (b, 1.0)])["w"], torch.tensor([2.5, 5.0]))
+    # a server step past the mean applies to parameters, never to running statistics
+    g2 = {"w": torch.zeros(2), "var": torch.ones(2)}
+    a2 = {"w": torch.ones(2), "var": torch.full((2,), 0.2)}
+    out = average(g2, [(a2, 1.0)], server_lr=3.0, parameters={"w"})
+    assert torch.allclose(out["w"], torch.full((2,), 3.0))
+    assert torch.allclose(out["var"], torch.full((2,), 0.2))
 
 
 def test_check_update_names_the_source() -> None:

@@ -210,6 +210,9 @@ class Run:
 
         def evaluator(model: torch.nn.Module) -> dict[str, float]:
             probs = predict_proba(model, test.images, device=device)
+            if not np.isfinite(probs).all():
+                raise SynthlearnError("the model's outputs on the test set are not finite "
+                                      "(its training diverged: try a lower learning rate)")
             return _clean(classification_metrics(probs, test.labels))
 
         arms_out = []

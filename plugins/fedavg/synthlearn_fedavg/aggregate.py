@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import torch
 from synthlearn import SynthlearnError
@@ -36,12 +36,15 @@ def check_update(update: Mapping[str, torch.Tensor], reference: Mapping[str, tor
 
 
 def average(global_state: Mapping[str, torch.Tensor], updates: list[tuple[State, float]],
-            server_lr: float = 1.0) -> State:
-    """The next global state: ``g + server_lr * (sum_i w_i s_i / sum_i w_i - g)``.
+            server_lr: float = 1.0, parameters: Collection[str] | None = None) -> State:
+    """The next global state.
 
     ``updates`` holds each site's state and its weight (its number of images, or 1).
-    Floating-point tensors are averaged in float64 and cast back; integer tensors (batch
-    norm's ``num_batches_tracked``) take the largest value sent.
+    A parameter (a name in ``parameters``; all floating-point tensors when None) moves
+    ``g + server_lr * (mean - g)``, where ``mean = sum_i w_i s_i / sum_i w_i``; other
+    floating-point tensors (batch-norm running statistics) take the plain weighted
+    mean, since a step past it could make a variance negative. Averaging is in float64,
+    cast back. Integer tensors (``num_batches_tracked``) take the largest value sent.
     """
     if not updates:
         raise ValueError("average needs at least one update")
@@ -52,8 +55,8 @@ def average(global_state: Mapping[str, torch.Tensor], updates: list[tuple[State,
     for name, current in global_state.items():
         if current.is_floating_point():
             mean = sum(state[name].double() * (weight / total) for state, weight in updates)
-            step = current.double() + server_lr * (mean - current.double())
-            out[name] = step.to(current.dtype)
+            step = server_lr if parameters is None or name in parameters else 1.0
+            out[name] = (current.double() + step * (mean - current.double())).to(current.dtype)
         else:
             out[name] = torch.stack([state[name] for state, _ in updates]).amax(dim=0)
     return out

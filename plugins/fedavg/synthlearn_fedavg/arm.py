@@ -51,6 +51,7 @@ class FedAvgArm:
         base_lr = ctx.model.build().training.lr
         model = ctx.build_model("global")
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        parameters = {name for name, _ in model.named_parameters()}
         sizes = {site.id: len(site.data) for site in ctx.sites}
         by_id = {site.id: site for site in ctx.sites}
         participants = []
@@ -71,7 +72,7 @@ class FedAvgArm:
                 check_update(received[sid].tensors, state, source)
                 weight = float(sizes[sid]) if cfg.weighting == "examples" else 1.0
                 updates.append((received[sid].tensors, weight))
-            state = average(state, updates, cfg.server_lr)
+            state = average(state, updates, cfg.server_lr, parameters)
             if (r + 1) % cfg.eval_every == 0 or r == cfg.rounds - 1:
                 model.load_state_dict(state)
                 ctx.record_round(r, model, sites=chosen)
