@@ -60,7 +60,8 @@ class FedAvgArm:
             participants.append(chosen)
             task_config = RoundConfig(round=r, local_epochs=cfg.local_epochs,
                                       lr=round_lr(base_lr, r, cfg.rounds, cfg.lr_decay),
-                                      mu=cfg.mu, refresh_bn=cfg.refresh_bn)
+                                      mu=cfg.mu, refresh_bn=cfg.refresh_bn,
+                                      batch_size=cfg.local_batch_size)
             shares = ("model weights after local training, every round"
                       + (" (FedProx)" if cfg.mu > 0 else ""))
             task = SiteTask(f"round-{r}", train_round, task_config, shares, round=r)

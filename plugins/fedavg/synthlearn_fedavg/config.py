@@ -35,6 +35,10 @@ class FedAvgConfig:
     FedAvg). ``mu > 0`` adds FedProx's proximal term ``mu/2 * ||w - w_global||^2`` to
     every local step, which keeps non-IID sites from drifting apart.
 
+    Sites train with the model's batch size unless ``local_batch_size`` is set: a site
+    holding a third of the data takes a third of the steps per epoch that centralized
+    training takes, and a smaller local batch gives it back the same number of steps.
+
     The local learning rate is the model's ``lr``, decayed over the rounds by
     ``lr_decay`` (``cosine``: as a centralized run's schedule decays over its epochs,
     constant within a round; ``constant``: never). The global model is scored on the
@@ -56,4 +60,6 @@ class FedAvgConfig:
     mu: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
     lr_decay: str = attrs.field(default="cosine", validator=attrs.validators.in_(LR_DECAYS))
     eval_every: int = attrs.field(default=1, validator=_int_at_least(1))
+    local_batch_size: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_int_at_least(1)))
     refresh_bn: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
