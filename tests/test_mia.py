@@ -128,3 +128,25 @@ def test_bad_attack_params_name_the_yaml_path(tmp_path: Path, write_recipe) -> N
     assert result.returncode == 2
     assert result.stderr.startswith("error: $.attacks[0].params")
     assert "reference" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_per_site_models_are_audited_each_with_the_arms_own_procedure(tmp_path: Path,
+                                                                      write_recipe) -> None:
+    recipe = small_recipe(
+        model={"use": "timm", "params": {"arch": "test_resnet", "epochs": 3,
+                                         "batch_size": 32, "device": "cpu"}},
+        arms=[{"use": "local"}],
+        attacks=[{"use": "lira", "params": {"reference_models": 2, "reference": "arm"}}])
+    out = tmp_path / "run"
+    result = run_cli("run", str(write_recipe(recipe)), "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    arm = json.loads((out / "metrics.json").read_text())["arms"][0]
+    lira = arm["attacks"]["lira"]
+    # each site's model against its own images: 60 images, 30 members, 30 non-members
+    assert [s["site"] for s in lira["sites"]] == [0, 1, 2]
+    assert all(s["n_members"] == s["n_nonmembers"] == 30 for s in lira["sites"])
+    assert lira["auc"] == pytest.approx(np.mean([s["auc"] for s in lira["sites"]]))
+    assert lira["reference"] == "arm"
+    assert arm["audit"]["models"] == ["site 0", "site 1", "site 2"]
+    assert arm["audit"]["reference_models"] == {"arm": 6}
+    assert arm["audit"]["reference_seconds"]["arm"] > 0
