@@ -48,7 +48,7 @@ class FedAvgArm:
 
     def run(self, ctx: ArmContext) -> ArmResult:
         cfg = self.config
-        base_lr = ctx.model.build().training.lr
+        base_lr = cfg.local_lr or ctx.model.build().training.lr
         model = ctx.build_model("global")
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         parameters = {name for name, _ in model.named_parameters()}
@@ -61,7 +61,8 @@ class FedAvgArm:
             task_config = RoundConfig(round=r, local_epochs=cfg.local_epochs,
                                       lr=round_lr(base_lr, r, cfg.rounds, cfg.lr_decay),
                                       mu=cfg.mu, refresh_bn=cfg.refresh_bn,
-                                      batch_size=cfg.local_batch_size)
+                                      batch_size=cfg.local_batch_size,
+                                      optimizer=cfg.local_optimizer)
             shares = ("model weights after local training, every round"
                       + (" (FedProx)" if cfg.mu > 0 else ""))
             task = SiteTask(f"round-{r}", train_round, task_config, shares, round=r)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+from synthlearn.training import OPTIMIZERS
 
 WEIGHTINGS: tuple[str, ...] = ("examples", "uniform")
 LR_DECAYS: tuple[str, ...] = ("cosine", "constant")
@@ -39,7 +40,11 @@ class FedAvgConfig:
     holding a third of the data takes a third of the steps per epoch that centralized
     training takes, and a smaller local batch gives it back the same number of steps.
 
-    The local learning rate is the model's ``lr``, decayed over the rounds by
+    ``local_optimizer`` and ``local_lr`` replace the model's optimizer (``adamw`` or
+    ``sgd``) and learning rate at the sites (None: the model's). Each round starts a
+    fresh optimizer, as in FedAvg, so an adaptive optimizer's moment estimates restart.
+
+    The local learning rate is ``local_lr`` or the model's ``lr``, decayed over the rounds by
     ``lr_decay`` (``cosine``: as a centralized run's schedule decays over its epochs,
     constant within a round; ``constant``: never). The global model is scored on the
     test set every ``eval_every`` rounds and after the last.
@@ -62,4 +67,8 @@ class FedAvgConfig:
     eval_every: int = attrs.field(default=1, validator=_int_at_least(1))
     local_batch_size: int | None = attrs.field(
         default=None, validator=attrs.validators.optional(_int_at_least(1)))
+    local_optimizer: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.in_(OPTIMIZERS)))
+    local_lr: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0.0)))
     refresh_bn: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))

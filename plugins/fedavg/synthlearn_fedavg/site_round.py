@@ -16,7 +16,7 @@ from synthlearn.training import refresh_batchnorm, train_classifier
 class RoundConfig:
     """What a site needs for one round: the round, its local epochs and learning rate,
     FedProx's ``mu`` (0: plain FedAvg), whether to refresh batch-norm statistics before
-    sending, and the local batch size (None: the model's)."""
+    sending, and the local batch size and optimizer (None: the model's)."""
 
     round: int
     local_epochs: int
@@ -24,6 +24,7 @@ class RoundConfig:
     mu: float
     refresh_bn: bool = True
     batch_size: int | None = None
+    optimizer: str | None = None
 
 
 def proximal_term(mu: float, anchor: dict[str, torch.Tensor]) -> Callable[[nn.Module],
@@ -57,7 +58,8 @@ def train_round(site: Site, config: RoundConfig, inbound: Payload | None, env: S
     load_state(model, inbound, "server")
     settings = attrs.evolve(factory.training, epochs=config.local_epochs, lr=config.lr,
                             schedule="constant",
-                            batch_size=config.batch_size or factory.training.batch_size)
+                            batch_size=config.batch_size or factory.training.batch_size,
+                            optimizer=config.optimizer or factory.training.optimizer)
     penalty = proximal_term(config.mu, inbound.tensors) if config.mu > 0 else None
     train_classifier(model, site.data, settings, env.seed, penalty=penalty,
                      progress=env.progress,
