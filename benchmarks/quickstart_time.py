@@ -18,6 +18,7 @@ from pathlib import Path
 START = time.perf_counter()
 
 import torch  # noqa: E402
+from synthlearn.data.phantom import PhantomConfig, PhantomDataset  # noqa: E402
 from synthlearn.plugins import load_plugins  # noqa: E402
 from synthlearn.recipe import load_recipe  # noqa: E402
 from synthlearn.run import Run  # noqa: E402
@@ -29,6 +30,11 @@ def main() -> None:
     args = parser.parse_args()
     plugins = load_plugins()
     plugins.raise_problems()
+    source = PhantomDataset(PhantomConfig(n_train=1200, n_test=400))
+    source.load(0)  # warm-up
+    start = time.perf_counter()
+    source.load(1)
+    print(f"phantom dataset, 1200 + 400 images: {time.perf_counter() - start:.2f} s to make")
     with tempfile.TemporaryDirectory() as tmp:
         recipe = load_recipe(args.recipe, plugins, ["output.cache=null"])
         out = Path(tmp) / "run"
