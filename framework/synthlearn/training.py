@@ -249,6 +249,22 @@ def train_classifier(
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
+@contextlib.contextmanager
+def evaluating_on(model: nn.Module, device: str | torch.device) -> Iterator[torch.device]:
+    """Put ``model`` on ``device`` (a settings name or a torch device) in eval mode and
+    yield the device; its original device and train/eval mode come back afterwards."""
+    target = device if isinstance(device, torch.device) else resolve_device(device)
+    first = next(model.parameters(), None)
+    home = first.device if first is not None else torch.device("cpu")
+    was_training = model.training
+    model.to(target).eval()
+    try:
+        yield target
+    finally:
+        model.to(home)
+        model.train(was_training)
+
+
 @torch.no_grad()
 def refresh_batchnorm(model: nn.Module, images: np.ndarray, *, batch_size: int = 256,
                       device: str | torch.device = "cpu") -> int:
@@ -265,26 +281,20 @@ def refresh_batchnorm(model: nn.Module, images: np.ndarray, *, batch_size: int =
     norms = [m for m in model.modules() if isinstance(m, _NORMS) and m.track_running_stats]
     if not norms or len(images) == 0:
         return 0
-    target = device if isinstance(device, torch.device) else resolve_device(device)
-    first = next(model.parameters(), None)
-    home = first.device if first is not None else torch.device("cpu")
-    was_training = model.training
     momenta = [m.momentum for m in norms]
-    model.to(target).eval()
-    try:
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the batches below
-            m.train()
-        for start in range(0, len(images), batch_size):
-            chunk = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
-            if len(chunk) > 1 or start == 0:
-                model(to_float(chunk.to(target)))
-    finally:
-        for m, momentum in zip(norms, momenta, strict=True):
-            m.momentum = momentum
-        model.to(home)
-        model.train(was_training)
+    with evaluating_on(model, device) as target:
+        try:
+            for m in norms:
+                m.reset_running_stats()
+                m.momentum = None  # cumulative average over the batches below
+                m.train()
+            for start in range(0, len(images), batch_size):
+                chunk = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
+                if len(chunk) > 1 or start == 0:
+                    model(to_float(chunk.to(target)))
+        finally:
+            for m, momentum in zip(norms, momenta, strict=True):
+                m.momentum = momentum
     return len(norms)
 
 
@@ -300,21 +310,11 @@ def predict_logits(
     The model runs in eval mode on ``device`` (a settings name or a torch device); its
     original device and train/eval mode are restored afterwards.
     """
-    target = device if isinstance(device, torch.device) else resolve_device(device)
-    first = next(model.parameters(), None)
-    home = first.device if first is not None else torch.device("cpu")
-    was_training = model.training
-    model.to(target)
-    model.eval()
     outputs: list[np.ndarray] = []
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(images), batch_size):
-                chunk = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
-                outputs.append(model(to_float(chunk.to(target))).double().cpu().numpy())
-    finally:
-        model.to(home)
-        model.train(was_training)
+    with evaluating_on(model, device) as target, torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            chunk = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
+            outputs.append(model(to_float(chunk.to(target))).double().cpu().numpy())
     if not outputs:
         raise ValueError("predict_logits needs at least one image")
     return np.concatenate(outputs)
