@@ -1,7 +1,8 @@
 """Run one recipe over several seeds and print every arm's mean and spread.
 
     .venv/bin/python benchmarks/seeds.py templates/recipes/catphishing.yaml --seeds 0 1 2 \
-        [--set arms[2].generator.params.steps=2000] [--keep runs/catphishing-seeds]
+        [--set arms[2].generator.params.steps=2000] [--keep runs/catphishing-seeds] \
+        [--arms centralized synthetic-gan]
 
 Each seed is a full ``synthlearn run`` (same recipe, ``seed`` overridden; the site-output
 cache is used if the recipe has one). Prints, per arm, accuracy / balanced accuracy / AUC
@@ -21,8 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import attrs
 from synthlearn.plugins import load_plugins
-from synthlearn.recipe import load_recipe
+from synthlearn.recipe import Recipe, load_recipe
 from synthlearn.run import Run
 
 METRICS = ("accuracy", "balanced_accuracy", "auc")
@@ -34,11 +36,22 @@ def _spread(values: list[float]) -> str:
     return f"{mean:.3f} ± {sd:.3f}"
 
 
+def _only(recipe: Recipe, names: list[str]) -> Recipe:
+    """The recipe with only the named arms (an unknown name stops the benchmark)."""
+    known = [arm.name for arm in recipe.arms]
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise SystemExit(f"error: no arm named {', '.join(unknown)} (arms: {', '.join(known)})")
+    return attrs.evolve(recipe, arms=tuple(a for a in recipe.arms if a.name in names))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipe")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--arms", nargs="+", metavar="NAME",
+                        help="run only these arms of the recipe (by name)")
     parser.add_argument("--keep", help="directory to keep each seed's run directory in")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
@@ -53,6 +66,8 @@ def main() -> None:
             start = time.perf_counter()
             if not (out / "metrics.json").exists():  # --keep: a finished seed is reused
                 recipe = load_recipe(args.recipe, plugins, [*args.overrides, f"seed={seed}"])
+                if args.arms:
+                    recipe = _only(recipe, args.arms)
                 Run(recipe, plugins, quiet=args.quiet).execute(str(out))
             metrics = json.loads((out / "metrics.json").read_text())
             print(f"seed {seed}: {time.perf_counter() - start:.0f} s  " + "  ".join(

@@ -124,6 +124,43 @@ def test_soft_targets_shape_is_checked() -> None:
                          soft_targets=np.ones((15, 2)) / 2, progress=False)
 
 
+def test_redraw_replaces_the_training_set_from_that_epoch() -> None:
+    train, test = separable(256), separable(200, seed=1)
+    # The first set's labels are all wrong; from epoch 1 the real set replaces it.
+    blind = ImageData(images=train.images, labels=1 - train.labels)
+    calls: list[int] = []
+
+    def redraw(epoch: int) -> tuple[ImageData, None] | None:
+        calls.append(epoch)
+        return (train, None) if epoch == 1 else None
+
+    torch.manual_seed(0)
+    model = train_classifier(tiny_cnn(1, 2), blind, TrainSettings(epochs=10, batch_size=32,
+                                                                  lr=3e-3, **CPU), 0,
+                             redraw=redraw, progress=False)
+    assert calls == list(range(1, 10))
+    assert accuracy(model, test) > 0.95  # learnt from the redrawn set, not the first
+    with pytest.raises(ValueError, match="must keep 256 images"):
+        train_classifier(tiny_cnn(1, 2), train, TrainSettings(epochs=2, **CPU), 0,
+                         redraw=lambda epoch: (separable(100), None), progress=False)
+
+
+def test_mixup_learns_and_changes_the_weights() -> None:
+    train, test = separable(256), separable(200, seed=1)
+    settings = TrainSettings(epochs=4, batch_size=32, lr=3e-3, **CPU)
+    weights = []
+    for mixup in (0.0, 0.4, 0.4):
+        torch.manual_seed(0)
+        model = train_classifier(tiny_cnn(1, 2), train, settings, 0, mixup=mixup,
+                                 progress=False)
+        weights.append(model[-1].weight.detach().clone())
+        assert accuracy(model, test) > 0.95
+    assert torch.equal(weights[1], weights[2])  # deterministic
+    assert not torch.equal(weights[0], weights[1])
+    with pytest.raises(ValueError, match="mixup"):
+        train_classifier(tiny_cnn(1, 2), train, settings, 0, mixup=-1.0, progress=False)
+
+
 def test_predict_proba_rows_sum_to_one() -> None:
     data = separable(37)
     model = tiny_cnn(1, 3)

@@ -126,6 +126,15 @@ def _augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return shifted.permute(0, 3, 1, 2)
 
 
+def _check_targets(data: ImageData, soft: np.ndarray | None, n: int) -> None:
+    if len(data) != n:
+        raise ValueError(f"a redrawn training set must keep {n} images, got {len(data)}")
+    if soft is not None:
+        shape = np.shape(soft)
+        if len(shape) != 2 or shape[0] != n:
+            raise ValueError(f"soft_targets must have shape ({n}, num_classes), got {shape}")
+
+
 @contextlib.contextmanager
 def deterministic_cudnn(active: bool) -> Iterator[None]:
     if not active:
@@ -156,6 +165,8 @@ def train_classifier(
     *,
     soft_targets: np.ndarray | None = None,
     penalty: Callable[[nn.Module], torch.Tensor] | None = None,
+    redraw: Callable[[int], tuple[ImageData, np.ndarray | None] | None] | None = None,
+    mixup: float = 0.0,
     progress: bool = True,
     desc: str = "train",
 ) -> nn.Module:
@@ -165,6 +176,12 @@ def train_classifier(
     (N, num_classes probabilities) is given, against those (knowledge distillation).
     ``penalty(model)``, when given, is added to every batch's loss (e.g. FedProx's
     proximal term); it is called with the model on its training device.
+    ``redraw(epoch)``, when given, is called before every epoch after the first: a
+    returned ``(data, soft_targets)`` (the same number of images as ``data``) replaces
+    the training set from that epoch on, ``None`` keeps the current one (knowledge
+    recycling's fresh synthetic sets). ``mixup > 0`` trains on convex mixtures of each
+    batch with a shuffled copy of itself, the weight drawn per batch from
+    Beta(mixup, mixup), targets mixed alike (hard labels as one-hot).
     Shuffling and augmentation draw from a local ``torch.Generator`` seeded with
     ``seed``; ``torch.manual_seed(seed)`` covers the rest (dropout). On CUDA the loop
     uses mixed precision (bf16 where supported, else fp16 with loss scaling) and
@@ -173,13 +190,8 @@ def train_classifier(
     n = len(data)
     if n < 2:
         raise SynthlearnError(f"cannot train a classifier on {n} image(s); need at least 2")
-    if soft_targets is not None:
-        soft_targets = np.asarray(soft_targets)
-        if soft_targets.ndim != 2 or soft_targets.shape[0] != n:
-            raise ValueError(
-                f"soft_targets must have shape ({n}, num_classes), got {soft_targets.shape}"
-            )
-
+    if mixup < 0:
+        raise ValueError(f"mixup must be >= 0, got {mixup}")
     device = resolve_device(settings.device)
     on_cuda = device.type == "cuda"
     torch.manual_seed(seed)
@@ -189,14 +201,22 @@ def train_classifier(
     model.to(device=device, memory_format=memory_format)
     model.train()
 
-    # Everything the loop touches is prepared once, on the device where it fits.
-    images = torch.from_numpy(np.ascontiguousarray(data.images))
-    resident = not on_cuda or data.images.nbytes <= GPU_RESIDENT_BYTES
-    images = images.to(device) if resident else images.pin_memory()
-    if soft_targets is not None:
-        targets = torch.from_numpy(soft_targets.astype(np.float32)).to(device)
-    else:
-        targets = torch.from_numpy(data.labels.astype(np.int64)).to(device)
+    # Everything the loop touches is prepared once per training set, on the device where
+    # it fits.
+    def prepare(data: ImageData, soft: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor,
+                                                                  bool]:
+        _check_targets(data, soft, n)
+        images = torch.from_numpy(np.ascontiguousarray(data.images))
+        resident = not on_cuda or data.images.nbytes <= GPU_RESIDENT_BYTES
+        images = images.to(device) if resident else images.pin_memory()
+        if soft is not None:
+            targets = torch.from_numpy(np.asarray(soft, np.float32)).to(device)
+        else:
+            targets = torch.from_numpy(data.labels.astype(np.int64)).to(device)
+        return images, targets, resident
+
+    images, targets, resident = prepare(data, soft_targets)
+    mixing = np.random.default_rng(seed) if mixup > 0 else None
 
     optimizer = _make_optimizer(model, settings)
     steps_per_epoch = len(_batches(n, settings.batch_size, torch.arange(n)))
@@ -216,7 +236,10 @@ def train_classifier(
         range(settings.epochs), desc=desc, disable=not progress, leave=False, file=sys.stderr
     )
     with deterministic_cudnn(on_cuda):
-        for _epoch in bar:
+        for epoch in bar:
+            fresh = redraw(epoch) if redraw is not None and epoch > 0 else None
+            if fresh is not None:
+                images, targets, resident = prepare(*fresh)
             order = torch.randperm(n, generator=generator)
             loss_sum = torch.zeros((), device=device)
             for host_index in _batches(n, settings.batch_size, order):
@@ -224,10 +247,18 @@ def train_classifier(
                 batch = images[index] if resident else images[host_index].to(device)
                 if settings.augment:
                     batch = _augment(batch, generator)
-                inputs = to_float(batch).contiguous(memory_format=memory_format)
+                inputs = to_float(batch)
+                if mixing is not None:  # cross-entropy is linear in the target: mix losses
+                    weight = float(mixing.beta(mixup, mixup))
+                    partner = torch.randperm(len(index), generator=generator).to(device)
+                    inputs = inputs * weight + inputs[partner] * (1.0 - weight)
+                inputs = inputs.contiguous(memory_format=memory_format)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=on_cuda):
-                    logits = model(inputs)
-                loss = F.cross_entropy(logits.float(), targets[index])
+                    logits = model(inputs).float()
+                loss = F.cross_entropy(logits, targets[index])
+                if mixing is not None:
+                    loss = weight * loss + (1.0 - weight) * F.cross_entropy(
+                        logits, targets[index[partner]])
                 reported = loss.detach()
                 if penalty is not None:
                     loss = loss + penalty(model)

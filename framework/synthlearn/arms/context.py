@@ -221,13 +221,18 @@ class ArmContext:
                             self.num_classes, self.image_size)
 
     def train(self, data: ImageData, *tags: object, soft_targets: np.ndarray | None = None,
-              desc: str = "server") -> nn.Module:
-        """Train a fresh downstream model at the server on ``data`` (seeded by ``tags``)."""
+              redraw: Callable[[int], tuple[ImageData, np.ndarray | None] | None] | None = None,
+              mixup: float = 0.0, desc: str = "server") -> nn.Module:
+        """Train a fresh downstream model at the server on ``data`` (seeded by ``tags``).
+
+        ``soft_targets``, ``redraw`` and ``mixup`` are those of
+        ``synthlearn.training.train_classifier`` (distillation targets, a fresh training
+        set per epoch, mixup)."""
         model = self.build_model(*tags)
         settings = self.model.build().training
         return train_classifier(model, data, settings, self.seed_for("train", *tags),
-                                soft_targets=soft_targets, progress=self.progress,
-                                desc=f"{self.name}: {desc}")
+                                soft_targets=soft_targets, redraw=redraw, mixup=mixup,
+                                progress=self.progress, desc=f"{self.name}: {desc}")
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Accuracy, balanced accuracy and AUC of ``model`` on the real test set."""

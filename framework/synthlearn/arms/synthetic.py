@@ -114,12 +114,13 @@ def draw_pool(generator: Any, scheme: Any, stats: dict[str, Any], n: int, seed: 
                      attributes={k: np.asarray(v, np.float32) for k, v in attributes.items()})
 
 
-def synthesize(site: Site, config: SyntheticConfig, inbound: Payload | None, env: SiteEnv
-               ) -> Payload:
-    """Site work: summarise, fit the generator (once), send samples or the generator."""
+def fit_site_generator(site: Site, env: SiteEnv) -> tuple[Any, dict[str, Any], Payload]:
+    """Site work shared by every arm that synthesises: summarise the site's labels and
+    attributes with the arm's conditioning scheme and fit the arm's generator on the
+    site's images, once (the fit is kept at the site, ``SiteEnv.memo``). Returns the
+    scheme, its statistics and the fitted generator's state."""
     scheme = env.parts["conditioning"].build()
     stats = scheme.summarize(site.data, env.num_classes, env.attributes)
-    n_real = len(site.data)
 
     def fit() -> Payload:
         generator = env.parts["generator"].build()
@@ -128,13 +129,27 @@ def synthesize(site: Site, config: SyntheticConfig, inbound: Payload | None, env
                       progress=env.progress, desc=f"site {site.id}: fit generator")
         return generator.state()
 
-    state = env.memo(_fit_parts(site, env), fit)
+    return scheme, stats, env.memo(_fit_parts(site, env), fit)
+
+
+def load_generator(component: Any, state: Payload, source: str) -> Any:
+    """A generator built from its recipe ``component`` with ``state`` loaded (a site's
+    fitted weights; ``source`` names it in errors)."""
+    generator = component.build()
+    generator.load(state, source)
+    return generator
+
+
+def synthesize(site: Site, config: SyntheticConfig, inbound: Payload | None, env: SiteEnv
+               ) -> Payload:
+    """Site work: summarise, fit the generator (once), send samples or the generator."""
+    scheme, stats, state = fit_site_generator(site, env)
+    n_real = len(site.data)
     meta: dict[str, Any] = {"share": config.share, "stats": stats, "n_real": n_real,
                             **describe_parts(env.parts)}
     if config.share == "generator":
         return Payload(state.tensors, {**meta, "generator": state.meta})
-    generator = env.parts["generator"].build()
-    generator.load(state, f"site {site.id} generator")
+    generator = load_generator(env.parts["generator"], state, f"site {site.id} generator")
     pool = draw_pool(generator, scheme, stats, config.images_for(n_real),
                      derive_seed(env.seed, "sample"))
     if config.drop_near_copies is not None:
@@ -219,10 +234,10 @@ class SyntheticArm:
                           source: str) -> ImageData:
         """Load a site's generator and draw the same pool the site would have sent."""
         meta = payload.meta
-        generator = ctx.arm.component.slots["generator"].build()
         if not isinstance(meta.get("generator"), dict):
             raise SynthlearnError("generator payload has no generator metadata", where=source)
-        generator.load(Payload(payload.tensors, meta["generator"]), source)
+        generator = load_generator(ctx.arm.component.slots["generator"],
+                                   Payload(payload.tensors, meta["generator"]), source)
         scheme = ctx.arm.component.slots["conditioning"].build()
         try:
             n_real = int(meta["n_real"])

@@ -1,0 +1,2 @@
+"""synthlearn-kr: the ``kr`` arm, knowledge recycling across sites (generative knowledge
+distillation: site teachers label synthetic images; the set is redrawn during training)."""

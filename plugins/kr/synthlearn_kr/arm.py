@@ -1,0 +1,266 @@
+"""The ``kr`` arm: knowledge recycling across sites.
+
+The server's student learns from synthetic images only. Their targets mix the teachers'
+softened predictions with the label each image was generated for
+(``synthlearn_kr.targets``), and a fresh synthetic set replaces the last one every
+``regenerate_every`` epochs (``synthlearn.training.train_classifier``'s ``redraw``).
+Where the sets come from depends on ``share``: the server draws and labels them with the
+generators and teachers the sites sent (``models``), or the sites sent them ready
+(``samples``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from synthlearn.arms.context import ArmContext, ArmResult
+from synthlearn.arms.synthetic import draw_pool, load_generator
+from synthlearn.data.types import ImageData
+from synthlearn.errors import SynthlearnError
+from synthlearn.exchange import Payload, load_state
+from synthlearn.sites import SiteTask, seeded_model
+from synthlearn.training import predict_logits
+
+from synthlearn_kr.config import KRConfig
+from synthlearn_kr.site_work import (
+    TASK,
+    SiteWork,
+    label,
+    prepare,
+    set_seed,
+    teacher_seed,
+    unprefixed,
+)
+from synthlearn_kr.targets import agreement, student_targets, teacher_probabilities
+
+SHARED = {
+    "models": "fitted generator weights, the site's teacher classifier weights and aggregate "
+              "label/attribute statistics",
+    "samples": "pre-drawn synthetic sets (images, conditioning labels, the site teacher's "
+               "logits), one per regeneration; generator and teacher stay at the site",
+}
+ARTEFACTS = {"models": ["generator", "teacher"], "samples": ["synthetic sets with logits"]}
+
+#: One synthetic set from one site: images, the labels they were drawn for, and the
+#: logits of each teacher that labelled them (site id -> (N, K)).
+SiteSet = tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]
+
+
+class KRArm:
+    """Train the downstream model on teacher-labelled synthetic sets, redrawn as it trains."""
+
+    private = True
+
+    def __init__(self, config: KRConfig) -> None:
+        self.config = config
+
+    def run(self, ctx: ArmContext) -> ArmResult:
+        config = self.config
+        epochs = ctx.model.build().training.epochs
+        work = SiteWork(config, config.sets_for(epochs))
+        task = SiteTask(TASK, prepare, work, shares=SHARED[config.share])
+        received = ctx.run_sites(task)
+        seeds = {site.id: ctx.site_env(site, task).seed for site in ctx.sites}
+        if config.share == "models":
+            source = ModelsSource(ctx, config, received, seeds)
+        else:
+            source = SamplesSource(ctx, work, received, seeds)
+
+        first = source.draw(0)
+        agreements = [self._agreement(first)]
+
+        def redraw(epoch: int) -> tuple[ImageData, np.ndarray] | None:
+            index = config.set_for_epoch(epoch)
+            if index is None:
+                return None
+            site_sets = source.draw(index)
+            agreements.append(self._agreement(site_sets))
+            return self._training_set(site_sets)
+
+        data, targets = self._training_set(first)
+        model = ctx.train(data, "kr", soft_targets=targets, redraw=redraw, mixup=config.mixup,
+                          desc=f"student on {work.sets} synthetic set(s)")
+        synthetic = {sid: ImageData(images=images, labels=labels)
+                     for sid, (images, labels, _) in first.items()}
+        details: dict[str, Any] = {
+            "share": config.share,
+            "labels": config.labels,
+            "sets": work.sets,
+            "n_train": len(data),
+            "images_seen": len(data) * epochs,
+            "generator": ctx.arm.component.slots["generator"].use,
+            "conditioning": ctx.arm.component.slots["conditioning"].use,
+            "teacher_agreement": float(np.mean([a["all"] for a in agreements])),
+            "per_site": [
+                {"site": sid, "n_real": int(received[sid].meta.get("n_real", 0)),
+                 "n_synthetic_per_set": len(first[sid][0]),
+                 "left_the_site": ARTEFACTS[config.share],
+                 "teacher_agreement": agreements[0][sid],
+                 **source.site_details(sid)}
+                for sid in sorted(first)
+            ],
+        }
+        return ArmResult(model=model, details=details, synthetic=synthetic,
+                         artifacts=source.artifacts())
+
+    def _training_set(self, site_sets: dict[int, SiteSet]) -> tuple[ImageData, np.ndarray]:
+        """All sites' images of one set, in site order, with the student's targets."""
+        config = self.config
+        order = sorted(site_sets)
+        images = np.concatenate([site_sets[s][0] for s in order])
+        labels = np.concatenate([site_sets[s][1] for s in order]).astype(np.int64)
+        probs = np.concatenate([
+            teacher_probabilities([site_sets[s][2][t] for t in sorted(site_sets[s][2])],
+                                  config.temperature)
+            for s in order])
+        targets = student_targets(labels, probs, config.alpha, config.label_smoothing)
+        return ImageData(images=images, labels=labels), targets
+
+    def _agreement(self, site_sets: dict[int, SiteSet]) -> dict[Any, float]:
+        out: dict[Any, float] = {}
+        labels, probs = [], []
+        for sid, (_, site_labels, logits) in sorted(site_sets.items()):
+            p = teacher_probabilities(list(logits.values()), 1.0)
+            out[sid] = agreement(site_labels, p)
+            labels.append(site_labels)
+            probs.append(p)
+        out["all"] = agreement(np.concatenate(labels), np.concatenate(probs))
+        return out
+
+
+def _check_set(images: np.ndarray, labels: np.ndarray, logits: np.ndarray, ctx: ArmContext,
+               source: str) -> None:
+    """A received or drawn set must fit the dataset: image shape, labels, finite logits."""
+    expected = (ctx.in_chans, *ctx.image_size)
+    if images.ndim != 4 or images.shape[1:] != expected:
+        raise SynthlearnError(f"synthetic images have shape {images.shape[1:]}, the "
+                              f"dataset's are {expected}", where=source)
+    if len(labels) != len(images) or logits.shape != (len(images), ctx.num_classes):
+        raise SynthlearnError(f"{len(images)} images came with {len(labels)} labels and "
+                              f"logits of shape {tuple(logits.shape)}", where=source)
+    if len(labels) and (labels.min() < 0 or labels.max() >= ctx.num_classes):
+        raise SynthlearnError("synthetic labels outside the dataset's classes", where=source)
+    if not np.isfinite(logits).all():
+        raise SynthlearnError("teacher logits are not finite", where=source)
+
+
+class ModelsSource:
+    """Sets drawn at the server from the generators and teachers the sites sent."""
+
+    def __init__(self, ctx: ArmContext, config: KRConfig, received: dict[int, Payload],
+                 seeds: dict[int, int]) -> None:
+        self.ctx, self.config, self.received, self.seeds = ctx, config, received, seeds
+        slots = ctx.arm.component.slots
+        teacher_factory = (slots.get("teacher") or ctx.model).build()
+        self.generators: dict[int, Any] = {}
+        self.teachers: dict[int, nn.Module] = {}
+        self.stats: dict[int, Any] = {}
+        for sid, payload in sorted(received.items()):
+            source = f"site {sid}"
+            meta = payload.meta
+            if not isinstance(meta.get("generator"), dict) or "stats" not in meta:
+                raise SynthlearnError("kr models payload has no generator metadata or "
+                                      "statistics", where=source)
+            self.generators[sid] = load_generator(
+                slots["generator"], Payload(unprefixed("generator", payload.tensors),
+                                            meta["generator"]), f"{source} generator")
+            teacher = seeded_model(teacher_factory, 0, ctx.in_chans, ctx.num_classes,
+                                   ctx.image_size)
+            self.teachers[sid] = load_state(
+                teacher, Payload(unprefixed("teacher", payload.tensors)), f"{source} teacher")
+            self.stats[sid] = meta["stats"]
+        self.scheme = slots["conditioning"].build()
+        self.teacher_scores = {sid: ctx.evaluate(t) for sid, t in self.teachers.items()}
+
+    def draw(self, index: int) -> dict[int, SiteSet]:
+        out: dict[int, SiteSet] = {}
+        for sid, generator in self.generators.items():
+            source = f"site {sid}"
+            try:
+                n_real = int(self.received[sid].meta["n_real"])
+                pool = draw_pool(generator, self.scheme, self.stats[sid],
+                                 self.config.images_for(n_real), set_seed(self.seeds[sid], index))
+            except (KeyError, TypeError, ValueError, IndexError) as exc:
+                raise SynthlearnError(f"malformed conditioning statistics "
+                                      f"({type(exc).__name__}: {exc})", where=source) from None
+            labellers = self.teachers if self.config.labels == "ensemble" else {
+                sid: self.teachers[sid]}
+            logits = {t: predict_logits(model, pool.images) for t, model in labellers.items()}
+            _check_set(pool.images, pool.labels, logits[sid], self.ctx, source)
+            out[sid] = (pool.images, pool.labels, logits)
+        return out
+
+    def site_details(self, sid: int) -> dict[str, Any]:
+        score = self.teacher_scores[sid]
+        return {"teacher_accuracy": score.get("accuracy"), "teacher_auc": score.get("auc")}
+
+    def artifacts(self) -> dict[str, bytes]:
+        return {f"site-{sid}-generator-and-teacher.safetensors": payload.to_bytes()
+                for sid, payload in sorted(self.received.items())}
+
+
+class SamplesSource:
+    """Sets the sites drew and labelled themselves; with ``labels: ensemble`` every set
+    also goes to the other sites to be labelled by their teachers (one more exchange)."""
+
+    def __init__(self, ctx: ArmContext, work: SiteWork, received: dict[int, Payload],
+                 seeds: dict[int, int]) -> None:
+        self.sets: dict[int, list[SiteSet]] = {}
+        for sid, payload in sorted(received.items()):
+            source = f"site {sid}"
+            if payload.meta.get("sets") != work.sets:
+                raise SynthlearnError(f"sent {payload.meta.get('sets')!r} synthetic sets, the "
+                                      f"student needs {work.sets}", where=source)
+            self.sets[sid] = [self._read(payload, index, sid, ctx, source)
+                              for index in range(work.sets)]
+        if work.kr.labels == "ensemble" and len(received) > 1:
+            self._label_elsewhere(ctx, work, seeds)
+
+    @staticmethod
+    def _read(payload: Payload, index: int, sid: int, ctx: ArmContext, source: str) -> SiteSet:
+        try:
+            images, labels, logits = (payload.tensors[f"set.{index}.{part}"].numpy()
+                                      for part in ("images", "labels", "logits"))
+        except KeyError as exc:
+            raise SynthlearnError(f"synthetic set {index} lacks {exc}", where=source) from None
+        _check_set(images, labels, logits, ctx, source)
+        return images, labels.astype(np.int64), {sid: logits.astype(np.float64)}
+
+    def _label_elsewhere(self, ctx: ArmContext, work: SiteWork, seeds: dict[int, int]) -> None:
+        inbound = {
+            site.id: Payload({f"site.{other}.set.{index}": torch.from_numpy(images)
+                              for other, sets in self.sets.items() if other != site.id
+                              for index, (images, _, _) in enumerate(sets)},
+                             {"teacher_seed": teacher_seed(seeds[site.id])})
+            for site in ctx.sites
+        }
+        task = SiteTask("label", label, work,
+                        shares="its teacher's logits for the other sites' synthetic sets")
+        labelled = ctx.run_sites(task, inbound=inbound)
+        for teacher, payload in labelled.items():
+            missing = sorted(set(inbound[teacher].tensors) - set(payload.tensors))
+            if missing:
+                raise SynthlearnError(f"no logits for {len(missing)} of the synthetic sets "
+                                      f"it was sent (first: {missing[0]})",
+                                      where=f"site {teacher}")
+            for name, tensor in payload.tensors.items():
+                _, other, _, index = name.split(".")
+                images, _, logits = self.sets[int(other)][int(index)]
+                values = tensor.numpy().astype(np.float64)
+                if values.shape != (len(images), ctx.num_classes) or not np.isfinite(
+                        values).all():
+                    raise SynthlearnError(f"malformed logits for {name}",
+                                          where=f"site {teacher}")
+                logits[teacher] = values
+
+    def draw(self, index: int) -> dict[int, SiteSet]:
+        return {sid: sets[index] for sid, sets in self.sets.items()}
+
+    def site_details(self, sid: int) -> dict[str, Any]:
+        return {}
+
+    def artifacts(self) -> dict[str, bytes]:
+        return {}

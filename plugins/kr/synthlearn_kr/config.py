@@ -1,0 +1,87 @@
+"""The recipe params of the ``kr`` arm."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+
+SHARES: tuple[str, ...] = ("models", "samples")
+LABELLERS: tuple[str, ...] = ("site", "ensemble")
+
+
+def _within(low: float, high: float, *, open_low: bool = False, open_high: bool = False
+            ) -> Any:
+    def check(_instance: object, attribute: attrs.Attribute, value: float) -> None:
+        ok = (not isinstance(value, bool) and isinstance(value, (int, float))
+              and (value > low if open_low else value >= low)
+              and (value < high if open_high else value <= high))
+        if not ok:
+            lo, hi = "(" if open_low else "[", ")" if open_high else "]"
+            raise ValueError(f"'{attribute.name}' must be in {lo}{low}, {high}{hi}, "
+                             f"got {value!r}")
+    return check
+
+
+def _every(_instance: object, attribute: attrs.Attribute, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or value < 1):
+        raise ValueError(f"'{attribute.name}' must be an integer >= 1 or null (never), "
+                         f"got {value!r}")
+
+
+@attrs.frozen
+class KRConfig:
+    """Knowledge recycling (Lomurno & Matteucci, 2025) across sites.
+
+    Every site fits the arm's generator and trains a teacher classifier (the ``teacher:``
+    model, default the arm's model) on its own images. The server trains the student on
+    synthetic images, ``multiple`` times the real data's size, each with the target::
+
+        alpha * teacher(x) ** (1 / temperature), normalised     (the soft label)
+        + (1 - alpha) * smooth(onehot(conditioning label), label_smoothing)
+
+    Cross-entropy is linear in the target, so this is the weighted sum of a distillation
+    loss and the conditioning-label loss. ``labels`` picks the teacher: ``site`` (the
+    teacher of the site whose generator made the image) or ``ensemble`` (the mean of
+    every site's softened teacher). A fresh synthetic set is drawn every
+    ``regenerate_every`` epochs of the student's training (null: one fixed set), so with
+    1 the student never sees the same image twice. ``mixup > 0`` mixes each batch
+    (Beta(mixup, mixup)).
+
+    ``share: models`` sends each site's fitted generator and teacher; the server draws
+    and labels the sets. ``share: samples`` keeps both at the site: the site sends every
+    set, pre-drawn and labelled with its teacher's logits (with ``labels: ensemble`` the
+    server also sends every set to the other sites to be labelled by their teachers).
+    Both give the same numbers for the same seed.
+    """
+
+    share: str = attrs.field(default="models", validator=attrs.validators.in_(SHARES))
+    labels: str = attrs.field(default="site", validator=attrs.validators.in_(LABELLERS))
+    alpha: float = attrs.field(default=0.5, validator=_within(0.0, 1.0))
+    temperature: float = attrs.field(default=2.0,
+                                     validator=_within(0.0, math.inf, open_low=True))
+    label_smoothing: float = attrs.field(default=0.0,
+                                         validator=_within(0.0, 1.0, open_high=True))
+    mixup: float = attrs.field(default=0.0, validator=_within(0.0, math.inf))
+    multiple: float = attrs.field(default=1.0, validator=_within(0.0, math.inf, open_low=True))
+    regenerate_every: int | None = attrs.field(default=1, validator=_every)
+
+    def sets_for(self, epochs: int) -> int:
+        """How many synthetic sets a student trained for ``epochs`` epochs uses."""
+        if self.regenerate_every is None:
+            return 1
+        return max(1, math.ceil(epochs / self.regenerate_every))
+
+    def set_for_epoch(self, epoch: int) -> int | None:
+        """The set that starts at ``epoch`` (0-based), or None if the current one goes on."""
+        if epoch == 0:
+            return 0
+        if self.regenerate_every is None or epoch % self.regenerate_every:
+            return None
+        return epoch // self.regenerate_every
+
+    def images_for(self, n_real: int) -> int:
+        """Synthetic images per set from a site with ``n_real`` images."""
+        return max(1, round(self.multiple * n_real))

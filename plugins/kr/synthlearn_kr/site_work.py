@@ -1,0 +1,117 @@
+"""What a site does for the ``kr`` arm: fit its generator (shared with any ``synthetic``
+arm of the same generator), train its teacher, and send either both models or every
+synthetic set already drawn and labelled; and, for ``labels: ensemble`` with
+``share: samples``, label the other sites' sets with its teacher.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+import torch.nn as nn
+from synthlearn.arms.synthetic import describe_parts, draw_pool, fit_site_generator, load_generator
+from synthlearn.exchange import Payload, load_state, state_payload
+from synthlearn.sites import Site, SiteEnv, derive_seed, seeded_model
+from synthlearn.training import predict_logits, train_classifier
+
+from synthlearn_kr.config import KRConfig
+
+#: The first site task. It has the ``synthetic`` arm's task name on purpose: the
+#: generator's fitting seed derives from it, so a site fits one generator for both arms.
+TASK = "synthesize"
+
+
+@attrs.frozen
+class SiteWork:
+    """The config a site gets: the arm's params and how many sets the student needs."""
+
+    kr: KRConfig
+    sets: int
+
+
+def set_seed(env_seed: int, index: int) -> int:
+    """The seed of synthetic set ``index`` of a site (site and server draw alike)."""
+    return derive_seed(env_seed, "kr-set", index)
+
+
+def teacher_component(env: SiteEnv) -> Any:
+    """The recipe's ``teacher:`` model, else the arm's model."""
+    return env.parts.get("teacher") or env.model
+
+
+def teacher_seed(prepare_seed: int) -> int:
+    """The teacher's seed, from the seed of the site's ``prepare`` task."""
+    return derive_seed(prepare_seed, "teacher")
+
+
+def site_teacher(site: Site, env: SiteEnv, seed: int) -> nn.Module:
+    """The site's teacher: its model trained on the site's own images from ``seed``
+    (once; kept at the site, so both ways of sharing and the labelling task use the
+    same one)."""
+    from synthlearn.recipe import make_converter
+
+    component = teacher_component(env)
+    factory = component.build()
+
+    def fresh() -> nn.Module:
+        return seeded_model(factory, seed, env.in_chans, env.num_classes, env.image_size)
+
+    def fit() -> Payload:
+        model = train_classifier(fresh(), site.data, factory.training, seed,
+                                 progress=env.progress, desc=f"site {site.id}: teacher")
+        return state_payload(model)
+
+    parts = {"fit": "teacher", "model": component.to_dict(make_converter()),
+             "data": site.data.fingerprint(), "seed": seed,
+             "shape": [env.num_classes, env.in_chans, list(env.image_size)]}
+    return load_state(fresh(), env.memo(parts, fit), f"site {site.id} teacher")
+
+
+def prefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{name}": value for name, value in tensors.items()}
+
+
+def unprefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    start = f"{prefix}."
+    return {name[len(start):]: value for name, value in tensors.items()
+            if name.startswith(start)}
+
+
+def prepare(site: Site, work: SiteWork, inbound: Payload | None, env: SiteEnv) -> Payload:
+    """Site work: fit the generator, train the teacher, send models or labelled sets."""
+    scheme, stats, state = fit_site_generator(site, env)
+    teacher = site_teacher(site, env, teacher_seed(env.seed))
+    n_real = len(site.data)
+    meta: dict[str, Any] = {"share": work.kr.share, "n_real": n_real,
+                            **describe_parts(env.parts)}
+    if work.kr.share == "models":
+        tensors = {**prefixed("generator", state.tensors),
+                   **prefixed("teacher", teacher.state_dict())}
+        return Payload(tensors, {**meta, "stats": stats, "generator": state.meta})
+    generator = load_generator(env.parts["generator"], state, f"site {site.id} generator")
+    tensors = {}
+    for index in range(work.sets):
+        pool = draw_pool(generator, scheme, stats, work.kr.images_for(n_real),
+                         set_seed(env.seed, index))
+        tensors[f"set.{index}.images"] = torch.from_numpy(pool.images)
+        tensors[f"set.{index}.labels"] = torch.from_numpy(pool.labels)
+        tensors[f"set.{index}.logits"] = torch.from_numpy(
+            predict_logits(teacher, pool.images).astype(np.float32))
+    return Payload(tensors, {**meta, "sets": work.sets})
+
+
+def label(site: Site, work: SiteWork, inbound: Payload | None, env: SiteEnv) -> Payload:
+    """Site work for ``labels: ensemble`` with ``share: samples``: the site's teacher's
+    logits for every image the server sent (other sites' synthetic sets; the metadata
+    names the teacher's seed, the one it was trained with in ``prepare``). The site's
+    teacher never leaves it."""
+    if inbound is None or not isinstance(inbound.meta.get("teacher_seed"), int):
+        raise ValueError("labelling needs the synthetic images and the teacher's seed")
+    teacher = site_teacher(site, env, inbound.meta["teacher_seed"])
+    return Payload({name: torch.from_numpy(predict_logits(teacher, images.numpy())
+                                           .astype(np.float32))
+                    for name, images in inbound.tensors.items()},
+                   {"n_images": sum(len(t) for t in inbound.tensors.values())})

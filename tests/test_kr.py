@@ -1,0 +1,230 @@
+"""The kr arm (knowledge recycling) end to end: what crosses in each way of sharing,
+that the teachers' soft labels really steer the student, the target maths, and the
+errors a user can cause."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_cli, small_recipe
+from synthlearn.plugins import load_plugins
+from synthlearn.recipe import check_recipe
+from synthlearn.run import Run
+
+pytest.importorskip("synthlearn_kr", reason="the synthlearn-kr plugin is not installed")
+pytest.importorskip("synthlearn_gan", reason="the synthlearn-gan plugin is not installed")
+
+from synthlearn_kr.config import KRConfig  # noqa: E402
+from synthlearn_kr.targets import (  # noqa: E402
+    agreement,
+    softened,
+    student_targets,
+    teacher_probabilities,
+)
+
+TINY_GAN = {"use": "gan", "params": {"steps": 40, "batch_size": 32, "width": 16,
+                                      "latent_dim": 16, "min_images": 16, "device": "cpu"}}
+
+# A third-party generator for tests: it "samples" a site's own training images, of the
+# class ``shift`` places after the one asked for (shift 1 on two classes: always the
+# wrong class), so the conditioning labels lie and only the teachers can tell the truth.
+SWAPPER = '''
+import attrs
+import numpy as np
+import torch
+from synthlearn import ComponentSpec, hookimpl
+from synthlearn.exchange import Payload
+
+@attrs.define(frozen=True)
+class Cfg:
+    shift: int = 0
+
+class Swapper:
+    def __init__(self, config):
+        self.config = config
+    def fit(self, data, conditions, num_classes, seed, *, progress=True, desc=""):
+        self.images, self.labels = data.images.copy(), conditions.labels.copy()
+        self.k = num_classes
+    def sample(self, conditions, seed):
+        rng = np.random.default_rng(seed)
+        picks = [rng.choice(np.flatnonzero(self.labels == (c + self.config.shift) % self.k))
+                 for c in conditions.labels]
+        return self.images[picks]
+    def state(self):
+        return Payload({"images": torch.from_numpy(self.images),
+                        "labels": torch.from_numpy(self.labels)}, {"k": self.k})
+    def load(self, payload, source):
+        self.images = payload.tensors["images"].numpy()
+        self.labels = payload.tensors["labels"].numpy()
+        self.k = payload.meta["k"]
+
+@hookimpl
+def synthlearn_register_generators():
+    return [ComponentSpec("swapper", Cfg, Swapper, "hands back real images of another class")]
+'''
+
+
+def kr_arm(name: str, **params: object) -> dict:
+    return {"name": name, "use": "kr", "params": params, "generator": TINY_GAN,
+            "conditioning": {"use": "categorical"}}
+
+
+def _arms(run_dir: Path) -> dict[str, dict]:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {a["name"]: a for a in metrics["arms"]}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One run: the same kr arm shared as models and as samples, each with site and
+    ensemble teachers (3 sets: 3 epochs, a fresh set every epoch)."""
+    tmp = tmp_path_factory.mktemp("kr")
+    recipe = small_recipe(arms=[
+        kr_arm("models-site", share="models", multiple=1.5),
+        kr_arm("samples-site", share="samples", multiple=1.5),
+        kr_arm("models-ensemble", share="models", labels="ensemble", multiple=1.5),
+        kr_arm("samples-ensemble", share="samples", labels="ensemble", multiple=1.5),
+        kr_arm("fixed-set", regenerate_every=None, multiple=1.5),
+    ])
+    recipe["model"]["params"].update(arch="test_resnet", epochs=3)
+    recipe["output"] = {"dir": str(tmp / "runs"), "cache": str(tmp / "cache")}
+    plugins = load_plugins()
+    return Run(check_recipe(recipe, plugins), plugins, quiet=True).execute(str(tmp / "run"))
+
+
+def test_models_and_samples_train_the_same_student(run_dir: Path) -> None:
+    arms = _arms(run_dir)
+    for labels in ("site", "ensemble"):
+        models, samples = arms[f"models-{labels}"], arms[f"samples-{labels}"]
+        for key in ("accuracy", "balanced_accuracy", "auc"):
+            assert models["metrics"][key] == samples["metrics"][key]
+        assert models["details"]["teacher_agreement"] == samples["details"]["teacher_agreement"]
+    # site and ensemble teachers give different targets, hence a different student
+    assert arms["models-site"]["metrics"]["auc"] != arms["models-ensemble"]["metrics"]["auc"]
+
+
+def test_what_leaves_each_site_is_counted_and_named(run_dir: Path) -> None:
+    arms = _arms(run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    n_real = [s["n"] for s in metrics["sites"]]
+    models, samples = arms["models-site"], arms["samples-site"]
+    assert "teacher classifier weights" in models["shared"][0]
+    assert "generator and teacher stay at the site" in samples["shared"][0]
+    assert [s["left_the_site"] for s in models["details"]["per_site"]] == [
+        ["generator", "teacher"]] * 3
+    # 3 sets of 1.5 x n images (uint8, 1 x 16 x 16) with int64 labels and 2 float logits
+    per_image = 16 * 16 + 8 + 2 * 4
+    expected = sum(3 * round(1.5 * n) * per_image for n in n_real)
+    assert expected < samples["metrics"]["bytes_to_server"] < expected + 3 * 4096
+    assert samples["metrics"]["bytes_to_sites"] == 0
+    # ensemble labelling with samples: every set goes to the two other sites
+    ens = arms["samples-ensemble"]["metrics"]
+    images_out = sum(2 * 3 * round(1.5 * n) * 16 * 16 for n in n_real)
+    assert images_out < ens["bytes_to_sites"] < images_out + 3 * 4096
+    assert ens["bytes_to_server"] > samples["metrics"]["bytes_to_server"]
+    for entry in models["details"]["per_site"]:
+        assert 0.0 <= entry["teacher_accuracy"] <= 1.0
+        assert entry["n_synthetic_per_set"] == round(1.5 * entry["n_real"])
+    assert "teacher_accuracy" not in samples["details"]["per_site"][0]
+
+
+def test_sets_follow_regenerate_every(run_dir: Path) -> None:
+    arms = _arms(run_dir)
+    assert arms["models-site"]["details"]["sets"] == 3
+    assert arms["fixed-set"]["details"]["sets"] == 1
+    details = arms["models-site"]["details"]
+    assert details["images_seen"] == 3 * details["n_train"]
+    # the fixed set is the first of the regenerated ones: same start, different training
+    assert arms["fixed-set"]["metrics"]["auc"] != arms["models-site"]["metrics"]["auc"]
+    assert (run_dir / "synthetic-models-site.png").exists()
+
+
+def test_config_counts_sets() -> None:
+    assert KRConfig(regenerate_every=2).sets_for(5) == 3
+    assert KRConfig(regenerate_every=None).sets_for(5) == 1
+    assert [KRConfig(regenerate_every=2).set_for_epoch(e) for e in range(5)] == [
+        0, None, 1, None, 2]
+    assert KRConfig(multiple=2.5).images_for(10) == 25
+
+
+def test_targets_mix_teacher_and_label() -> None:
+    logits = np.array([[2.0, 0.0], [0.0, 4.0]])
+    soft = softened(logits, 2.0)
+    assert np.allclose(soft[0], np.exp([1.0, 0.0]) / np.exp([1.0, 0.0]).sum())
+    assert np.allclose(softened(logits * 1000, 1.0)[1], [0.0, 1.0])  # stable
+    labels = np.array([1, 1])
+    mixed = student_targets(labels, soft, alpha=0.25, label_smoothing=0.2)
+    assert np.allclose(mixed.sum(axis=1), 1.0)
+    hard = np.array([[0.1, 0.9], [0.1, 0.9]])
+    assert np.allclose(mixed, 0.25 * soft + 0.75 * hard)
+    assert np.allclose(student_targets(labels, soft, 1.0, 0.0), soft)
+    ens = teacher_probabilities([logits, -logits], 1.0)
+    assert np.allclose(ens, 0.5)
+    assert agreement(labels, soft) == 0.5
+
+
+def _swapper_run(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, dict]:
+    mods = tmp / "mods"
+    mods.mkdir()
+    (mods / "acme_swapper.py").write_text(SWAPPER)
+    monkeypatch.syspath_prepend(str(mods))
+    monkeypatch.setenv("SYNTHLEARN_PLUGINS", "acme_swapper")
+    swapper = {"use": "swapper", "params": {"shift": 1}}
+    arm = {"use": "kr", "generator": swapper, "conditioning": {"use": "categorical"}}
+    recipe = small_recipe(
+        data={"use": "digits", "params": {"size": 8}},
+        model={"use": "timm", "params": {"arch": "test_resnet", "epochs": 6,
+                                         "batch_size": 32, "lr": 0.002, "device": "cpu"}},
+        arms=[
+            {**arm, "name": "labels-only", "params": {"alpha": 0.0}},
+            {**arm, "name": "teachers-only", "params": {"alpha": 1.0, "temperature": 1.0}},
+            {**arm, "name": "teachers-mixup", "params": {"alpha": 1.0, "mixup": 0.4}},
+        ])
+    recipe["output"] = {"dir": str(tmp / "runs"), "cache": str(tmp / "cache")}
+    plugins = load_plugins()
+    assert not plugins.problems
+    out = Run(check_recipe(recipe, plugins), plugins, quiet=True).execute(str(tmp / "run"))
+    sys.modules.pop("acme_swapper", None)
+    return _arms(out)
+
+
+def test_teacher_soft_labels_correct_lying_conditioning_labels(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    arms = _swapper_run(tmp_path, monkeypatch)
+    # every synthetic image shows the next digit: trained on its conditioning label, the
+    # student learns every class off by one (chance is 0.1); the teachers (trained on
+    # real images) label what the images show, and the student learns the task
+    print({name: (arm["metrics"]["accuracy"], arm["details"]["per_site"][0]["teacher_accuracy"])
+           for name, arm in arms.items()})
+    assert arms["labels-only"]["metrics"]["accuracy"] < 0.05
+    assert arms["teachers-only"]["metrics"]["accuracy"] > 0.7
+    assert arms["teachers-mixup"]["metrics"]["accuracy"] > 0.7
+    assert arms["teachers-only"]["details"]["teacher_agreement"] < 0.1
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"alpha": 1.5}, "'alpha' must be in [0.0, 1.0]"),
+    ({"temperature": 0}, "'temperature' must be in (0.0, inf]"),
+    ({"regenerate_every": 0}, "'regenerate_every' must be an integer >= 1 or null"),
+    ({"share": "teachers"}, "'share' must be in"),
+])
+def test_bad_params_are_one_line_errors(params: dict, message: str, write_recipe,
+                                        tmp_path: Path) -> None:
+    recipe = small_recipe(arms=[kr_arm("kr", **params)])
+    result = run_cli("run", str(write_recipe(recipe)), "--quiet")
+    assert result.returncode != 0
+    assert message in result.stderr and "$.arms[0]" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list((tmp_path / "runs").glob("*")) if (tmp_path / "runs").exists() else True
+
+
+def test_a_teacher_model_of_its_own(write_recipe, tmp_path: Path) -> None:
+    arm = kr_arm("kr", multiple=0.5)
+    arm["teacher"] = {"use": "timm", "params": {"arch": "no_such_net"}}
+    result = run_cli("run", str(write_recipe(small_recipe(arms=[arm]))), "--quiet")
+    assert result.returncode != 0
+    assert "$.arms[0].teacher" in result.stderr and "Traceback" not in result.stderr
