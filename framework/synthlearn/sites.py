@@ -9,7 +9,7 @@ distributed runner can run it where the data lives.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -68,17 +68,24 @@ class SiteEnv:
     store: SiteCache | None = None
     versions: Mapping[str, str] = attrs.field(factory=dict)
 
-    def memo(self, parts: Mapping[str, Any], compute: Callable[[], Payload]) -> Payload:
+    def memo(self, parts: Mapping[str, Any], compute: Callable[[], Payload], *,
+             components: Iterable[Any] | None = None) -> Payload:
         """``compute()``, or its earlier result kept at this site for the same ``parts``.
 
         For expensive site-side work that several tasks or arms share but that need not
         leave the site (e.g. a fitted generator that one arm sends and another only
         samples from). ``parts`` must identify everything that determines the result
-        (config, data fingerprint, seed); versions are added.
+        (config, data fingerprint, seed). The versions of the code that computes it are
+        added: the core's and those of ``components`` (recipe components, e.g. the
+        generator), or, when not given, of every component of the arm, so work that
+        depends only on a generator is shared by arms from different plugins.
         """
+        versions = dict(self.versions) if components is None else {
+            "synthlearn": self.versions.get("synthlearn", ""),
+            **{c.registered.distribution: c.registered.version for c in components}}
         if self.store is None:
             return compute()
-        key = cache_key({"site_memo": dict(parts), "versions": dict(self.versions)})
+        key = cache_key({"site_memo": dict(parts), "versions": versions})
         blob = self.store.get(key)
         if blob is not None:
             return Payload.from_bytes(blob, "site store")

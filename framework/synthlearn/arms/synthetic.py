@@ -129,7 +129,8 @@ def fit_site_generator(site: Site, env: SiteEnv) -> tuple[Any, dict[str, Any], P
                       progress=env.progress, desc=f"site {site.id}: fit generator")
         return generator.state()
 
-    return scheme, stats, env.memo(_fit_parts(site, env), fit)
+    parts = (env.parts["generator"], env.parts["conditioning"])
+    return scheme, stats, env.memo(_fit_parts(site, env), fit, components=parts)
 
 
 def load_generator(component: Any, state: Payload, source: str) -> Any:

@@ -67,7 +67,8 @@ def site_teacher(site: Site, env: SiteEnv, seed: int) -> nn.Module:
     parts = {"fit": "teacher", "model": component.to_dict(make_converter()),
              "data": site.data.fingerprint(), "seed": seed,
              "shape": [env.num_classes, env.in_chans, list(env.image_size)]}
-    return load_state(fresh(), env.memo(parts, fit), f"site {site.id} teacher")
+    return load_state(fresh(), env.memo(parts, fit, components=[component]),
+                      f"site {site.id} teacher")
 
 
 def prefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
