@@ -210,7 +210,8 @@ def test_teacher_soft_labels_correct_lying_conditioning_labels(
     ({"alpha": 1.5}, "'alpha' must be in [0.0, 1.0]"),
     ({"temperature": 0}, "'temperature' must be in (0.0, inf]"),
     ({"regenerate_every": 0}, "'regenerate_every' must be an integer >= 1 or null"),
-    ({"share": "teachers"}, "'share' must be in"),
+    ({"share": "teachers"}, "'share' must be in ('models', 'samples') (got 'teachers')"),
+    ({"labels": "everyone"}, "'labels' must be in ('site', 'ensemble')"),
 ])
 def test_bad_params_are_one_line_errors(params: dict, message: str, write_recipe,
                                         tmp_path: Path) -> None:
@@ -218,7 +219,8 @@ def test_bad_params_are_one_line_errors(params: dict, message: str, write_recipe
     result = run_cli("run", str(write_recipe(recipe)), "--quiet")
     assert result.returncode != 0
     assert message in result.stderr and "$.arms[0]" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr and "Attribute(" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
     assert not list((tmp_path / "runs").glob("*")) if (tmp_path / "runs").exists() else True
 
 

@@ -139,6 +139,14 @@ def make_converter() -> cattrs.Converter:
     return conv
 
 
+def exception_message(exc: BaseException) -> str:
+    """An exception's message: its first argument when that is a string and more follow
+    (attrs validators raise ``ValueError(message, attribute, options, value)``)."""
+    if len(exc.args) > 1 and isinstance(exc.args[0], str):
+        return exc.args[0]
+    return str(exc)
+
+
 def _format_exception(exc: BaseException, type_: Any) -> str:
     if isinstance(exc, _TypeMismatch):
         return str(exc)
@@ -149,8 +157,8 @@ def _format_exception(exc: BaseException, type_: Any) -> str:
         return f"unknown key(s): {keys}"
     if isinstance(exc, (TypeError, ValueError)) and type_ is not None:
         name = getattr(type_, "__name__", str(type_))
-        return f"invalid value for {name}: {exc}"
-    return str(exc) or type(exc).__name__
+        return f"invalid value for {name}: {exception_message(exc)}"
+    return exception_message(exc) or type(exc).__name__
 
 
 def structure_errors(exc: Exception, path: str) -> list[str]:
@@ -368,7 +376,7 @@ def check_recipe(data: dict[str, Any], plugins: PluginSet) -> Recipe:
         try:
             component.build()
         except (SynthlearnError, ValueError) as exc:  # the component's own checks
-            problems.append(f"{path}.params: {exc}")
+            problems.append(f"{path}.params: {exception_message(exc)}")
             return None
         except Exception as exc:
             problems.append(f"{path}: {kind} {ref.use!r} (distribution "
