@@ -35,6 +35,9 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         synthetic_arm("as-samples", "samples", multiple=2.0),
         synthetic_arm("as-generator", "generator", multiple=2.0),
         synthetic_arm("fixed-count", "samples", count=25),
+        synthetic_arm("redrawn-samples", "samples", multiple=2.0, regenerate_every=1),
+        synthetic_arm("redrawn-generator", "generator", multiple=2.0, regenerate_every=1),
+        synthetic_arm("adapted", "generator", multiple=2.0, adapt_bn=True),
     ])
     recipe["output"] = {"dir": str(tmp / "runs"), "cache": str(tmp / "cache")}
     plugins = load_plugins()
@@ -146,7 +149,7 @@ def test_tampered_generator_weights_are_refused_naming_the_site(tmp_path: Path) 
                   {"generator": {"generator": "gan", "format": 1}, "stats": {}, "n_real": 10})
     with pytest.raises(SynthlearnError, match="^site 2: "):
         SyntheticArm(SyntheticConfig(share="generator"))._sample_at_server(
-            ctx, None, None, bad, "site 2")
+            ctx, None, None, bad, "site 2", 1)
 
 
 def test_validate_rejects_phenotypic_without_attributes(tmp_path: Path, write_recipe) -> None:
@@ -192,3 +195,41 @@ def test_recipe_yaml_of_the_run_names_generator_and_conditioning(run_dir: Path) 
     arm = saved["arms"][1]
     assert arm["generator"]["use"] == "gan" and arm["generator"]["params"]["steps"] == 40
     assert arm["conditioning"] == {"use": "phenotypic", "params": {"attributes": []}}
+
+
+def test_regenerated_sets_cross_once_each_and_match_between_share_modes(run_dir: Path
+                                                                       ) -> None:
+    arms = _arms(run_dir)
+    samples, generator = arms["redrawn-samples"], arms["redrawn-generator"]
+    # 2 epochs, a fresh set every epoch: 2 sets, drawn alike by the sites and the server
+    assert samples["details"]["sets"] == generator["details"]["sets"] == 2
+    assert arms["as-samples"]["details"]["sets"] == 1
+    for key in ("accuracy", "balanced_accuracy", "auc"):
+        assert samples["metrics"][key] == generator["metrics"][key]
+    # the sites sent both sets: twice the images of the single-set arm
+    single = arms["as-samples"]["metrics"]["bytes_to_server"]
+    assert 1.9 * single < samples["metrics"]["bytes_to_server"] < 2.1 * single
+    # with share: generator the extra set costs nothing
+    assert generator["metrics"]["bytes_to_server"] == \
+        arms["as-generator"]["metrics"]["bytes_to_server"]
+    # the first set is the single-set arm's pool: the same fidelity figures
+    assert generator["fidelity"] == arms["as-generator"]["fidelity"]
+
+
+def test_adapt_bn_sends_the_model_to_every_site_and_brings_back_statistics(run_dir: Path
+                                                                          ) -> None:
+    arms = _arms(run_dir)
+    adapted, plain = arms["adapted"], arms["as-generator"]
+    assert adapted["details"]["adapted_batchnorm_layers"] > 5
+    assert plain["metrics"]["bytes_to_sites"] == 0
+    sent = adapted["metrics"]["bytes_to_sites"]
+    assert sent > 3 * 1_000_000 and sent % 3 == 0  # the same model to each of 3 sites
+    extra = adapted["metrics"]["bytes_to_server"] - plain["metrics"]["bytes_to_server"]
+    assert 0 < extra < sent / 10  # only statistics came back
+    assert any("batch-norm" in what for what in adapted["shared"])
+    # same weights, other statistics: other predictions on the real test set; the
+    # figures before adaptation are those of the same arm without it
+    assert adapted["metrics"]["auc"] != plain["metrics"]["auc"]
+    before = adapted["details"]["before_adapt_bn"]
+    for key in ("accuracy", "balanced_accuracy", "auc"):
+        assert before[key] == plain["metrics"][key]

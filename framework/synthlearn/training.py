@@ -280,6 +280,12 @@ def train_classifier(
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
+def batchnorm_layers(model: nn.Module) -> list[tuple[str, nn.modules.batchnorm._BatchNorm]]:
+    """The model's batch-norm layers that keep running statistics, with their names."""
+    return [(name, m) for name, m in model.named_modules()
+            if isinstance(m, _NORMS) and m.track_running_stats]
+
+
 @contextlib.contextmanager
 def evaluating_on(model: nn.Module, device: str | torch.device) -> Iterator[torch.device]:
     """Put ``model`` on ``device`` (a settings name or a torch device) in eval mode and
@@ -309,7 +315,7 @@ def refresh_batchnorm(model: nn.Module, images: np.ndarray, *, batch_size: int =
     the batch-norm layers run in training mode; dropout and the like stay in eval mode.
     The model's device and train/eval mode are restored.
     """
-    norms = [m for m in model.modules() if isinstance(m, _NORMS) and m.track_running_stats]
+    norms = [m for _, m in batchnorm_layers(model)]
     if not norms or len(images) == 0:
         return 0
     momenta = [m.momentum for m in norms]

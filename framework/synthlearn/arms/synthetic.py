@@ -17,16 +17,18 @@ site, so switching modes, or a second arm with the same generator, does not refi
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import attrs
 import numpy as np
 import torch
 
+from synthlearn.arms import site_batchnorm
 from synthlearn.arms.context import ArmContext, ArmResult
 from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
-from synthlearn.exchange import Payload
+from synthlearn.exchange import Payload, state_payload
 from synthlearn.memorisation import near_copy_mask
 from synthlearn.sites import Site, SiteEnv, SiteTask, derive_seed
 
@@ -41,6 +43,13 @@ def _positive_or_none(_instance: object, attribute: attrs.Attribute, value: Any)
         raise ValueError(f"'{attribute.name}' must be positive, got {value}")
 
 
+def _every(_instance: object, attribute: attrs.Attribute, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or value < 1):
+        raise ValueError(f"'{attribute.name}' must be an integer >= 1 or null (one fixed "
+                         f"set), got {value!r}")
+
+
 @attrs.define(frozen=True)
 class SyntheticConfig:
     """How much leaves each site, and in what form.
@@ -52,12 +61,22 @@ class SyntheticConfig:
     0.01; only with ``share: samples``) has each site drop the synthetic images closer to
     one of its own images than that quantile of its images' distances to each other
     (``synthlearn.memorisation``) before they leave; the report says how many.
+
+    ``regenerate_every: N`` trains the server's model on a fresh synthetic set every N
+    epochs (null, the default: one fixed set), so it sees ``ceil(epochs / N)`` sets of
+    the same size; with ``share: samples`` each site sends that many sets (the bytes
+    grow with them), with ``share: generator`` the server draws them at no extra cost.
+    ``adapt_bn: true`` has each site re-estimate the trained model's batch-norm
+    statistics on its own images (``synthlearn.arms.site_batchnorm``): the model goes
+    to every site and per-channel means and variances come back, counted both ways.
     """
 
     share: str = attrs.field(default="samples", validator=attrs.validators.in_(SHARES))
     multiple: float | None = attrs.field(default=None, validator=_positive_or_none)
     count: int | None = attrs.field(default=None, validator=_positive_or_none)
     drop_near_copies: float | None = attrs.field(default=None, validator=_positive_or_none)
+    regenerate_every: int | None = attrs.field(default=None, validator=_every)
+    adapt_bn: bool = False
 
     def __attrs_post_init__(self) -> None:
         if self.multiple is not None and self.count is not None:
@@ -74,6 +93,24 @@ class SyntheticConfig:
         if self.count is not None:
             return self.count
         return max(1, round((1.0 if self.multiple is None else self.multiple) * n_real))
+
+    def sets_for(self, epochs: int) -> int:
+        """How many synthetic sets a model trained for ``epochs`` epochs uses."""
+        if self.regenerate_every is None:
+            return 1
+        return max(1, math.ceil(epochs / self.regenerate_every))
+
+
+def set_seed(env_seed: int, index: int) -> int:
+    """The seed of a site's synthetic set ``index`` (site and server draw alike; set 0
+    keeps the seed of the single set drawn without regeneration)."""
+    return derive_seed(env_seed, "sample") if index == 0 else derive_seed(
+        env_seed, "sample", index)
+
+
+def set_prefix(index: int) -> str:
+    """Tensor-name prefix of set ``index`` in a samples payload (none for set 0)."""
+    return "" if index == 0 else f"set.{index}."
 
 
 def _fit_parts(site: Site, env: SiteEnv) -> dict[str, Any]:
@@ -151,29 +188,51 @@ def synthesize(site: Site, config: SyntheticConfig, inbound: Payload | None, env
     if config.share == "generator":
         return Payload(state.tensors, {**meta, "generator": state.meta})
     generator = load_generator(env.parts["generator"], state, f"site {site.id} generator")
-    pool = draw_pool(generator, scheme, stats, config.images_for(n_real),
-                     derive_seed(env.seed, "sample"))
+    sets = config.sets_for(env.model.build().training.epochs)
+    pools = [draw_pool(generator, scheme, stats, config.images_for(n_real),
+                       set_seed(env.seed, index)) for index in range(sets)]
     if config.drop_near_copies is not None:
-        copies, threshold = near_copy_mask(pool.images, site.data.images,
-                                           config.drop_near_copies)
-        pool = pool.subset(np.flatnonzero(~copies))
-        meta.update(near_copies_dropped=int(copies.sum()), near_copy_threshold=threshold)
-    tensors = {"images": torch.from_numpy(pool.images), "labels": torch.from_numpy(pool.labels)}
-    for name, values in pool.attributes.items():
-        tensors[f"attr.{name}"] = torch.from_numpy(values)
-    return Payload(tensors, meta)
+        pools, dropped, threshold = _drop_near_copies(pools, site.data.images,
+                                                      config.drop_near_copies)
+        meta.update(near_copies_dropped=dropped, near_copy_threshold=threshold)
+    tensors: dict[str, torch.Tensor] = {}
+    for index, pool in enumerate(pools):
+        prefix = set_prefix(index)
+        tensors[f"{prefix}images"] = torch.from_numpy(pool.images)
+        tensors[f"{prefix}labels"] = torch.from_numpy(pool.labels)
+        for name, values in pool.attributes.items():
+            tensors[f"{prefix}attr.{name}"] = torch.from_numpy(values)
+    return Payload(tensors, {**meta, "sets": sets})
 
 
-def _received_pool(payload: Payload, source: str, ctx: ArmContext) -> ImageData:
-    """The synthetic images a site sent, checked against the dataset's shape."""
-    t = payload.tensors
+def _drop_near_copies(pools: list[ImageData], real: np.ndarray, quantile: float
+                      ) -> tuple[list[ImageData], int, float]:
+    """Each set without its near-copies of ``real``, all cut to the size of the smallest
+    (a model redrawn each epoch trains on sets of one size); returns the sets, how many
+    near-copies were dropped and the distance threshold."""
+    kept, dropped, threshold = [], 0, 0.0
+    for pool in pools:
+        copies, threshold = near_copy_mask(pool.images, real, quantile)
+        dropped += int(copies.sum())
+        kept.append(pool.subset(np.flatnonzero(~copies)))
+    size = min(len(pool) for pool in kept)
+    return [pool.subset(np.arange(size)) for pool in kept], dropped, threshold
+
+
+def _received_pool(payload: Payload, source: str, ctx: ArmContext, index: int = 0
+                   ) -> ImageData:
+    """Synthetic set ``index`` a site sent, checked against the dataset's shape."""
+    t, prefix = payload.tensors, set_prefix(index)
+    attr = f"{prefix}attr."
     try:
-        images, labels = t["images"].numpy(), t["labels"].numpy().astype(np.int64)
+        images = t[f"{prefix}images"].numpy()
+        labels = t[f"{prefix}labels"].numpy().astype(np.int64)
         pool = ImageData(images=images, labels=labels,
-                         attributes={k.removeprefix("attr."): v.numpy().astype(np.float32)
-                                     for k, v in t.items() if k.startswith("attr.")})
+                         attributes={k.removeprefix(attr): v.numpy().astype(np.float32)
+                                     for k, v in t.items() if k.startswith(attr)})
     except (KeyError, ValueError) as exc:
-        raise SynthlearnError(f"malformed synthetic samples: {exc}", where=source) from None
+        raise SynthlearnError(f"malformed synthetic samples (set {index}): {exc}",
+                              where=source) from None
     expected = (ctx.in_chans, *ctx.image_size)
     if pool.images.shape[1:] != expected:
         raise SynthlearnError(f"synthetic images have shape {pool.images.shape[1:]}, the "
@@ -192,59 +251,94 @@ class SyntheticArm:
         self.config = config
 
     def run(self, ctx: ArmContext) -> ArmResult:
+        config = self.config
         shares = ("fitted generator weights and aggregate label/attribute statistics"
-                  if self.config.share == "generator"
+                  if config.share == "generator"
                   else "synthetic images with labels/attributes, and aggregate statistics")
-        task = SiteTask("synthesize", synthesize, self.config, shares=shares)
+        task = SiteTask("synthesize", synthesize, config, shares=shares)
         received = ctx.run_sites(task)
-        pools: dict[int, ImageData] = {}
+        sets = config.sets_for(ctx.model.build().training.epochs)
+        pools: list[dict[int, ImageData]] = [{} for _ in range(sets)]
         artifacts: dict[str, bytes] = {}
         for site in ctx.sites:
             payload, source = received[site.id], f"site {site.id}"
-            if self.config.share == "generator":
-                pools[site.id] = self._sample_at_server(ctx, site, task, payload, source)
+            if config.share == "generator":
+                drawn = self._sample_at_server(ctx, site, task, payload, source, sets)
+                for index, pool in enumerate(drawn):
+                    pools[index][site.id] = pool
                 artifacts[f"site-{site.id}-generator.safetensors"] = payload.to_bytes()
             else:
-                pools[site.id] = _received_pool(payload, source, ctx)
-        pooled = ImageData.concat([pools[sid] for sid in sorted(pools)])
-        if len(pooled) < 2:
+                if payload.meta.get("sets", 1) != sets:
+                    raise SynthlearnError(f"sent {payload.meta.get('sets')!r} synthetic sets, "
+                                          f"the server needs {sets}", where=source)
+                for index in range(sets):
+                    pools[index][site.id] = _received_pool(payload, source, ctx, index)
+        pooled = [ImageData.concat([by_site[sid] for sid in sorted(by_site)])
+                  for by_site in pools]
+        if len(pooled[0]) < 2:
             dropped = sum(int(received[sid].meta.get("near_copies_dropped", 0))
                           for sid in received)
             raise SynthlearnError(
-                f"only {len(pooled)} synthetic images reached the server"
+                f"only {len(pooled[0])} synthetic images reached the server"
                 + (f": the sites dropped {dropped} as near-copies of their own images "
                    "(the generator copies its training data)" if dropped else ""))
-        model = ctx.train(pooled, "synthetic", desc="pooled synthetic images")
-        details = {
-            "share": self.config.share,
-            "n_train": len(pooled),
+        if len({len(p) for p in pooled}) > 1:
+            raise SynthlearnError("the synthetic sets differ in size: "
+                                  + ", ".join(str(len(p)) for p in pooled))
+
+        def redraw(epoch: int) -> tuple[ImageData, None] | None:
+            every = config.regenerate_every
+            if every is None or epoch % every:
+                return None
+            return pooled[epoch // every], None
+
+        model = ctx.train(pooled[0], "synthetic", redraw=redraw if sets > 1 else None,
+                          desc="pooled synthetic images"
+                          + (f" ({sets} sets)" if sets > 1 else ""))
+        details: dict[str, Any] = {
+            "share": config.share,
+            "n_train": len(pooled[0]),
+            "sets": sets,
             "generator": ctx.arm.component.slots["generator"].use,
             "conditioning": ctx.arm.component.slots["conditioning"].use,
-            "per_site": [
-                {"site": sid, "n_real": int(received[sid].meta.get("n_real", 0)),
-                 "n_synthetic": len(pools[sid]),
-                 **({"near_copies_dropped": int(received[sid].meta["near_copies_dropped"])}
-                    if "near_copies_dropped" in received[sid].meta else {}),
-                 "class_counts_synthetic": pools[sid].class_counts(ctx.num_classes)}
-                for sid in sorted(pools)
-            ],
         }
-        return ArmResult(model=model, details=details, synthetic=pools, artifacts=artifacts)
+        if config.adapt_bn:  # keep the unadapted model's figures, to show what it changed
+            details["before_adapt_bn"] = ctx.evaluate(model)
+            details["adapted_batchnorm_layers"] = self._adapt_batchnorm(ctx, model)
+        details["per_site"] = [
+            {"site": sid, "n_real": int(received[sid].meta.get("n_real", 0)),
+             "n_synthetic": len(pools[0][sid]),
+             **({"near_copies_dropped": int(received[sid].meta["near_copies_dropped"])}
+                if "near_copies_dropped" in received[sid].meta else {}),
+             "class_counts_synthetic": pools[0][sid].class_counts(ctx.num_classes)}
+            for sid in sorted(pools[0])
+        ]
+        return ArmResult(model=model, details=details, synthetic=pools[0],
+                         artifacts=artifacts)
+
+    @staticmethod
+    def _adapt_batchnorm(ctx: ArmContext, model: Any) -> int:
+        """Replace the model's batch-norm statistics by those the sites measure on their
+        own images (``synthlearn.arms.site_batchnorm``); returns the layers replaced."""
+        task = SiteTask("adapt_bn", site_batchnorm.site_statistics,
+                        site_batchnorm.AdaptConfig(), shares=site_batchnorm.SHARES)
+        received = ctx.run_sites(task, inbound=state_payload(model))
+        return site_batchnorm.pool_statistics(model, received)
 
     def _sample_at_server(self, ctx: ArmContext, site: Site, task: SiteTask, payload: Payload,
-                          source: str) -> ImageData:
-        """Load a site's generator and draw the same pool the site would have sent."""
+                          source: str, sets: int) -> list[ImageData]:
+        """Load a site's generator and draw the same sets the site would have sent."""
         meta = payload.meta
         if not isinstance(meta.get("generator"), dict):
             raise SynthlearnError("generator payload has no generator metadata", where=source)
         generator = load_generator(ctx.arm.component.slots["generator"],
                                    Payload(payload.tensors, meta["generator"]), source)
         scheme = ctx.arm.component.slots["conditioning"].build()
+        seed = ctx.site_env(site, task).seed
         try:
             n_real = int(meta["n_real"])
-            return draw_pool(generator, scheme, meta["stats"], self.config.images_for(n_real),
-                             derive_seed(ctx.site_env(site, task).seed, "sample"))
+            return [draw_pool(generator, scheme, meta["stats"], self.config.images_for(n_real),
+                              set_seed(seed, index)) for index in range(sets)]
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise SynthlearnError(f"malformed conditioning statistics ({type(exc).__name__}: "
                                   f"{exc})", where=source) from None
-
