@@ -122,6 +122,24 @@ def test_report_shared_setup_and_figures() -> None:
     assert "## Membership inference" not in text
 
 
+def test_report_says_how_a_synthetic_arm_trained_and_what_adapt_bn_changed() -> None:
+    metrics = make_metrics()
+    arm = {"name": "synth", "use": "synthetic", "private": True,
+           "metrics": {"accuracy": 0.8123, "balanced_accuracy": 0.81, "auc": 0.951,
+                       "bytes_to_server": 10, "bytes_to_sites": 20, "wall_s": 1.0},
+           "details": {"share": "generator", "sets": 10,
+                       "before_adapt_bn": {"accuracy": 0.7012, "auc": 0.9401}},
+           "fidelity": {"pooled": {"n_fake": 100, "fd": 0.1, "precision": 0.8,
+                                   "recall": 0.7}, "sites": []},
+           "shared": [], "sites": [], "attacks": {}}
+    metrics["arms"].append(arm)
+    text = render_report(metrics).split("## Synthetic data", 1)[1]
+    assert "**synth**: trained on 10 synthetic sets" in text
+    assert "accuracy 0.701 before, 0.812 after; AUC 0.940 before, 0.951 after." in text
+    arm["details"] = {"share": "samples", "sets": 1}
+    assert "**synth**:" not in render_report(metrics)
+
+
 def test_report_membership_inference_table() -> None:
     metrics = make_metrics()
     metrics["arms"][1]["attacks"] = {

@@ -38,6 +38,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         synthetic_arm("redrawn-samples", "samples", multiple=2.0, regenerate_every=1),
         synthetic_arm("redrawn-generator", "generator", multiple=2.0, regenerate_every=1),
         synthetic_arm("adapted", "generator", multiple=2.0, adapt_bn=True),
+        synthetic_arm("smoothed", "samples", multiple=2.0, label_smoothing=0.3, mixup=0.4),
     ])
     recipe["output"] = {"dir": str(tmp / "runs"), "cache": str(tmp / "cache")}
     plugins = load_plugins()
@@ -233,3 +234,25 @@ def test_adapt_bn_sends_the_model_to_every_site_and_brings_back_statistics(run_d
     before = adapted["details"]["before_adapt_bn"]
     for key in ("accuracy", "balanced_accuracy", "auc"):
         assert before[key] == plain["metrics"][key]
+
+
+def test_label_smoothing_and_mixup_change_training_on_the_same_pool(run_dir: Path) -> None:
+    arms = _arms(run_dir)
+    smoothed, plain = arms["smoothed"], arms["as-samples"]
+    assert smoothed["fidelity"] == plain["fidelity"]  # same images ...
+    assert smoothed["metrics"]["auc"] != plain["metrics"]["auc"]  # ... other training
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"label_smoothing": 1.0}, "label_smoothing"),
+    ({"regenerate_every": 0}, "regenerate_every"),
+    ({"mixup": -1.0}, "mixup"),
+])
+def test_bad_training_params_are_one_line_at_their_path(write_recipe, params: dict,
+                                                        message: str) -> None:
+    recipe = small_recipe(arms=[synthetic_arm("s", "generator", **params)])
+    result = run_cli("validate", str(write_recipe(recipe)))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: $.arms[0].params") \
+        and message in lines[0], lines

@@ -277,3 +277,14 @@ def test_single_class_auc_is_nan() -> None:
     metrics = classification_metrics(np.array([[0.8, 0.2], [0.3, 0.7]]), np.array([0, 0]))
     assert metrics["accuracy"] == 0.5 and metrics["balanced_accuracy"] == 0.5
     assert math.isnan(metrics["auc"])
+
+
+def test_smoothed_onehot_rows_sum_to_one() -> None:
+    from synthlearn.training import smoothed_onehot
+
+    targets = smoothed_onehot(np.array([0, 2, 1]), 3, 0.3)
+    np.testing.assert_allclose(targets.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(targets[1], [0.1, 0.1, 0.8], rtol=1e-6)
+    np.testing.assert_array_equal(smoothed_onehot(np.array([1]), 2, 0.0), [[0.0, 1.0]])
+    with pytest.raises(ValueError, match="smoothing"):
+        smoothed_onehot(np.array([0]), 2, 1.0)

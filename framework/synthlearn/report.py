@@ -169,11 +169,33 @@ def _synthetic(metrics: dict[str, Any]) -> list[str]:
     if ref:
         lines += ["", "The last row scores the real training images the same way: the "
                   "best a generator can hope for."]
+    lines += _synthetic_training(arms)
     for i, arm in arms:
         figure = (arm.get("figures") or {}).get("synthetic")
         if figure:
             lines += ["", f"### {_arm_name(arm, i)}: real and synthetic images per site", "",
                       f"![synthetic images of {_arm_name(arm, i)}]({figure})"]
+    return lines
+
+
+def _synthetic_training(arms: list[tuple[int, dict[str, Any]]]) -> list[str]:
+    """A line per arm that trained on several synthetic sets or adapted batch norm."""
+    lines = []
+    for i, arm in arms:
+        details = arm.get("details") or {}
+        notes = []
+        if isinstance(details.get("sets"), int) and details["sets"] > 1:
+            notes.append(f"trained on {details['sets']} synthetic sets, a fresh one as "
+                         "set by `regenerate_every`")
+        before = details.get("before_adapt_bn")
+        if isinstance(before, dict):
+            after = (arm.get("metrics") or {}).get("accuracy")
+            notes.append(f"batch-norm statistics re-estimated at the sites (`adapt_bn`): "
+                         f"accuracy {_num(before.get('accuracy'))} before, {_num(after)} "
+                         f"after; AUC {_num(before.get('auc'))} before, "
+                         f"{_num((arm.get('metrics') or {}).get('auc'))} after")
+        if notes:
+            lines += ["", f"**{_arm_name(arm, i)}**: " + "; ".join(notes) + "."]
     return lines
 
 

@@ -126,6 +126,17 @@ def _augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return shifted.permute(0, 3, 1, 2)
 
 
+def smoothed_onehot(labels: np.ndarray, num_classes: int, smoothing: float) -> np.ndarray:
+    """(N, num_classes) float32 targets: ``1 - smoothing`` on each label plus
+    ``smoothing / num_classes`` everywhere (plain one-hot for 0); rows sum to 1."""
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"label smoothing must be in [0, 1), got {smoothing}")
+    labels = np.asarray(labels, np.int64)
+    targets = np.full((len(labels), num_classes), smoothing / num_classes)
+    targets[np.arange(len(labels)), labels] += 1.0 - smoothing
+    return targets.astype(np.float32)
+
+
 def _check_targets(data: ImageData, soft: np.ndarray | None, n: int) -> None:
     if len(data) != n:
         raise ValueError(f"a redrawn training set must keep {n} images, got {len(data)}")

@@ -31,6 +31,7 @@ from synthlearn.errors import SynthlearnError
 from synthlearn.exchange import Payload, state_payload
 from synthlearn.memorisation import near_copy_mask
 from synthlearn.sites import Site, SiteEnv, SiteTask, derive_seed
+from synthlearn.training import smoothed_onehot
 
 SHARES: tuple[str, ...] = ("samples", "generator")
 
@@ -69,6 +70,9 @@ class SyntheticConfig:
     ``adapt_bn: true`` has each site re-estimate the trained model's batch-norm
     statistics on its own images (``synthlearn.arms.site_batchnorm``): the model goes
     to every site and per-channel means and variances come back, counted both ways.
+    ``label_smoothing`` (e.g. 0.1) trains against smoothed one-hot labels, so the model
+    does not grow over-confident on synthetic images it separates too easily; ``mixup >
+    0`` mixes each batch (weight ~ Beta(mixup, mixup)).
     """
 
     share: str = attrs.field(default="samples", validator=attrs.validators.in_(SHARES))
@@ -77,6 +81,9 @@ class SyntheticConfig:
     drop_near_copies: float | None = attrs.field(default=None, validator=_positive_or_none)
     regenerate_every: int | None = attrs.field(default=None, validator=_every)
     adapt_bn: bool = False
+    label_smoothing: float = attrs.field(
+        default=0.0, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])
+    mixup: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
 
     def __attrs_post_init__(self) -> None:
         if self.multiple is not None and self.count is not None:
@@ -286,13 +293,20 @@ class SyntheticArm:
             raise SynthlearnError("the synthetic sets differ in size: "
                                   + ", ".join(str(len(p)) for p in pooled))
 
-        def redraw(epoch: int) -> tuple[ImageData, None] | None:
+        def targets(data: ImageData) -> np.ndarray | None:
+            if not config.label_smoothing:
+                return None
+            return smoothed_onehot(data.labels, ctx.num_classes, config.label_smoothing)
+
+        def redraw(epoch: int) -> tuple[ImageData, np.ndarray | None] | None:
             every = config.regenerate_every
             if every is None or epoch % every:
                 return None
-            return pooled[epoch // every], None
+            fresh = pooled[epoch // every]
+            return fresh, targets(fresh)
 
-        model = ctx.train(pooled[0], "synthetic", redraw=redraw if sets > 1 else None,
+        model = ctx.train(pooled[0], "synthetic", soft_targets=targets(pooled[0]),
+                          redraw=redraw if sets > 1 else None, mixup=config.mixup,
                           desc="pooled synthetic images"
                           + (f" ({sets} sets)" if sets > 1 else ""))
         details: dict[str, Any] = {

@@ -4,6 +4,7 @@ label. Pure functions of arrays, so the maths is tested on its own."""
 from __future__ import annotations
 
 import numpy as np
+from synthlearn.training import smoothed_onehot
 
 
 def softened(logits: np.ndarray, temperature: float) -> np.ndarray:
@@ -31,8 +32,7 @@ def student_targets(labels: np.ndarray, teacher: np.ndarray, alpha: float,
     n, k = teacher.shape
     if len(labels) != n:
         raise ValueError(f"{len(labels)} labels for {n} teacher rows")
-    hard = np.full((n, k), label_smoothing / k)
-    hard[np.arange(n), np.asarray(labels, np.int64)] += 1.0 - label_smoothing
+    hard = smoothed_onehot(labels, k, label_smoothing).astype(np.float64)
     return (alpha * teacher + (1.0 - alpha) * hard).astype(np.float32)
 
 
