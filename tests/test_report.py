@@ -128,14 +128,19 @@ def test_report_says_how_a_synthetic_arm_trained_and_what_adapt_bn_changed() -> 
            "metrics": {"accuracy": 0.8123, "balanced_accuracy": 0.81, "auc": 0.951,
                        "bytes_to_server": 10, "bytes_to_sites": 20, "wall_s": 1.0},
            "details": {"share": "generator", "sets": 10,
-                       "before_adapt_bn": {"accuracy": 0.7012, "auc": 0.9401}},
+                       "steps": [{"step": "trained", "accuracy": 0.7012, "auc": 0.9401},
+                                 {"step": "adapt_bn", "accuracy": 0.7511, "auc": 0.95},
+                                 {"step": "calibrate", "accuracy": 0.8123, "auc": 0.951}]},
            "fidelity": {"pooled": {"n_fake": 100, "fd": 0.1, "precision": 0.8,
                                    "recall": 0.7}, "sites": []},
            "shared": [], "sites": [], "attacks": {}}
     metrics["arms"].append(arm)
     text = render_report(metrics).split("## Synthetic data", 1)[1]
     assert "**synth**: trained on 10 synthetic sets" in text
-    assert "accuracy 0.701 before, 0.812 after; AUC 0.940 before, 0.951 after." in text
+    assert ("trained on synthetic images: accuracy 0.701, AUC 0.940, then batch-norm "
+            "statistics re-estimated at the sites (`adapt_bn`): accuracy 0.751, AUC 0.950, "
+            "then biases calibrated at the sites (`calibrate`): accuracy 0.812, AUC 0.951."
+            ) in text
     arm["details"] = {"share": "samples", "sets": 1}
     assert "**synth**:" not in render_report(metrics)
 

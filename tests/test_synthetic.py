@@ -37,7 +37,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         synthetic_arm("fixed-count", "samples", count=25),
         synthetic_arm("redrawn-samples", "samples", multiple=2.0, regenerate_every=1),
         synthetic_arm("redrawn-generator", "generator", multiple=2.0, regenerate_every=1),
-        synthetic_arm("adapted", "generator", multiple=2.0, adapt_bn=True),
+        synthetic_arm("adapted", "generator", multiple=2.0, adapt_bn=True,
+                      calibrate=True),
         synthetic_arm("smoothed", "samples", multiple=2.0, label_smoothing=0.3, mixup=0.4),
     ])
     recipe["output"] = {"dir": str(tmp / "runs"), "cache": str(tmp / "cache")}
@@ -217,23 +218,29 @@ def test_regenerated_sets_cross_once_each_and_match_between_share_modes(run_dir:
     assert generator["fidelity"] == arms["as-generator"]["fidelity"]
 
 
-def test_adapt_bn_sends_the_model_to_every_site_and_brings_back_statistics(run_dir: Path
-                                                                          ) -> None:
+def test_adapt_bn_and_calibrate_send_the_model_to_every_site_and_bring_back_statistics(
+        run_dir: Path) -> None:
     arms = _arms(run_dir)
     adapted, plain = arms["adapted"], arms["as-generator"]
     assert adapted["details"]["adapted_batchnorm_layers"] > 5
+    assert len(adapted["details"]["calibration_biases"]) == 3  # one per class
     assert plain["metrics"]["bytes_to_sites"] == 0
     sent = adapted["metrics"]["bytes_to_sites"]
-    assert sent > 3 * 1_000_000 and sent % 3 == 0  # the same model to each of 3 sites
+    # the model went to each of 3 sites twice (before adapting, before calibrating)
+    assert sent > 6 * 1_000_000 and sent % 6 == 0
     extra = adapted["metrics"]["bytes_to_server"] - plain["metrics"]["bytes_to_server"]
-    assert 0 < extra < sent / 10  # only statistics came back
-    assert any("batch-norm" in what for what in adapted["shared"])
-    # same weights, other statistics: other predictions on the real test set; the
-    # figures before adaptation are those of the same arm without it
-    assert adapted["metrics"]["auc"] != plain["metrics"]["auc"]
-    before = adapted["details"]["before_adapt_bn"]
+    assert 0 < extra < sent / 10  # only statistics and biases came back
+    shared = " ".join(adapted["shared"])
+    assert "batch-norm" in shared and "logit biases" in shared
+    # the figures after each step: the first is the plain arm's, the last the arm's own
+    steps = adapted["details"]["steps"]
+    assert [s["step"] for s in steps] == ["trained", "adapt_bn", "calibrate"]
     for key in ("accuracy", "balanced_accuracy", "auc"):
-        assert before[key] == plain["metrics"][key]
+        assert steps[0][key] == plain["metrics"][key]
+        assert steps[-1][key] == adapted["metrics"][key]
+    assert steps[1]["auc"] != steps[0]["auc"]  # new statistics, new predictions
+    biases = adapted["details"]["calibration_biases"]
+    assert abs(sum(biases)) < 1e-6 and max(map(abs, biases)) > 1e-3
 
 
 def test_label_smoothing_and_mixup_change_training_on_the_same_pool(run_dir: Path) -> None:

@@ -178,8 +178,15 @@ def _synthetic(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
+#: How the report names the steps a synthetic arm lists in ``details.steps``.
+STEP_NAMES = {"trained": "trained on synthetic images",
+              "adapt_bn": "batch-norm statistics re-estimated at the sites (`adapt_bn`)",
+              "calibrate": "biases calibrated at the sites (`calibrate`)"}
+
+
 def _synthetic_training(arms: list[tuple[int, dict[str, Any]]]) -> list[str]:
-    """A line per arm that trained on several synthetic sets or adapted batch norm."""
+    """A line per arm that trained on several synthetic sets or adapted its model at the
+    sites after training (``adapt_bn``, ``calibrate``)."""
     lines = []
     for i, arm in arms:
         details = arm.get("details") or {}
@@ -187,13 +194,12 @@ def _synthetic_training(arms: list[tuple[int, dict[str, Any]]]) -> list[str]:
         if isinstance(details.get("sets"), int) and details["sets"] > 1:
             notes.append(f"trained on {details['sets']} synthetic sets, a fresh one as "
                          "set by `regenerate_every`")
-        before = details.get("before_adapt_bn")
-        if isinstance(before, dict):
-            after = (arm.get("metrics") or {}).get("accuracy")
-            notes.append(f"batch-norm statistics re-estimated at the sites (`adapt_bn`): "
-                         f"accuracy {_num(before.get('accuracy'))} before, {_num(after)} "
-                         f"after; AUC {_num(before.get('auc'))} before, "
-                         f"{_num((arm.get('metrics') or {}).get('auc'))} after")
+        steps = [step for step in details.get("steps") or [] if isinstance(step, dict)]
+        if steps:
+            notes.append("test figures after each step: " + ", then ".join(
+                f"{STEP_NAMES.get(step.get('step'), step.get('step'))}: accuracy "
+                f"{_num(step.get('accuracy'))}, AUC {_num(step.get('auc'))}"
+                for step in steps))
         if notes:
             lines += ["", f"**{_arm_name(arm, i)}**: " + "; ".join(notes) + "."]
     return lines

@@ -24,7 +24,7 @@ import attrs
 import numpy as np
 import torch
 
-from synthlearn.arms import site_batchnorm
+from synthlearn.arms import site_batchnorm, site_calibration
 from synthlearn.arms.context import ArmContext, ArmResult
 from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
@@ -70,6 +70,9 @@ class SyntheticConfig:
     ``adapt_bn: true`` has each site re-estimate the trained model's batch-norm
     statistics on its own images (``synthlearn.arms.site_batchnorm``): the model goes
     to every site and per-channel means and variances come back, counted both ways.
+    ``calibrate: true`` then has each site fit per-class logit biases that make the
+    model's predictions follow its own class mix (``synthlearn.arms.site_calibration``):
+    the model goes to every site again and ``num_classes`` numbers come back.
     ``label_smoothing`` (e.g. 0.1) trains against smoothed one-hot labels, so the model
     does not grow over-confident on synthetic images it separates too easily; ``mixup >
     0`` mixes each batch (weight ~ Beta(mixup, mixup)).
@@ -81,6 +84,7 @@ class SyntheticConfig:
     drop_near_copies: float | None = attrs.field(default=None, validator=_positive_or_none)
     regenerate_every: int | None = attrs.field(default=None, validator=_every)
     adapt_bn: bool = False
+    calibrate: bool = False
     label_smoothing: float = attrs.field(
         default=0.0, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])
     mixup: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
@@ -316,9 +320,15 @@ class SyntheticArm:
             "generator": ctx.arm.component.slots["generator"].use,
             "conditioning": ctx.arm.component.slots["conditioning"].use,
         }
-        if config.adapt_bn:  # keep the unadapted model's figures, to show what it changed
-            details["before_adapt_bn"] = ctx.evaluate(model)
-            details["adapted_batchnorm_layers"] = self._adapt_batchnorm(ctx, model)
+        if config.adapt_bn or config.calibrate:  # the test figures after each step
+            steps = [{"step": "trained", **ctx.evaluate(model)}]
+            if config.adapt_bn:
+                details["adapted_batchnorm_layers"] = self._adapt_batchnorm(ctx, model)
+                steps.append({"step": "adapt_bn", **ctx.evaluate(model)})
+            if config.calibrate:
+                details["calibration_biases"] = self._calibrate(ctx, model)
+                steps.append({"step": "calibrate", **ctx.evaluate(model)})
+            details["steps"] = steps
         details["per_site"] = [
             {"site": sid, "n_real": int(received[sid].meta.get("n_real", 0)),
              "n_synthetic": len(pools[0][sid]),
@@ -338,6 +348,16 @@ class SyntheticArm:
                         site_batchnorm.AdaptConfig(), shares=site_batchnorm.SHARES)
         received = ctx.run_sites(task, inbound=state_payload(model))
         return site_batchnorm.pool_statistics(model, received)
+
+    @staticmethod
+    def _calibrate(ctx: ArmContext, model: Any) -> list[float]:
+        """Add the sites' prior-matching logit biases to the model's output bias
+        (``synthlearn.arms.site_calibration``); returns the biases added."""
+        site_calibration.output_bias(model)  # fail before anything crosses
+        task = SiteTask("calibrate", site_calibration.site_biases,
+                        site_calibration.CalibrateConfig(), shares=site_calibration.SHARES)
+        received = ctx.run_sites(task, inbound=state_payload(model))
+        return site_calibration.apply_biases(model, received, ctx.num_classes)
 
     def _sample_at_server(self, ctx: ArmContext, site: Site, task: SiteTask, payload: Payload,
                           source: str, sets: int) -> list[ImageData]:
