@@ -64,5 +64,15 @@ def test_bad_site_biases_and_models_without_a_head_bias_are_named() -> None:
         apply_biases(_head(), {1: Payload({"bias": torch.zeros(2)}, {"n": 5})}, 3)
     with pytest.raises(SynthlearnError, match="^site 3: .*image count"):
         apply_biases(_head(), {3: Payload({"bias": torch.zeros(3)}, {"n": 0})}, 3)
+    sequential = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    assert output_bias(sequential) is sequential[1].bias
     with pytest.raises(SynthlearnError, match="calibrate needs a model"):
-        output_bias(nn.Sequential(nn.Linear(4, 3)))
+        output_bias(nn.Sequential(nn.Linear(4, 3), nn.ReLU()))
+
+    class Custom(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+    with pytest.raises(SynthlearnError, match="calibrate needs a model"):
+        output_bias(Custom())

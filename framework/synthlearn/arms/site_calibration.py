@@ -80,14 +80,20 @@ def site_biases(site: Site, config: CalibrateConfig, inbound: Payload | None, en
 
 
 def output_bias(model: nn.Module) -> torch.Tensor:
-    """The bias of the model's classifier layer (``get_classifier()``, as timm models
-    have); a model without one cannot be calibrated."""
+    """The bias of the model's classifier layer: ``get_classifier()`` (timm models), or
+    the last layer of an ``nn.Sequential``; a model with neither cannot be calibrated."""
     getter = getattr(model, "get_classifier", None)
-    head = getter() if callable(getter) else None
+    if callable(getter):
+        head = getter()
+    elif isinstance(model, nn.Sequential) and len(model):
+        head = model[-1]
+    else:
+        head = None
     bias = getattr(head, "bias", None)
     if not isinstance(bias, torch.Tensor):
-        raise SynthlearnError("calibrate needs a model whose classifier layer has a bias "
-                              "(get_classifier().bias, as timm models have)")
+        raise SynthlearnError("calibrate needs a model whose output layer has a bias "
+                              "(found through get_classifier(), as timm models offer, or "
+                              "as the last layer of an nn.Sequential)")
     return bias
 
 

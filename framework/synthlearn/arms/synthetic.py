@@ -263,6 +263,8 @@ class SyntheticArm:
 
     def run(self, ctx: ArmContext) -> ArmResult:
         config = self.config
+        if config.calibrate:  # a model it cannot calibrate fails before any work
+            site_calibration.output_bias(ctx.build_model("check"))
         shares = ("fitted generator weights and aggregate label/attribute statistics"
                   if config.share == "generator"
                   else "synthetic images with labels/attributes, and aggregate statistics")
@@ -353,7 +355,6 @@ class SyntheticArm:
     def _calibrate(ctx: ArmContext, model: Any) -> list[float]:
         """Add the sites' prior-matching logit biases to the model's output bias
         (``synthlearn.arms.site_calibration``); returns the biases added."""
-        site_calibration.output_bias(model)  # fail before anything crosses
         task = SiteTask("calibrate", site_calibration.site_biases,
                         site_calibration.CalibrateConfig(), shares=site_calibration.SHARES)
         received = ctx.run_sites(task, inbound=state_payload(model))
