@@ -237,6 +237,18 @@ def test_medmnist_merge_val(tmp_path):
     assert np.array_equal(ds.train.images[20:, 0], arrays["val_images"])
 
 
+def test_medmnist_scored_on_the_val_split(tmp_path):
+    arrays = write_npz(tmp_path / "pneumoniamnist.npz")
+    ds = MedMNISTDataset(MedMNISTConfig(root=str(tmp_path), test_split="val")).load(0)
+    assert len(ds.train) == 20 and len(ds.test) == 6
+    assert np.array_equal(ds.test.images[:, 0], arrays["val_images"])
+    assert np.array_equal(ds.test.labels, arrays["val_labels"][:, 0])
+    with pytest.raises(ValueError, match="merge_val"):
+        MedMNISTConfig(merge_val=True, test_split="val")
+    with pytest.raises(ValueError):
+        MedMNISTConfig(test_split="train")
+
+
 def test_medmnist_rgb_other_size_and_unknown_subset(tmp_path):
     arrays = write_npz(tmp_path / "mysubsetmnist_64.npz", shape=(64, 64), rgb=True, classes=3)
     ds = MedMNISTDataset(MedMNISTConfig(subset="mysubsetmnist", root=str(tmp_path),

@@ -51,14 +51,23 @@ MULTI_LABEL_CLASSES: tuple[str, ...] = ("no finding", "finding")
 @attrs.define(frozen=True)
 class MedMNISTConfig:
     """Which subset, where its ``.npz`` lives, the image size (28, 64, 128 or 224),
-    whether to download it through the ``medmnist`` package when missing, and whether
-    to append the validation split to the training split."""
+    whether to download it through the ``medmnist`` package when missing, whether to
+    append the validation split to the training split, and which split the arms are
+    scored on (``test_split``: ``test``, the default, or ``val``, which comes from the
+    training images' own distribution where a file's test split does not)."""
 
     subset: str = "pneumoniamnist"
     root: str = "~/.medmnist"
     size: int = 28
     download: bool = True
     merge_val: bool = False
+    test_split: str = attrs.field(default="test", validator=attrs.validators.in_(
+        ("test", "val")))
+
+    def __attrs_post_init__(self) -> None:
+        if self.merge_val and self.test_split == "val":
+            raise ValueError("'merge_val' would train on the 'val' split that 'test_split' "
+                             "scores on; use one or the other")
 
 
 def expand_root(root: str) -> Path:
@@ -162,7 +171,8 @@ class MedMNISTDataset:
         if self.config.merge_val:
             train_images = np.concatenate([train_images, arrays["val_images"]])
             train_labels = np.concatenate([train_labels, arrays["val_labels"]])
-        test_images, test_labels = arrays["test_images"], arrays["test_labels"]
+        split = self.config.test_split
+        test_images, test_labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
 
         subset = self.config.subset
         if train_labels.shape[1] > 1:
