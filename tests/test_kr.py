@@ -89,6 +89,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         kr_arm("models-ensemble", share="models", labels="ensemble", multiple=1.5),
         kr_arm("samples-ensemble", share="samples", labels="ensemble", multiple=1.5),
         kr_arm("fixed-set", regenerate_every=None, multiple=1.5),
+        kr_arm("calibrated", share="models", multiple=1.5, calibrate=True),
     ])
     recipe["model"]["params"].update(arch="test_resnet", epochs=3)
     recipe["output"] = {"dir": str(tmp / "runs"), "cache": str(tmp / "cache")}
@@ -130,6 +131,20 @@ def test_what_leaves_each_site_is_counted_and_named(run_dir: Path) -> None:
         assert 0.0 <= entry["teacher_accuracy"] <= 1.0
         assert entry["n_synthetic_per_set"] == round(1.5 * entry["n_real"])
     assert "teacher_accuracy" not in samples["details"]["per_site"][0]
+
+
+def test_calibrate_shifts_the_students_biases_at_the_sites(run_dir: Path) -> None:
+    arms = _arms(run_dir)
+    calibrated, plain = arms["calibrated"], arms["models-site"]
+    trained, after = calibrated["details"]["steps"]
+    for key in ("accuracy", "balanced_accuracy", "auc"):
+        assert trained[key] == plain["metrics"][key]  # the same student before ...
+        assert after[key] == calibrated["metrics"][key]  # ... and the arm's figures after
+    biases = calibrated["details"]["calibration_biases"]
+    assert len(biases) == 3 and abs(sum(biases)) < 1e-6 and max(map(abs, biases)) > 1e-3
+    assert plain["metrics"]["bytes_to_sites"] == 0
+    assert calibrated["metrics"]["bytes_to_sites"] > 0  # the student went to the sites
+    assert any("logit biases" in what for what in calibrated["shared"])
 
 
 def test_sets_follow_regenerate_every(run_dir: Path) -> None:

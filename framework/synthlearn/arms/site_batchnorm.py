@@ -14,15 +14,19 @@ a whole site, like the conditioning statistics.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import attrs
 import torch
 import torch.nn as nn
 
 from synthlearn.errors import SynthlearnError
-from synthlearn.exchange import Payload, load_state
-from synthlearn.sites import Site, SiteEnv
+from synthlearn.exchange import Payload, load_state, state_payload
+from synthlearn.sites import Site, SiteEnv, SiteTask
 from synthlearn.training import batchnorm_layers, refresh_batchnorm
+
+if TYPE_CHECKING:
+    from synthlearn.arms.context import ArmContext
 
 #: What leaves a site for ``adapt_bn`` (for the report).
 SHARES = ("per-channel batch-norm means and variances of the server's model over the "
@@ -86,3 +90,10 @@ def _statistic(payload: Payload, name: str, like: torch.Tensor, sid: int) -> tor
         raise SynthlearnError(f"batch-norm statistic {name} is missing, not of shape "
                               f"{tuple(like.shape)} or not finite", where=f"site {sid}")
     return value.double()
+
+
+def adapt_at_sites(ctx: ArmContext, model: nn.Module) -> int:
+    """Send ``model`` to every site of ``ctx`` and replace its batch-norm statistics by
+    the pool of those the sites measure on their own images; returns the layers set."""
+    task = SiteTask("adapt_bn", site_statistics, AdaptConfig(), shares=SHARES)
+    return pool_statistics(model, ctx.run_sites(task, inbound=state_payload(model)))

@@ -18,6 +18,7 @@ the pooled mix only approximately; with sites of one mix it is the pooled soluti
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import attrs
 import numpy as np
@@ -25,9 +26,12 @@ import torch
 import torch.nn as nn
 
 from synthlearn.errors import SynthlearnError
-from synthlearn.exchange import Payload, load_state
-from synthlearn.sites import Site, SiteEnv
+from synthlearn.exchange import Payload, load_state, state_payload
+from synthlearn.sites import Site, SiteEnv, SiteTask
 from synthlearn.training import predict_logits
+
+if TYPE_CHECKING:
+    from synthlearn.arms.context import ArmContext
 
 SHARES = "per-class logit biases fitted on the site's images, and its image count"
 
@@ -117,3 +121,12 @@ def apply_biases(model: nn.Module, received: Mapping[int, Payload], num_classes:
     with torch.no_grad():
         bias.add_(torch.from_numpy(mean).to(bias.dtype))
     return [float(v) for v in mean]
+
+
+def calibrate_at_sites(ctx: ArmContext, model: nn.Module) -> list[float]:
+    """Send ``model`` to every site of ``ctx``, add the size-weighted mean of the biases
+    the sites fit on their own images to its output bias, and return that mean."""
+    output_bias(model)  # fail before anything crosses
+    task = SiteTask("calibrate", site_biases, CalibrateConfig(), shares=SHARES)
+    return apply_biases(model, ctx.run_sites(task, inbound=state_payload(model)),
+                        ctx.num_classes)

@@ -28,7 +28,7 @@ from synthlearn.arms import site_batchnorm, site_calibration
 from synthlearn.arms.context import ArmContext, ArmResult
 from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
-from synthlearn.exchange import Payload, state_payload
+from synthlearn.exchange import Payload
 from synthlearn.memorisation import near_copy_mask
 from synthlearn.sites import Site, SiteEnv, SiteTask, derive_seed
 from synthlearn.training import smoothed_onehot
@@ -325,10 +325,10 @@ class SyntheticArm:
         if config.adapt_bn or config.calibrate:  # the test figures after each step
             steps = [{"step": "trained", **ctx.evaluate(model)}]
             if config.adapt_bn:
-                details["adapted_batchnorm_layers"] = self._adapt_batchnorm(ctx, model)
+                details["adapted_batchnorm_layers"] = site_batchnorm.adapt_at_sites(ctx, model)
                 steps.append({"step": "adapt_bn", **ctx.evaluate(model)})
             if config.calibrate:
-                details["calibration_biases"] = self._calibrate(ctx, model)
+                details["calibration_biases"] = site_calibration.calibrate_at_sites(ctx, model)
                 steps.append({"step": "calibrate", **ctx.evaluate(model)})
             details["steps"] = steps
         details["per_site"] = [
@@ -341,24 +341,6 @@ class SyntheticArm:
         ]
         return ArmResult(model=model, details=details, synthetic=pools[0],
                          artifacts=artifacts)
-
-    @staticmethod
-    def _adapt_batchnorm(ctx: ArmContext, model: Any) -> int:
-        """Replace the model's batch-norm statistics by those the sites measure on their
-        own images (``synthlearn.arms.site_batchnorm``); returns the layers replaced."""
-        task = SiteTask("adapt_bn", site_batchnorm.site_statistics,
-                        site_batchnorm.AdaptConfig(), shares=site_batchnorm.SHARES)
-        received = ctx.run_sites(task, inbound=state_payload(model))
-        return site_batchnorm.pool_statistics(model, received)
-
-    @staticmethod
-    def _calibrate(ctx: ArmContext, model: Any) -> list[float]:
-        """Add the sites' prior-matching logit biases to the model's output bias
-        (``synthlearn.arms.site_calibration``); returns the biases added."""
-        task = SiteTask("calibrate", site_calibration.site_biases,
-                        site_calibration.CalibrateConfig(), shares=site_calibration.SHARES)
-        received = ctx.run_sites(task, inbound=state_payload(model))
-        return site_calibration.apply_biases(model, received, ctx.num_classes)
 
     def _sample_at_server(self, ctx: ArmContext, site: Site, task: SiteTask, payload: Payload,
                           source: str, sets: int) -> list[ImageData]:

@@ -55,6 +55,10 @@ class KRConfig:
     set, pre-drawn and labelled with its teacher's logits (with ``labels: ensemble`` the
     server also sends every set to the other sites to be labelled by their teachers).
     Both give the same numbers for the same seed.
+
+    ``calibrate: true`` sends the trained student to every site once, where the site fits
+    one logit bias per class on its own images (``synthlearn.arms.site_calibration``);
+    the server adds their size-weighted mean to the student's output bias.
     """
 
     share: str = attrs.field(default="models", validator=attrs.validators.in_(SHARES))
@@ -67,6 +71,7 @@ class KRConfig:
     mixup: float = attrs.field(default=0.0, validator=_within(0.0, math.inf))
     multiple: float = attrs.field(default=1.0, validator=_within(0.0, math.inf, open_low=True))
     regenerate_every: int | None = attrs.field(default=1, validator=_every)
+    calibrate: bool = False
 
     def sets_for(self, epochs: int) -> int:
         """How many synthetic sets a student trained for ``epochs`` epochs uses."""
