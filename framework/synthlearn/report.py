@@ -192,8 +192,8 @@ def _synthetic_training(arms: list[tuple[int, dict[str, Any]]]) -> list[str]:
         details = arm.get("details") or {}
         notes = []
         if isinstance(details.get("sets"), int) and details["sets"] > 1:
-            notes.append(f"trained on {details['sets']} synthetic sets, a fresh one as "
-                         "set by `regenerate_every`")
+            notes.append(f"trained on {details['sets']} synthetic sets, each drawn afresh "
+                         "(`regenerate_every`)")
         steps = [step for step in details.get("steps") or [] if isinstance(step, dict)]
         if steps:
             notes.append("test figures after each step: " + ", then ".join(
