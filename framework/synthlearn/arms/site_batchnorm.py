@@ -28,6 +28,15 @@ from synthlearn.training import batchnorm_layers, refresh_batchnorm
 if TYPE_CHECKING:
     from synthlearn.arms.context import ArmContext
 
+def image_count(payload: Payload, sid: int, what: str) -> int:
+    """The image count ``n`` a site sent with ``what`` (its statistics, its biases), as
+    a positive integer; anything else is an error naming the site."""
+    n = payload.meta.get("n")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise SynthlearnError(f"{what} with a bad image count {n!r}", where=f"site {sid}")
+    return n
+
+
 #: What leaves a site for ``adapt_bn`` (for the report).
 SHARES = ("per-channel batch-norm means and variances of the server's model over the "
           "site's images, and its image count")
@@ -62,13 +71,8 @@ def pool_statistics(model: nn.Module, received: Mapping[int, Payload]) -> int:
     and return the number of layers set. A payload that lacks a layer, has the wrong
     shape or non-finite values is an error naming its site."""
     layers = batchnorm_layers(model)
-    counts: dict[int, int] = {}
-    for sid, payload in received.items():
-        n = payload.meta.get("n")
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise SynthlearnError(f"batch-norm statistics with a bad image count {n!r}",
-                                  where=f"site {sid}")
-        counts[sid] = n
+    counts = {sid: image_count(payload, sid, "batch-norm statistics")
+              for sid, payload in received.items()}
     total = sum(counts.values())
     for name, layer in layers:
         mean = torch.zeros_like(layer.running_mean, dtype=torch.float64)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from synthlearn.arms.site_batchnorm import image_count
 from synthlearn.errors import SynthlearnError
 from synthlearn.exchange import Payload, load_state, state_payload
 from synthlearn.sites import Site, SiteEnv, SiteTask
@@ -108,10 +109,7 @@ def apply_biases(model: nn.Module, received: Mapping[int, Payload], num_classes:
     bias = output_bias(model)
     total, weighted = 0, np.zeros(num_classes)
     for sid, payload in sorted(received.items()):
-        n, value = payload.meta.get("n"), payload.tensors.get("bias")
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise SynthlearnError(f"calibration with a bad image count {n!r}",
-                                  where=f"site {sid}")
+        n, value = image_count(payload, sid, "calibration"), payload.tensors.get("bias")
         if value is None or value.shape != (num_classes,) or not torch.isfinite(value).all():
             raise SynthlearnError(f"calibration biases missing, not {num_classes} values or "
                                   "not finite", where=f"site {sid}")
