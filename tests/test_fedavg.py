@@ -239,6 +239,29 @@ def test_fedavg_same_seed_same_numbers(two_runs) -> None:
     assert a["metrics"]["accuracy"] == b["metrics"]["accuracy"]
 
 
+def test_adapt_bn_pools_the_final_models_statistics_at_the_sites(two_runs, tmp_path) -> None:
+    plain = two_runs[0]["arms"][1]
+    arm = {"name": "fedavg-bn", "use": "fedavg",
+           "params": {**FEDAVG["params"], "adapt_bn": True}}
+    plugins = load_plugins()
+    recipe = check_recipe(digits_recipe(tmp_path, [arm]), plugins)
+    run_dir = Run(recipe, plugins, quiet=True).execute(str(tmp_path / "run"))
+    adapted = json.loads((run_dir / "metrics.json").read_text())["arms"][0]
+    trained, after = adapted["details"]["steps"]
+    # same seeds (they follow the method, not the name): the rounds are the plain arm's
+    assert trained["step"] == "trained" and after["step"] == "adapt_bn"
+    assert trained["accuracy"] == plain["metrics"]["accuracy"]
+    assert after["accuracy"] == adapted["metrics"]["accuracy"]
+    assert adapted["curve"] == plain["curve"]  # the rounds' points are before the step
+    assert adapted["details"]["adapted_batchnorm_layers"] > 0
+    # the model goes to each site once more; only statistics and counts come back
+    model_bytes = plain["metrics"]["bytes_to_sites"] // 9
+    assert adapted["metrics"]["bytes_to_sites"] == 12 * model_bytes
+    back = adapted["metrics"]["bytes_to_server"] - plain["metrics"]["bytes_to_server"]
+    assert 0 < back < model_bytes
+    assert any("batch-norm means and variances" in s for s in adapted["shared"])
+
+
 # --------------------------------------------------------------------------- failures
 
 FLAKY_RUNNER = """

@@ -177,3 +177,13 @@ def test_components_must_be_names_or_mappings(plugins) -> None:
         "$.data: expected a component ({use: name, params: {...}}), got 5",
         "$.arms[1]: expected an arm ({use: name, params: {...}}), got 7",
     ]
+
+
+TEMPLATES = sorted((Path(__file__).parents[1] / "templates" / "recipes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=[p.stem for p in TEMPLATES])
+def test_every_template_recipe_resolves(path: Path, plugins) -> None:
+    recipe = load_recipe(path, plugins)
+    assert recipe.name == path.stem  # the run directory is named after the file
+    assert len({arm.name for arm in recipe.arms}) == len(recipe.arms) >= 1

@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 from synthlearn.arms.context import ArmContext, ArmResult
+from synthlearn.arms.site_batchnorm import adapt_at_sites
 from synthlearn.exchange import Payload
 from synthlearn.sites import SiteTask
 
@@ -79,7 +80,13 @@ class FedAvgArm:
                 model.load_state_dict(state)
                 ctx.record_round(r, model, sites=chosen)
         model.load_state_dict(state)
-        return ArmResult(model=model, details={
+        details: dict[str, object] = {
             "rounds": cfg.rounds, "local_epochs": cfg.local_epochs, "mu": cfg.mu,
             "participants": participants,
-        })
+        }
+        if cfg.adapt_bn:
+            steps = [{"step": "trained", **ctx.evaluate(model)}]
+            details["adapted_batchnorm_layers"] = adapt_at_sites(ctx, model)
+            steps.append({"step": "adapt_bn", **ctx.evaluate(model)})
+            details["steps"] = steps
+        return ArmResult(model=model, details=details)
