@@ -255,8 +255,9 @@ def test_adapt_bn_pools_the_final_models_statistics_at_the_sites(two_runs, tmp_p
     assert adapted["curve"] == plain["curve"]  # the rounds' points are before the step
     assert adapted["details"]["adapted_batchnorm_layers"] > 0
     # the model goes to each site once more; only statistics and counts come back
-    model_bytes = plain["metrics"]["bytes_to_sites"] // 9
-    assert adapted["metrics"]["bytes_to_sites"] == 12 * model_bytes
+    model_bytes = plain["metrics"]["bytes_to_sites"] // 9  # a round's model, with its meta
+    extra = adapted["metrics"]["bytes_to_sites"] - plain["metrics"]["bytes_to_sites"]
+    assert 3 * (model_bytes - 100) < extra < 3 * model_bytes
     back = adapted["metrics"]["bytes_to_server"] - plain["metrics"]["bytes_to_server"]
     assert 0 < back < model_bytes
     assert any("batch-norm means and variances" in s for s in adapted["shared"])
