@@ -239,28 +239,35 @@ def test_fedavg_same_seed_same_numbers(two_runs) -> None:
     assert a["metrics"]["accuracy"] == b["metrics"]["accuracy"]
 
 
-def test_adapt_bn_pools_the_final_models_statistics_at_the_sites(two_runs, tmp_path) -> None:
+def test_site_steps_pool_statistics_then_fit_biases_at_the_sites(two_runs, tmp_path) -> None:
     plain = two_runs[0]["arms"][1]
-    arm = {"name": "fedavg-bn", "use": "fedavg",
-           "params": {**FEDAVG["params"], "adapt_bn": True}}
+    arm = {"name": "fedavg-steps", "use": "fedavg",
+           "params": {**FEDAVG["params"], "adapt_bn": True, "calibrate": True}}
     plugins = load_plugins()
     recipe = check_recipe(digits_recipe(tmp_path, [arm]), plugins)
     run_dir = Run(recipe, plugins, quiet=True).execute(str(tmp_path / "run"))
     adapted = json.loads((run_dir / "metrics.json").read_text())["arms"][0]
-    trained, after = adapted["details"]["steps"]
+    trained, after_bn, after_cal = adapted["details"]["steps"]
     # same seeds (they follow the method, not the name): the rounds are the plain arm's
-    assert trained["step"] == "trained" and after["step"] == "adapt_bn"
+    assert [s["step"] for s in (trained, after_bn, after_cal)] == [
+        "trained", "adapt_bn", "calibrate"]
     assert trained["accuracy"] == plain["metrics"]["accuracy"]
-    assert after["accuracy"] == adapted["metrics"]["accuracy"]
-    assert adapted["curve"] == plain["curve"]  # the rounds' points are before the step
+    assert after_cal["accuracy"] == adapted["metrics"]["accuracy"]
+    assert after_bn["accuracy"] != after_cal["accuracy"] or after_bn["auc"] != after_cal["auc"]
+    assert adapted["curve"] == plain["curve"]  # the rounds' points are before the steps
     assert adapted["details"]["adapted_batchnorm_layers"] > 0
-    # the model goes to each site once more; only statistics and counts come back
+    biases = adapted["details"]["calibration_biases"]
+    assert len(biases) == 10 and abs(sum(biases)) < 1e-9 and max(map(abs, biases)) > 1e-4
+    # the model goes to each site twice more; only statistics, biases and counts come back
     model_bytes = plain["metrics"]["bytes_to_sites"] // 9  # a round's model, with its meta
     extra = adapted["metrics"]["bytes_to_sites"] - plain["metrics"]["bytes_to_sites"]
-    assert 3 * (model_bytes - 100) < extra < 3 * model_bytes
+    assert 6 * (model_bytes - 100) < extra < 6 * model_bytes
     back = adapted["metrics"]["bytes_to_server"] - plain["metrics"]["bytes_to_server"]
     assert 0 < back < model_bytes
     assert any("batch-norm means and variances" in s for s in adapted["shared"])
+    assert any("per-class logit biases" in s for s in adapted["shared"])
+    report = (run_dir / "report.md").read_text()
+    assert "biases calibrated at the sites (`calibrate`)" in report
 
 
 # --------------------------------------------------------------------------- failures

@@ -122,7 +122,7 @@ def test_report_shared_setup_and_figures() -> None:
     assert "## Membership inference" not in text
 
 
-def test_report_says_how_a_synthetic_arm_trained_and_what_adapt_bn_changed() -> None:
+def test_report_says_how_a_synthetic_arm_trained_and_what_its_site_steps_changed() -> None:
     metrics = make_metrics()
     arm = {"name": "synth", "use": "synthetic", "private": True,
            "metrics": {"accuracy": 0.8123, "balanced_accuracy": 0.81, "auc": 0.951,
@@ -135,12 +135,13 @@ def test_report_says_how_a_synthetic_arm_trained_and_what_adapt_bn_changed() -> 
                                    "recall": 0.7}, "sites": []},
            "shared": [], "sites": [], "attacks": {}}
     metrics["arms"].append(arm)
-    text = render_report(metrics).split("## Synthetic data", 1)[1]
+    results, text = render_report(metrics).split("## Synthetic data", 1)
     assert "**synth**: trained on 10 synthetic sets" in text
-    assert ("trained on synthetic images: accuracy 0.701, AUC 0.940, then batch-norm "
+    assert ("**synth**, test figures after each step: as trained: accuracy 0.701, "
+            "AUC 0.940, then batch-norm "
             "statistics re-estimated at the sites (`adapt_bn`): accuracy 0.751, AUC 0.950, "
             "then biases calibrated at the sites (`calibrate`): accuracy 0.812, AUC 0.951."
-            ) in text
+            ) in results.split("## Results", 1)[1]
     arm["details"] = {"share": "samples", "sets": 1}
     assert "**synth**:" not in render_report(metrics)
 

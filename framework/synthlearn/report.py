@@ -178,30 +178,37 @@ def _synthetic(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
-#: How the report names the steps a synthetic arm lists in ``details.steps``.
-STEP_NAMES = {"trained": "trained on synthetic images",
+#: How the report names the steps an arm lists in ``details.steps``
+#: (``synthlearn.arms.site_steps``).
+STEP_NAMES = {"trained": "as trained",
               "adapt_bn": "batch-norm statistics re-estimated at the sites (`adapt_bn`)",
               "calibrate": "biases calibrated at the sites (`calibrate`)"}
 
 
 def _synthetic_training(arms: list[tuple[int, dict[str, Any]]]) -> list[str]:
-    """A line per arm that trained on several synthetic sets or adapted its model at the
-    sites after training (``adapt_bn``, ``calibrate``)."""
+    """A line per arm that trained on several synthetic sets, each drawn afresh."""
     lines = []
     for i, arm in arms:
-        details = arm.get("details") or {}
-        notes = []
-        if isinstance(details.get("sets"), int) and details["sets"] > 1:
-            notes.append(f"trained on {details['sets']} synthetic sets, each drawn afresh "
-                         "(`regenerate_every`)")
-        steps = [step for step in details.get("steps") or [] if isinstance(step, dict)]
+        sets = (arm.get("details") or {}).get("sets")
+        if isinstance(sets, int) and sets > 1:
+            lines += ["", f"**{_arm_name(arm, i)}**: trained on {sets} synthetic sets, "
+                      "each drawn afresh (`regenerate_every`)."]
+    return lines
+
+
+def _site_steps(arms: list[dict[str, Any]]) -> list[str]:
+    """A line per arm whose model took steps at the sites after training (``adapt_bn``,
+    ``calibrate``), with the test figures after each."""
+    lines = []
+    for i, arm in enumerate(arms):
+        steps = [step for step in (arm.get("details") or {}).get("steps") or []
+                 if isinstance(step, dict)]
         if steps:
-            notes.append("test figures after each step: " + ", then ".join(
-                f"{STEP_NAMES.get(step.get('step'), step.get('step'))}: accuracy "
-                f"{_num(step.get('accuracy'))}, AUC {_num(step.get('auc'))}"
-                for step in steps))
-        if notes:
-            lines += ["", f"**{_arm_name(arm, i)}**: " + "; ".join(notes) + "."]
+            lines += ["", f"**{_arm_name(arm, i)}**, test figures after each step: "
+                      + ", then ".join(
+                          f"{STEP_NAMES.get(step.get('step'), step.get('step'))}: accuracy "
+                          f"{_num(step.get('accuracy'))}, AUC {_num(step.get('auc'))}"
+                          for step in steps) + "."]
     return lines
 
 
@@ -456,7 +463,8 @@ def render_report(metrics: dict) -> str:
     """``report.md`` for a run: the Markdown text, ending in a newline.
 
     Sections: title (recipe name and seed), what was compared, the arms table (with the
-    arms figure and every site's own result for arms scored per site), cost (the
+    arms figure, the test figures after each step an arm's model took at the sites, and
+    every site's own result for arms scored per site), cost (the
     accuracy-against-bytes figure and every round of multi-round arms), synthetic data
     (when an arm made some), what left each site, attacks (only when an arm was
     attacked), the sites (class counts, class balance and sample figures) and the
@@ -480,6 +488,7 @@ def render_report(metrics: dict) -> str:
         lines += ["Scores on the real held-out test set; bytes counted as they cross "
                   "between sites and server.", "", *_arms_table(arms), "",
                   f"![arms]({FIGURES['arms']})"]
+        lines += _site_steps(arms)
         lines += _per_site_results(arms)
     else:
         lines.append("No arms were run.")

@@ -24,8 +24,8 @@ import attrs
 import numpy as np
 import torch
 
-from synthlearn.arms import site_batchnorm, site_calibration
 from synthlearn.arms.context import ArmContext, ArmResult
+from synthlearn.arms.site_steps import check_site_steps, finish_at_sites
 from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
 from synthlearn.exchange import Payload
@@ -263,8 +263,7 @@ class SyntheticArm:
 
     def run(self, ctx: ArmContext) -> ArmResult:
         config = self.config
-        if config.calibrate:  # a model it cannot calibrate fails before any work
-            site_calibration.output_bias(ctx.build_model("check"))
+        check_site_steps(ctx, calibrate=config.calibrate)  # before any work
         shares = ("fitted generator weights and aggregate label/attribute statistics"
                   if config.share == "generator"
                   else "synthetic images with labels/attributes, and aggregate statistics")
@@ -322,15 +321,8 @@ class SyntheticArm:
             "generator": ctx.arm.component.slots["generator"].use,
             "conditioning": ctx.arm.component.slots["conditioning"].use,
         }
-        if config.adapt_bn or config.calibrate:  # the test figures after each step
-            steps = [{"step": "trained", **ctx.evaluate(model)}]
-            if config.adapt_bn:
-                details["adapted_batchnorm_layers"] = site_batchnorm.adapt_at_sites(ctx, model)
-                steps.append({"step": "adapt_bn", **ctx.evaluate(model)})
-            if config.calibrate:
-                details["calibration_biases"] = site_calibration.calibrate_at_sites(ctx, model)
-                steps.append({"step": "calibrate", **ctx.evaluate(model)})
-            details["steps"] = steps
+        details.update(finish_at_sites(ctx, model, adapt_bn=config.adapt_bn,
+                                       calibrate=config.calibrate))
         details["per_site"] = [
             {"site": sid, "n_real": int(received[sid].meta.get("n_real", 0)),
              "n_synthetic": len(pools[0][sid]),

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 from synthlearn.arms.context import ArmContext, ArmResult
-from synthlearn.arms.site_batchnorm import adapt_at_sites
+from synthlearn.arms.site_steps import check_site_steps, finish_at_sites
 from synthlearn.exchange import Payload
 from synthlearn.sites import SiteTask
 
@@ -49,6 +49,7 @@ class FedAvgArm:
 
     def run(self, ctx: ArmContext) -> ArmResult:
         cfg = self.config
+        check_site_steps(ctx, calibrate=cfg.calibrate)  # before any round
         base_lr = cfg.local_lr or ctx.model.build().training.lr
         model = ctx.build_model("global")
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -84,9 +85,6 @@ class FedAvgArm:
             "rounds": cfg.rounds, "local_epochs": cfg.local_epochs, "mu": cfg.mu,
             "participants": participants,
         }
-        if cfg.adapt_bn:
-            steps = [{"step": "trained", **ctx.evaluate(model)}]
-            details["adapted_batchnorm_layers"] = adapt_at_sites(ctx, model)
-            steps.append({"step": "adapt_bn", **ctx.evaluate(model)})
-            details["steps"] = steps
+        details.update(finish_at_sites(ctx, model, adapt_bn=cfg.adapt_bn,
+                                       calibrate=cfg.calibrate))
         return ArmResult(model=model, details=details)

@@ -63,6 +63,13 @@ class FedAvgConfig:
     (law of total variance). The averaged statistics of the last round belong to the
     sites' locally trained weights, not to their average. Costs the model once more to
     every site; ``details.steps`` holds the test figures before and after.
+
+    ``calibrate`` (off by default; after ``adapt_bn`` when both are on) sends the final
+    model to every site once more; each site fits one output bias per class that makes
+    the model's mean predicted probabilities on its images equal its class shares, and
+    sends back only those biases and its image count; the server adds their
+    size-weighted mean to the model's output bias (``synthlearn.arms.site_calibration``).
+    It moves the decision threshold only, never the ranking (AUC).
     """
 
     rounds: int = attrs.field(default=10, validator=_int_at_least(1))
@@ -81,3 +88,4 @@ class FedAvgConfig:
         default=None, validator=attrs.validators.optional(attrs.validators.gt(0.0)))
     refresh_bn: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
     adapt_bn: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    calibrate: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 from synthlearn.arms.context import ArmContext, ArmResult
-from synthlearn.arms.site_calibration import calibrate_at_sites, output_bias
+from synthlearn.arms.site_steps import check_site_steps, finish_at_sites
 from synthlearn.arms.synthetic import draw_pool, load_generator
 from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
@@ -60,8 +60,7 @@ class KRArm:
 
     def run(self, ctx: ArmContext) -> ArmResult:
         config = self.config
-        if config.calibrate:  # a student it cannot calibrate fails before any work
-            output_bias(ctx.build_model("check"))
+        check_site_steps(ctx, calibrate=config.calibrate)  # before any work
         epochs = ctx.model.build().training.epochs
         work = SiteWork(config, config.sets_for(epochs))
         task = SiteTask(TASK, prepare, work, shares=SHARED[config.share])
@@ -86,11 +85,7 @@ class KRArm:
         data, targets = self._training_set(first)
         model = ctx.train(data, "kr", soft_targets=targets, redraw=redraw, mixup=config.mixup,
                           desc=f"student on {work.sets} synthetic set(s)")
-        steps = None
-        if config.calibrate:
-            steps = [{"step": "trained", **ctx.evaluate(model)}]
-            biases = calibrate_at_sites(ctx, model)
-            steps.append({"step": "calibrate", **ctx.evaluate(model)})
+        finished = finish_at_sites(ctx, model, calibrate=config.calibrate)
         synthetic = {sid: ImageData(images=images, labels=labels)
                      for sid, (images, labels, _) in first.items()}
         details: dict[str, Any] = {
@@ -111,8 +106,7 @@ class KRArm:
                 for sid in sorted(first)
             ],
         }
-        if steps is not None:
-            details.update(steps=steps, calibration_biases=biases)
+        details.update(finished)
         return ArmResult(model=model, details=details, synthetic=synthetic,
                          artifacts=source.artifacts())
 
