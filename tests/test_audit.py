@@ -39,6 +39,26 @@ def test_pool_has_equal_members_and_nonmembers_and_leaves_half_for_the_control()
     assert np.array_equal(again.data.images, pool.data.images)
 
 
+def test_reference_data_is_the_control_data_plus_half_the_candidates() -> None:
+    sites = {0: labelled(40, 0), 1: labelled(60, 40)}
+    pool = CandidatePool.draw(sites, labelled(80, 150), seed=3)
+    rest = pool.without_members(sites)
+    inside = np.zeros(len(pool.data), bool)
+    inside[::2] = True  # 50 of the 100 candidates, members and non-members alike
+    rng = np.random.default_rng(0)
+    one = pool.with_half(sites, inside, 1, rng)
+    assert len(one) == 1 and len(one[0]) == 100  # as many images as the target saw
+    assert ids(one[0]) == ids(ImageData.concat(rest)) | ids(pool.data.subset(
+        np.flatnonzero(inside)))
+    per_site = pool.with_half(sites, inside, 2, rng)
+    assert [len(p) for p in per_site] == [len(rest[0]) + 25, len(rest[1]) + 25]
+    assert ids(rest[0]) <= ids(per_site[0]) and ids(rest[1]) <= ids(per_site[1])
+    assert not ids(ImageData.concat(per_site)) & ids(pool.data.subset(
+        np.flatnonzero(~inside)))
+    with pytest.raises(ValueError, match="3 parts for 2 sites"):
+        pool.with_half(sites, inside, 3, rng)
+
+
 def test_pool_is_capped_by_the_holdout_and_the_maximum() -> None:
     sites = {0: labelled(400, 0)}
     assert CandidatePool.draw(sites, labelled(30, 500), seed=0).is_member.sum() == 30

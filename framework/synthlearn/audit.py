@@ -14,11 +14,14 @@ Two more models make the figures honest:
   about 0.5; the report shows the two side by side.
 * **reference models** for attacks that need them (LiRA, RMIA): the arm's own procedure
   (``reference: arm``: for a synthetic arm, fit the generators, sample, train the
-  classifier) run on random halves of the candidate pool split over as many sites, so
-  the attack models the real pipeline; or, cheaper, a plain classifier trained on each
-  half (``reference: real``, reported as an approximation). Halves come in complementary
-  pairs, so every candidate is IN for half the models and OUT for the other half.
-  Reference models are shared by every attack of the same target and kept for the arm.
+  classifier) or, cheaper, a plain classifier (``reference: real``, reported as an
+  approximation). Each trains on the sites' images that are not candidates (the
+  control's data) plus a random half of the candidate pool, dealt over the sites, so it
+  sees as many images as the target did: a model trained on the candidates alone would
+  be far less confident on every image than the target, and the attack would mistake
+  the target's ordinary confidence for membership. Halves come in complementary pairs,
+  so every candidate is IN for half the models and OUT for the other half. Reference
+  models are shared by every attack of the same target and kept for the arm.
 """
 
 from __future__ import annotations
@@ -101,6 +104,19 @@ class CandidatePool:
             keep = np.setdiff1d(np.arange(len(data)), self.taken[sid])
             out.append(data.subset(keep))
         return out
+
+    def with_half(self, sites: dict[int, ImageData], inside: np.ndarray, n_sites: int,
+                  rng: np.random.Generator) -> list[ImageData]:
+        """A reference model's training data: the candidates marked in ``inside`` dealt
+        over ``n_sites`` parts with the same class mix, each part joined by one site's
+        non-candidate images (``n_sites`` 1: all of them in one part)."""
+        rest = self.without_members(sites)
+        if n_sites == 1:
+            rest = [ImageData.concat(rest)]
+        elif n_sites != len(rest):
+            raise ValueError(f"{n_sites} parts for {len(rest)} sites")
+        half = split_like_sites(self.data.subset(np.flatnonzero(inside)), n_sites, rng)
+        return [ImageData.concat([r, h]) for r, h in zip(rest, half, strict=True)]
 
 
 class AttackContext:
@@ -209,8 +225,7 @@ class Audit:
             k = len(kept)
             self._say(f"reference model {k + 1}/{n} ({reference})")
             rng = np.random.default_rng(derive_seed(self.seed, "reference", reference, k))
-            parts = split_like_sites(self.pool.data.subset(np.flatnonzero(masks[k])),
-                                     n_sites, rng)
+            parts = self.pool.with_half(self.member_sites, masks[k], n_sites, rng)
             start = time.perf_counter()
             model = self._trainers[reference](parts, derive_seed(self.seed, "ref", reference, k))
             times.append(time.perf_counter() - start)
