@@ -30,10 +30,11 @@ class LiraConfig:
     """LiRA (Carlini et al., S&P 2022).
 
     ``reference_models`` models are trained on the non-candidate training images plus
-    random halves of the candidate pool (``reference: arm``: the arm's own procedure; ``real``: a plain classifier, an
-    approximation). ``variant``: ``online`` compares each candidate's signal with the
-    models that trained on it (IN) and those that did not (OUT); ``offline`` uses the
-    OUT models only; ``auto`` is online when every candidate has IN and OUT models.
+    random halves of the candidate pool (``reference: arm``: the arm's own procedure;
+    ``real``: a plain classifier, an approximation). ``variant``: ``online`` compares
+    each candidate's signal with the models that trained on it (IN) and those that did
+    not (OUT); ``offline`` uses the OUT models only; ``auto`` is online when every
+    candidate has IN and OUT models.
     ``global_variance``: one variance over all candidates instead of one per candidate;
     ``auto`` uses it below 64 reference models, where per-candidate variances are noise.
     """
