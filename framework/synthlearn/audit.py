@@ -276,7 +276,10 @@ def _rerun(ctx: ArmContext, pooling: Any, sites: list[Site], seed: int) -> ArmRe
 
 def _audits(ctx: ArmContext, pooling: Any, result: ArmResult, holdout: ImageData
             ) -> list[Audit]:
-    """One audit per released model: the arm's model, or each site's."""
+    """One audit per released model: the arm's model, or each site's. The seed follows
+    the recipe's seed and the site, never the arm, so every arm of a run is attacked on
+    the same candidates, and its control trains on the same data (a synthetic arm's
+    control generators, fitted once at each site, serve every synthetic arm)."""
     by_id = {s.id: s for s in ctx.sites}
     device = ctx.model.build().training.device
 
@@ -298,7 +301,7 @@ def _audits(ctx: ArmContext, pooling: Any, result: ArmResult, holdout: ImageData
 
         return [Audit(label="", target=result.model,
                       member_sites={sid: by_id[sid].data for sid in ids},
-                      arm_trainer=arm_trainer, seed=derive_seed(ctx.seed, "audit", ctx.name),
+                      arm_trainer=arm_trainer, seed=derive_seed(ctx.seed, "audit"),
                       **common)]
     audits = []
     for sid, model in sorted(result.site_models.items()):
@@ -308,7 +311,7 @@ def _audits(ctx: ArmContext, pooling: Any, result: ArmResult, holdout: ImageData
 
         audits.append(Audit(label=f"site {sid}", target=model,
                             member_sites={sid: by_id[sid].data}, arm_trainer=site_trainer,
-                            seed=derive_seed(ctx.seed, "audit", ctx.name, sid), **common))
+                            seed=derive_seed(ctx.seed, "audit", sid), **common))
     return audits
 
 
