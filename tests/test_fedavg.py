@@ -254,7 +254,11 @@ def test_site_steps_pool_statistics_then_fit_biases_at_the_sites(two_runs, tmp_p
     assert trained["accuracy"] == plain["metrics"]["accuracy"]
     assert after_cal["accuracy"] == adapted["metrics"]["accuracy"]
     assert after_bn["accuracy"] != after_cal["accuracy"] or after_bn["auc"] != after_cal["auc"]
-    assert adapted["curve"] == plain["curve"]  # the rounds' points are before the steps
+    # the rounds' points are before the steps; the released model's point ends the curve
+    assert adapted["curve"][:-1] == plain["curve"]
+    released = adapted["curve"][-1]
+    assert released["round"] is None and released["accuracy"] == after_cal["accuracy"]
+    assert released["bytes_to_sites"] == adapted["metrics"]["bytes_to_sites"]
     assert adapted["details"]["adapted_batchnorm_layers"] > 0
     biases = adapted["details"]["calibration_biases"]
     assert len(biases) == 10 and abs(sum(biases)) < 1e-9 and max(map(abs, biases)) > 1e-4

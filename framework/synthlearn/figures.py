@@ -298,7 +298,8 @@ def cost_chart(path: Path, arms: list[dict]) -> None:
     """Test accuracy against cumulative bytes exchanged (log scale), one series per arm.
 
     An arm's points come from its ``curve`` (metrics.json): a multi-round arm (FedAvg)
-    is a line through its rounds, ending in a larger marker; a one-shot arm
+    is a line through its rounds (and its released model, after a step at the sites),
+    ending in a larger marker; a one-shot arm
     (centralized, local, synthetic) is a single marker. Arms that are not private are
     drawn hollow and labelled "not private". A point without accuracy or bytes is left
     out; an arm with none says so in the legend.

@@ -135,6 +135,17 @@ def _one_shot_point(metrics: dict[str, Any]) -> dict[str, Any]:
             "bytes_to_sites": metrics["bytes_to_sites"]}
 
 
+def _curve(rounds: list[dict[str, Any]], metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """An arm's points on the accuracy-against-bytes curve: its rounds, then the released
+    model (``round`` None) when that differs from the last round's, e.g. after a step at
+    the sites (``calibrate``) that cost bytes; a one-shot arm's single point."""
+    final = _one_shot_point(metrics)
+    if rounds and all(rounds[-1].get(k) == final[k]
+                      for k in ("bytes_to_server", "bytes_to_sites")):
+        return list(rounds)
+    return [*rounds, final]
+
+
 def new_run_dir(recipe: Recipe, out: str | None) -> Path:
     """The final run directory: ``--out`` or ``<output.dir>/<name>-<timestamp>``."""
     if out is not None:
@@ -237,7 +248,7 @@ class Run:
                                       f"{type(result).__name__}, expected ArmResult")
             entry = self._score(arm, pooling, ctx, result, evaluator)
             entry["metrics"]["wall_s"] = time.perf_counter() - start
-            entry["curve"] = ctx.curve or [_one_shot_point(entry["metrics"])]
+            entry["curve"] = _curve(ctx.curve, entry["metrics"])
             if result.synthetic:
                 self.progress.say(f"  {arm.name}: fidelity of the synthetic images")
                 entry["fidelity"] = self._fidelity(result.synthetic, test.images)
