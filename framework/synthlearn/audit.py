@@ -367,7 +367,8 @@ def audit_arm(ctx: ArmContext, pooling: Any, result: ArmResult, attacks: list[Co
         out[name] = entry
     info = {
         "members": "real training images of the sites each released model learned from",
-        "nonmembers": "real held-out test images (no arm trains on them)",
+        "nonmembers": "real held-out images, the ones every arm is scored on (no arm trains "
+                      "on them)",
         "control": "the arm's procedure re-run without any candidate",
         "models": [a.label or "server model" for a in audits],
         "n_per_side": [int(a.pool.is_member.sum()) for a in audits],
