@@ -76,13 +76,19 @@ def main() -> None:
             for arm in metrics["arms"]:
                 rows.setdefault(arm["name"], []).append(arm)
 
-    header = ["arm", "accuracy", "balanced acc.", "AUC", "accuracy per seed",
+    with_val = any(a.get("validation") for arms in rows.values() for a in arms)
+    header = ["arm", "accuracy", "balanced acc.", "AUC",
+              *(["val accuracy", "val AUC"] if with_val else []), "accuracy per seed",
               "bytes to server", "wall s"]
     table = []
     for name, arms in rows.items():
         cells = [name]
         for key in METRICS:
             values = [a["metrics"][key] for a in arms if a["metrics"][key] is not None]
+            cells.append(_spread(values) if values else "n/a")
+        for key in ("accuracy", "auc") if with_val else ():
+            values = [a["validation"][key] for a in arms
+                      if (a.get("validation") or {}).get(key) is not None]
             cells.append(_spread(values) if values else "n/a")
         cells.append(", ".join(f"{a['metrics']['accuracy']:.3f}" for a in arms))
         cells.append(f"{statistics.fmean(a['metrics']['bytes_to_server'] for a in arms):,.0f}")

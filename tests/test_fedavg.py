@@ -241,10 +241,11 @@ def test_fedavg_same_seed_same_numbers(two_runs) -> None:
 
 def test_site_steps_pool_statistics_then_fit_biases_at_the_sites(two_runs, tmp_path) -> None:
     plain = two_runs[0]["arms"][1]
-    arm = {"name": "fedavg-steps", "use": "fedavg",
-           "params": {**FEDAVG["params"], "adapt_bn": True, "calibrate": True}}
+    arm = {"name": "fedavg-steps", "use": "fedavg", "params": FEDAVG["params"]}
     plugins = load_plugins()
-    recipe = check_recipe(digits_recipe(tmp_path, [arm]), plugins)
+    data = digits_recipe(tmp_path, [arm])
+    data["model"]["params"].update(adapt_bn=True, calibrate=True)
+    recipe = check_recipe(data, plugins)
     run_dir = Run(recipe, plugins, quiet=True).execute(str(tmp_path / "run"))
     adapted = json.loads((run_dir / "metrics.json").read_text())["arms"][0]
     trained, after_bn, after_cal = adapted["details"]["steps"]

@@ -89,7 +89,10 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         kr_arm("models-ensemble", share="models", labels="ensemble", multiple=1.5),
         kr_arm("samples-ensemble", share="samples", labels="ensemble", multiple=1.5),
         kr_arm("fixed-set", regenerate_every=None, multiple=1.5),
-        kr_arm("calibrated", share="models", multiple=1.5, calibrate=True),
+        {**kr_arm("calibrated", share="models", multiple=1.5), "model": {
+            "use": "timm", "params": {**small_recipe()["model"]["params"],
+                                      "arch": "test_resnet", "epochs": 3,
+                                      "calibrate": True}}},
     ])
     recipe["model"]["params"].update(arch="test_resnet", epochs=3)
     recipe["output"] = {"dir": str(tmp / "runs"), "cache": str(tmp / "cache")}
@@ -197,7 +200,10 @@ def _swapper_run(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, dict]:
         arms=[
             {**arm, "name": "labels-only", "params": {"alpha": 0.0}},
             {**arm, "name": "teachers-only", "params": {"alpha": 1.0, "temperature": 1.0}},
-            {**arm, "name": "teachers-mixup", "params": {"alpha": 1.0, "mixup": 0.4}},
+            {**arm, "name": "teachers-mixup", "params": {"alpha": 1.0},
+             "model": {"use": "timm", "params": {"arch": "test_resnet", "epochs": 6,
+                                                 "batch_size": 32, "lr": 0.002,
+                                                 "device": "cpu", "mixup": 0.4}}},
         ])
     recipe["output"] = {"dir": str(tmp / "runs"), "cache": str(tmp / "cache")}
     plugins = load_plugins()

@@ -62,7 +62,8 @@ def test_unknown_keys_and_missing_keys(plugins) -> None:
     assert "$: unknown key(s): colour" in problems
     data = small_recipe()
     data["data"]["params"]["n_trian"] = 10
-    assert problems_of(data, plugins) == ["$.data.params: unknown key(s): n_trian"]
+    assert problems_of(data, plugins) == [
+        "$.data.params: unknown key 'n_trian'; did you mean 'n_train'?"]
 
 
 def test_unknown_component_lists_installed_names(plugins) -> None:
@@ -70,8 +71,9 @@ def test_unknown_component_lists_installed_names(plugins) -> None:
     installed = ", ".join(f"{name} ({c.distribution})"
                           for name, c in sorted(plugins.components["pooling"].items()))
     assert installed.startswith("centralized (synthlearn), ")  # with every installed plugin
+    hint = "; did you mean 'fedavg'? " if "fedavg" in plugins.components["pooling"] else "; "
     assert problems_of(data, plugins) == [
-        f"$.arms[1].use: unknown pooling 'fedavgg'; installed: {installed}"
+        f"$.arms[1].use: unknown pooling 'fedavgg'{hint}installed: {installed}"
     ]
 
 
@@ -85,7 +87,7 @@ def test_all_problems_are_reported_not_just_the_first(plugins) -> None:
         "$.sites.partition.params.alpha: expected number, got 'low'",
         f"$.arms[0].use: unknown pooling 'nope'; installed: {installed}",
         "$.arms[1].generator: pooling 'local' takes no 'generator' (its keys: use, name, "
-        "params)",
+        "params, model)",
     ]
 
 

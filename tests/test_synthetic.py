@@ -27,6 +27,12 @@ def synthetic_arm(name: str, share: str, **params: object) -> dict:
             "generator": TINY_GAN, "conditioning": {"use": "phenotypic"}}
 
 
+def own_model(**training: object) -> dict:
+    """The small recipe's model with extra training settings (an arm's own ``model:``)."""
+    model = small_recipe()["model"]
+    return {"use": model["use"], "params": {**model["params"], **training}}
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One run with the same generator shared as samples and as weights."""
@@ -37,9 +43,10 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         synthetic_arm("fixed-count", "samples", count=25),
         synthetic_arm("redrawn-samples", "samples", multiple=2.0, regenerate_every=1),
         synthetic_arm("redrawn-generator", "generator", multiple=2.0, regenerate_every=1),
-        synthetic_arm("adapted", "generator", multiple=2.0, adapt_bn=True,
-                      calibrate=True),
-        synthetic_arm("smoothed", "samples", multiple=2.0, label_smoothing=0.3, mixup=0.4),
+        {**synthetic_arm("adapted", "generator", multiple=2.0),
+         "model": own_model(adapt_bn=True, calibrate=True)},
+        {**synthetic_arm("smoothed", "samples", multiple=2.0),
+         "model": own_model(label_smoothing=0.3, mixup=0.4)},
     ])
     recipe["output"] = {"dir": str(tmp / "runs"), "cache": str(tmp / "cache")}
     plugins = load_plugins()
@@ -250,16 +257,20 @@ def test_label_smoothing_and_mixup_change_training_on_the_same_pool(run_dir: Pat
     assert smoothed["metrics"]["auc"] != plain["metrics"]["auc"]  # ... other training
 
 
-@pytest.mark.parametrize(("params", "message"), [
-    ({"label_smoothing": 1.0}, "label_smoothing"),
-    ({"regenerate_every": 0}, "regenerate_every"),
-    ({"mixup": -1.0}, "mixup"),
+@pytest.mark.parametrize(("arm", "where", "message"), [
+    ({"model": own_model(label_smoothing=1.0)}, "$.arms[0].model.params", "label_smoothing"),
+    ({"params": {"share": "generator", "regenerate_every": 0}}, "$.arms[0].params",
+     "regenerate_every"),
+    ({"model": own_model(mixup=-1.0)}, "$.arms[0].model.params", "mixup"),
+    # training options are the model's now: the old place says where they went
+    ({"params": {"share": "generator", "mixup": 0.5}}, "$.arms[0].params",
+     "$.model.params.mixup"),
 ])
-def test_bad_training_params_are_one_line_at_their_path(write_recipe, params: dict,
+def test_bad_training_params_are_one_line_at_their_path(write_recipe, arm: dict, where: str,
                                                         message: str) -> None:
-    recipe = small_recipe(arms=[synthetic_arm("s", "generator", **params)])
+    recipe = small_recipe(arms=[{**synthetic_arm("s", "generator"), **arm}])
     result = run_cli("validate", str(write_recipe(recipe)))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: $.arms[0].params") \
+    assert len(lines) == 1 and lines[0].startswith(f"error: {where}") \
         and message in lines[0], lines

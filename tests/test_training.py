@@ -147,18 +147,17 @@ def test_redraw_replaces_the_training_set_from_that_epoch() -> None:
 
 def test_mixup_learns_and_changes_the_weights() -> None:
     train, test = separable(256), separable(200, seed=1)
-    settings = TrainSettings(epochs=4, batch_size=32, lr=3e-3, **CPU)
     weights = []
     for mixup in (0.0, 0.4, 0.4):
         torch.manual_seed(0)
-        model = train_classifier(tiny_cnn(1, 2), train, settings, 0, mixup=mixup,
-                                 progress=False)
+        settings = TrainSettings(epochs=4, batch_size=32, lr=3e-3, mixup=mixup, **CPU)
+        model = train_classifier(tiny_cnn(1, 2), train, settings, 0, progress=False)
         weights.append(model[-1].weight.detach().clone())
         assert accuracy(model, test) > 0.95
     assert torch.equal(weights[1], weights[2])  # deterministic
     assert not torch.equal(weights[0], weights[1])
     with pytest.raises(ValueError, match="mixup"):
-        train_classifier(tiny_cnn(1, 2), train, settings, 0, mixup=-1.0, progress=False)
+        TrainSettings(mixup=-1.0)
 
 
 def test_predict_proba_rows_sum_to_one() -> None:

@@ -22,10 +22,18 @@ Two more models make the figures honest:
   the target's ordinary confidence for membership. Halves come in complementary pairs,
   so every candidate is IN for half the models and OUT for the other half. Reference
   models are shared by every attack of the same target and kept for the arm.
+
+Nothing is trained twice (``synthlearn.audit_store``): a ``reference: real`` model
+depends only on the candidates, the data, the seed and the plain model, all the same for
+every arm of a run (the audit's seeds follow the recipe's seed, never the arm), so it is
+trained for the first arm that needs it and reused by the others; with a site cache
+every model the audit trains and every arm's finished audit are stored, so a re-run
+after a kill resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
 from collections.abc import Callable
@@ -35,11 +43,24 @@ import attrs
 import numpy as np
 import torch.nn as nn
 
+from synthlearn import training
+from synthlearn.audit_store import (
+    CACHED,
+    FORMAT,
+    SHARED,
+    TRAINED,
+    ArmAudit,
+    AuditStore,
+    Trainer,
+)
+from synthlearn.cache import cache_key
+from synthlearn.code_identity import code_versions
 from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
-from synthlearn.exchange import Ledger
+from synthlearn.exchange import Ledger, state_payload
 from synthlearn.privacy import attack_metrics, roc_auc, roc_curve, tpr_at_fpr
-from synthlearn.sites import Site, derive_seed
+from synthlearn.recipe import make_converter
+from synthlearn.sites import Site, derive_seed, seeded_model
 from synthlearn.training import predict_logits
 
 if TYPE_CHECKING:
@@ -51,8 +72,9 @@ MAX_PER_SIDE = 1000
 
 REFERENCES: tuple[str, ...] = ("arm", "real")
 
-#: Trains a model from per-site data with a seed (the arm's procedure, or a plain one).
-Trainer = Callable[[list[ImageData], int], nn.Module]
+__all__ = ["MAX_PER_SIDE", "REFERENCES", "ArmAudit", "Audit", "AttackContext",
+           "AuditStore", "CandidatePool", "Trainer", "arm_audit_key", "arm_trainer", "audit_arm",
+           "real_trainer", "score_attack", "split_like_sites"]
 
 
 def split_like_sites(data: ImageData, n_sites: int, rng: np.random.Generator
@@ -158,13 +180,25 @@ class AttackContext:
         return self._audit.reference_models(n, reference)
 
 
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 class Audit:
     """The audit of one released model: its candidate pool, its control model and the
-    reference models, built lazily and shared by every attack."""
+    reference models, built lazily and shared by every attack.
+
+    ``trainers`` has ``"arm"`` (the arm's procedure: the control and ``reference: arm``)
+    and ``"real"`` (the plain classifier). Every model comes from ``store`` when it holds
+    one made under the same key (trained for an earlier arm of the run, or by an earlier
+    run), else it is trained and given to the store. ``sources`` records where each
+    reference model came from and ``reference_seconds`` the seconds of those trained
+    here; ``control_source`` the same for the control.
+    """
 
     def __init__(self, *, label: str, target: nn.Module, member_sites: dict[int, ImageData],
-                 holdout: ImageData, num_classes: int, arm_trainer: Trainer,
-                 real_trainer: Trainer, seed: int, device: str = "cpu",
+                 holdout: ImageData, num_classes: int, trainers: dict[str, Trainer],
+                 seed: int, store: AuditStore, arm: str = "", device: str = "cpu",
                  progress: bool = False) -> None:
         self.label = label
         self.target = target
@@ -173,13 +207,17 @@ class Audit:
         self.seed = seed
         self.device = device
         self.progress = progress
+        self.arm = arm
         self.pool = CandidatePool.draw(member_sites, holdout, derive_seed(seed, "pool", label))
-        self._trainers = {"arm": arm_trainer, "real": real_trainer}
+        self._trainers = trainers
+        self._store = store
         self._control: nn.Module | None = None
         self._references: dict[str, list[tuple[nn.Module, np.ndarray]]] = {}
         # keyed by id(model); the model is kept alongside so its id cannot be reused
         self._outputs: dict[int, tuple[nn.Module, np.ndarray]] = {}
         self.reference_seconds: dict[str, list[float]] = {}
+        self.sources: dict[str, list[str]] = {}
+        self.control_source: str | None = None
 
     def _say(self, text: str) -> None:
         if self.progress:
@@ -195,12 +233,34 @@ class Audit:
                                                         device=self.device))
         return self._outputs[key][1]
 
+    def _obtain(self, kind: str, parts: list[ImageData], seed: int, what: str
+                ) -> tuple[nn.Module, str, float | None]:
+        """The model ``kind``'s trainer makes from ``parts`` and ``seed``: from the store
+        when it has it, else trained (and kept). Returns the model, where it came from
+        and the seconds its training took here (None when reused)."""
+        trainer = self._trainers[kind]
+        key = trainer.key(parts, seed)
+        where = f"arm {self.arm}, audit{' ' + self.label if self.label else ''}, {what}"
+        found = self._store.find_model(key, trainer, where)
+        if found is not None:
+            model, source, by = found
+            self._say(f"{what}: reused, trained for arm {by} earlier in this run"
+                      if source == SHARED else f"{what}: reused from the cache")
+            return model, source, None
+        self._say(f"training the {what}")
+        start = time.perf_counter()
+        model = trainer.train(parts, seed)
+        seconds = time.perf_counter() - start
+        self._store.keep_model(key, model, trainer, self.arm)
+        return model, TRAINED, seconds
+
     def control(self) -> nn.Module:
         """The arm's procedure on the member sites minus every member candidate."""
         if self._control is None:
-            self._say("training the control model (none of the candidates)")
             data = self.pool.without_members(self.member_sites)
-            self._control = self._trainers["arm"](data, derive_seed(self.seed, "control"))
+            self._control, self.control_source, _ = self._obtain(
+                "arm", data, derive_seed(self.seed, "control"),
+                "control model (none of the candidates)")
         return self._control
 
     def _in_masks(self, n: int) -> list[np.ndarray]:
@@ -214,23 +274,36 @@ class Audit:
         return masks[:n]
 
     def reference_models(self, n: int, reference: str) -> list[tuple[nn.Module, np.ndarray]]:
+        """``n`` reference models of kind ``reference`` with their IN masks; the first
+        ``n`` of a larger request are the same models."""
         if reference not in REFERENCES:
             raise SynthlearnError(f"reference must be one of {', '.join(REFERENCES)}, "
                                   f"got {reference!r}")
         kept = self._references.setdefault(reference, [])
-        times = self.reference_seconds.setdefault(reference, [])
         masks = self._in_masks(n)
         n_sites = len(self.member_sites) if reference == "arm" else 1
         while len(kept) < n:
             k = len(kept)
-            self._say(f"reference model {k + 1}/{n} ({reference})")
             rng = np.random.default_rng(derive_seed(self.seed, "reference", reference, k))
             parts = self.pool.with_half(self.member_sites, masks[k], n_sites, rng)
-            start = time.perf_counter()
-            model = self._trainers[reference](parts, derive_seed(self.seed, "ref", reference, k))
-            times.append(time.perf_counter() - start)
+            model, source, seconds = self._obtain(
+                reference, parts, derive_seed(self.seed, "ref", reference, k),
+                f"reference model {k + 1}/{n} ({reference})")
+            self.sources.setdefault(reference, []).append(source)
+            if seconds is not None:
+                self.reference_seconds.setdefault(reference, []).append(seconds)
             kept.append((model, masks[k]))
         return kept[:n]
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What determines this audit's figures besides the arm, the attacks and the
+        code: the target's weights, the member sites' data and the candidates."""
+        return {"label": self.label, "seed": self.seed,
+                "target": _digest(state_payload(self.target).to_bytes()),
+                "members": {str(sid): d.fingerprint()
+                            for sid, d in sorted(self.member_sites.items())},
+                "candidates": self.pool.data.fingerprint(),
+                "is_member": _digest(self.pool.is_member.tobytes())}
 
 
 def score_attack(attack: Any, audit: Audit) -> tuple[np.ndarray, np.ndarray]:
@@ -258,61 +331,104 @@ class _SilentHook:
         return lambda **_: None
 
 
-@attrs.define
-class ArmAudit:
-    """What auditing one arm gives: metrics.json's ``attacks`` and ``audit`` entries,
-    and the ROC curves for the figure (attack -> target and control (fpr, tpr))."""
-
-    attacks: dict[str, Any]
-    info: dict[str, Any]
-    rocs: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]
-
-
 def _rerun(ctx: ArmContext, pooling: Any, sites: list[Site], seed: int) -> ArmResult:
     inner = attrs.evolve(ctx, seed=seed, sites=sites, ledger=Ledger(), curve=[],
                          progress=False, hook=_SilentHook())
     return pooling.run(inner)
 
 
-def _audits(ctx: ArmContext, pooling: Any, result: ArmResult, holdout: ImageData
-            ) -> list[Audit]:
+def _shape(ctx: ArmContext) -> list[Any]:
+    return [ctx.num_classes, ctx.in_chans, list(ctx.image_size)]
+
+
+def _skeleton(ctx: ArmContext) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        return seeded_model(ctx.model.build(), 0, ctx.in_chans, ctx.num_classes,
+                            ctx.image_size)
+    return build
+
+
+def real_trainer(ctx: ArmContext) -> Trainer:
+    """The plain classifier of ``reference: real``: the arm's model (the recipe's, or
+    the arm's own ``model:``) trained directly on the pooled data with its training
+    settings, seeded by the audit alone. Nothing of the arm but its model enters, so
+    every arm with the same model shares it."""
+    conv = make_converter()
+    code = sorted({"synthlearn", ctx.model.registered.distribution})
+
+    def train(parts: list[ImageData], seed: int) -> nn.Module:
+        factory = ctx.model.build()
+        model = seeded_model(factory, derive_seed(seed, "init"), ctx.in_chans,
+                             ctx.num_classes, ctx.image_size)
+        return training.train_classifier(model, ImageData.concat(parts), factory.training,
+                                         derive_seed(seed, "train"), progress=False,
+                                         desc="audit: reference model")
+
+    identity = {"trainer": "real", "model": ctx.model.to_dict(conv), "shape": _shape(ctx),
+                "versions": {d: ctx.versions.get(d) for d in code}}
+    return Trainer(train=train, identity=identity, skeleton=_skeleton(ctx), shared=True)
+
+
+def arm_trainer(ctx: ArmContext, pooling: Any, site_ids: list[int], per_site: bool
+                ) -> Trainer:
+    """The arm's own procedure re-run on other data (the control, ``reference: arm``):
+    the server model it releases, or (``per_site``) the one site's model."""
+    conv = make_converter()
+
+    def train(parts: list[ImageData], seed: int) -> nn.Module:
+        sites = [Site(sid, data) for sid, data in zip(site_ids, parts, strict=True)]
+        result = _rerun(ctx, pooling, sites, seed)
+        model = result.site_models.get(site_ids[0]) if per_site else result.model
+        if model is None:
+            raise SynthlearnError("the arm released no model when re-run for the audit")
+        return model
+
+    identity = {"trainer": "arm", "arm": ctx.arm.component.to_dict(conv),
+                "model": ctx.model.to_dict(conv), "sites": site_ids, "per_site": per_site,
+                "shape": _shape(ctx), "versions": dict(ctx.versions)}
+    return Trainer(train=train, identity=identity, skeleton=_skeleton(ctx))
+
+
+def _audits(ctx: ArmContext, pooling: Any, result: ArmResult, holdout: ImageData,
+            store: AuditStore) -> list[Audit]:
     """One audit per released model: the arm's model, or each site's. The seed follows
     the recipe's seed and the site, never the arm, so every arm of a run is attacked on
     the same candidates, and its control trains on the same data (a synthetic arm's
     control generators, fitted once at each site, serve every synthetic arm)."""
     by_id = {s.id: s for s in ctx.sites}
-    device = ctx.model.build().training.device
-
-    def real_trainer(parts: list[ImageData], seed: int) -> nn.Module:
-        plain = attrs.evolve(ctx, seed=seed, progress=False)
-        return plain.train(ImageData.concat(parts), "reference")
-
-    common = {"holdout": holdout, "num_classes": ctx.num_classes, "real_trainer": real_trainer,
-              "device": device, "progress": ctx.progress}
+    common = {"holdout": holdout, "num_classes": ctx.num_classes, "store": store,
+              "arm": ctx.name, "device": ctx.model.build().training.device,
+              "progress": ctx.progress}
+    plain = real_trainer(ctx)
     if result.model is not None:
         ids = sorted(by_id)
-
-        def arm_trainer(parts: list[ImageData], seed: int) -> nn.Module:
-            sites = [Site(sid, data) for sid, data in zip(ids, parts, strict=True)]
-            model = _rerun(ctx, pooling, sites, seed).model
-            if model is None:
-                raise SynthlearnError("the arm released no model when re-run for the audit")
-            return model
-
         return [Audit(label="", target=result.model,
                       member_sites={sid: by_id[sid].data for sid in ids},
-                      arm_trainer=arm_trainer, seed=derive_seed(ctx.seed, "audit"),
-                      **common)]
-    audits = []
-    for sid, model in sorted(result.site_models.items()):
+                      trainers={"arm": arm_trainer(ctx, pooling, ids, False), "real": plain},
+                      seed=derive_seed(ctx.seed, "audit"), **common)]
+    return [Audit(label=f"site {sid}", target=model, member_sites={sid: by_id[sid].data},
+                  trainers={"arm": arm_trainer(ctx, pooling, [sid], True), "real": plain},
+                  seed=derive_seed(ctx.seed, "audit", sid), **common)
+            for sid, model in sorted(result.site_models.items())]
 
-        def site_trainer(parts: list[ImageData], seed: int, sid: int = sid) -> nn.Module:
-            return _rerun(ctx, pooling, [Site(sid, parts[0])], seed).site_models[sid]
 
-        audits.append(Audit(label=f"site {sid}", target=model,
-                            member_sites={sid: by_id[sid].data}, arm_trainer=site_trainer,
-                            seed=derive_seed(ctx.seed, "audit", sid), **common))
-    return audits
+def arm_audit_key(ctx: ArmContext, audits: list[Audit], attacks: list[Component]) -> str:
+    """The cache key of an arm's finished audit: the arm and its model, the seed, the
+    data and candidates of every audited model, each target's weights, the attacks'
+    configs and the code of the arm, its model and the attacks."""
+    conv = make_converter()
+    return cache_key({
+        "arm_audit": FORMAT,
+        "arm": ctx.arm.component.to_dict(conv),
+        "model": ctx.model.to_dict(conv),
+        "seed": ctx.seed,
+        "shape": _shape(ctx),
+        "versions": dict(ctx.versions),
+        "attacks": [a.to_dict(conv) for a in attacks],
+        "attack_versions": code_versions(a.registered for a in attacks),
+        "max_per_side": MAX_PER_SIDE,
+        "audits": [a.fingerprint() for a in audits],
+    })
 
 
 def _mean_over(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -329,7 +445,7 @@ def _mean_over(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def audit_arm(ctx: ArmContext, pooling: Any, result: ArmResult, attacks: list[Component],
-              holdout: ImageData) -> ArmAudit:
+              holdout: ImageData, store: AuditStore | None = None) -> ArmAudit:
     """Run every attack of the recipe against the models ``result`` released.
 
     Per attack: the metrics of ``synthlearn.privacy.attack_metrics`` plus
@@ -337,8 +453,33 @@ def audit_arm(ctx: ArmContext, pooling: Any, result: ArmResult, attacks: list[Co
     model), and whatever the attack's ``describe()`` adds (e.g. its reference mode). An
     arm with one model per site reports the mean over sites and every site under
     ``sites``. Errors raised by an attack are located at its YAML path.
+
+    ``store`` (one per run; without it, one for this arm over ``ctx.cache``) supplies
+    models made earlier and keeps the new ones; an arm whose finished audit it holds
+    under ``arm_audit_key`` is not audited again, and a finished audit is stored at
+    once, so a run killed later resumes from it.
     """
-    audits = _audits(ctx, pooling, result, holdout)
+    store = store if store is not None else AuditStore(ctx.cache)
+    audits = _audits(ctx, pooling, result, holdout, store)
+    key = arm_audit_key(ctx, audits, attacks)
+    stored = store.find_audit(key, where=f"arm {ctx.name}, stored audit")
+    if stored is not None:
+        if ctx.progress:
+            print(f"  {ctx.name}: membership audit reused from the cache (finished by an "
+                  "earlier run with the same arm, data, seed, attacks and code; nothing "
+                  "retrained)", file=sys.stderr, flush=True)
+        return ArmAudit(attacks=stored.attacks, info=_reused_info(stored.info),
+                        rocs=stored.rocs)
+    out, rocs = _attack_entries(audits, attacks)
+    audited = ArmAudit(attacks=out, info=_info(audits), rocs=rocs)
+    store.keep_audit(key, audited)
+    return audited
+
+
+def _attack_entries(audits: list[Audit], attacks: list[Component]
+                    ) -> tuple[dict[str, Any], dict[str, dict[str, tuple[np.ndarray,
+                                                                        np.ndarray]]]]:
+    """Every attack's figures over ``audits`` and its ROC curves on the first one."""
     names = [a.use for a in attacks]
     out: dict[str, Any] = {}
     rocs: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
@@ -365,19 +506,45 @@ def audit_arm(ctx: ArmContext, pooling: Any, result: ArmResult, attacks: list[Co
         if describe is not None:
             entry.update(describe())
         out[name] = entry
-    info = {
+    return out, rocs
+
+
+def _info(audits: list[Audit]) -> dict[str, Any]:
+    """metrics.json's ``audit`` entry: what was attacked, and where every reference
+    model came from (trained here, shared with an earlier arm of the run, or from the
+    cache); ``reference_seconds`` is the mean over the models trained here only."""
+    used = [ref for ref in REFERENCES if any(a.sources.get(ref) for a in audits)]
+
+    def count(ref: str, source: str) -> int:
+        return sum(a.sources.get(ref, []).count(source) for a in audits)
+
+    seconds = {ref: [s for a in audits for s in a.reference_seconds.get(ref, [])]
+               for ref in used}
+    return {
         "members": "real training images of the sites each released model learned from",
         "nonmembers": "real held-out images, the ones every arm is scored on (no arm trains "
                       "on them)",
         "control": "the arm's procedure re-run without any candidate",
         "models": [a.label or "server model" for a in audits],
         "n_per_side": [int(a.pool.is_member.sum()) for a in audits],
-        "reference_seconds": {
-            ref: float(np.mean([s for a in audits for s in a.reference_seconds.get(ref, [])]))
-            for ref in REFERENCES
-            if any(a.reference_seconds.get(ref) for a in audits)},
-        "reference_models": {
-            ref: sum(len(a.reference_seconds.get(ref, [])) for a in audits)
-            for ref in REFERENCES if any(a.reference_seconds.get(ref) for a in audits)},
+        "reference_seconds": {ref: float(np.mean(s)) for ref, s in seconds.items() if s},
+        "reference_models": {ref: sum(len(a.sources.get(ref, [])) for a in audits)
+                             for ref in used},
+        "reference_models_trained": {ref: count(ref, TRAINED) for ref in used},
+        "reference_models_shared": {ref: count(ref, SHARED) for ref in used},
+        "reference_models_cached": {ref: count(ref, CACHED) for ref in used},
+        "controls_cached": sum(a.control_source == CACHED for a in audits),
+        "reused": False,
     }
-    return ArmAudit(attacks=out, info=info, rocs=rocs)
+
+
+def _reused_info(info: dict[str, Any]) -> dict[str, Any]:
+    """The ``audit`` entry of an audit taken whole from the cache: nothing was trained
+    in this run; what the first computation trained and its seconds per model are kept
+    under ``first_computed``."""
+    zero = {ref: 0 for ref in info.get("reference_models") or {}}
+    return {**info, "reference_seconds": {}, "reference_models_trained": zero,
+            "reference_models_shared": zero, "reference_models_cached": zero,
+            "controls_cached": 0, "reused": True,
+            "first_computed": {k: info.get(k) for k in ("reference_seconds",
+                                                        "reference_models_trained")}}

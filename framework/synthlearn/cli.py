@@ -1,15 +1,25 @@
 """The ``synthlearn`` command: ``plugins``, ``validate``, ``run`` and ``sample``.
 
 A mistake the user can fix prints one line (``error: <where>: <what>``) and exits with
-status 2; a recipe with several problems prints one line per problem.
+status 2; a recipe with several problems prints one line per problem. A file-system
+failure (permission, disk full, ...) is one line naming the file, status 2. A bug (any
+other exception) is one line saying where it happened, status 1. ``--debug`` adds the
+full traceback to every error. SIGINT exits with status 130 and SIGTERM with 143, after
+the run has removed what it wrote.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType, TracebackType
 
 from synthlearn import __version__
 from synthlearn.components import KINDS
@@ -17,6 +27,14 @@ from synthlearn.errors import RecipeError, SynthlearnError
 from synthlearn.plugins import PluginSet, load_plugins
 
 EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: raised in the main thread so that a run unwinds (removing its
+    unfinished directory) exactly as it does on Ctrl-C."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,12 +44,19 @@ def _parser() -> argparse.ArgumentParser:
         "from one YAML recipe.",
     )
     parser.add_argument("--version", action="version", version=f"synthlearn {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="print the full traceback of any error (for plugin authors)")
+    # also accepted after the command; SUPPRESS keeps it from resetting the global flag
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="print the full traceback of any error (for plugin authors)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("plugins", help="list installed plugins and their components")
+    p = sub.add_parser("plugins", parents=[common],
+                       help="list installed plugins and their components")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
-    overrides = argparse.ArgumentParser(add_help=False)
+    overrides = argparse.ArgumentParser(add_help=False, parents=[common])
     overrides.add_argument("recipe", help="path to a recipe YAML file")
     overrides.add_argument("--set", dest="overrides", action="append", default=[],
                            metavar="PATH=VALUE",
@@ -45,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (default: <output.dir>/<name>-<time>)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
-    p = sub.add_parser("sample", help="draw images from a generator a site sent "
+    p = sub.add_parser("sample", parents=[common],
+                       help="draw images from a generator a site sent "
                        "(artifacts/<arm>/site-N-generator.safetensors of a run)")
     p.add_argument("generator", help="path to a site's generator file")
     p.add_argument("--n", type=int, default=64, help="how many images (default 64)")
@@ -60,6 +86,8 @@ def _sample(args: argparse.Namespace, plugins: PluginSet) -> int:
 
     if args.n < 1:
         raise SynthlearnError(f"--n must be at least 1, got {args.n}")
+    if args.seed < 0:
+        raise SynthlearnError(f"--seed must be >= 0, got {args.seed}")
     saved = open_generator(args.generator, plugins)
     data = saved.draw(args.n, args.seed)
     names = [f"class {c}" for c in range(int(saved.stats.get("num_classes", 0)))]
@@ -118,19 +146,93 @@ def _plugins_json(plugins: PluginSet) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     args = _parser().parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
     try:
-        return _dispatch(args)
+        with _sigterm_raises():
+            return _dispatch(args)
     except RecipeError as exc:
+        _traceback(debug)
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
         return EXIT_USER_ERROR
     except SynthlearnError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _traceback(debug)
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as exc:  # the file system: permission, disk full, a file in the way
+        _traceback(debug)
+        print(f"error: {_os_error(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted; finished site work stays cached", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Terminated:
+        print("terminated; finished site work stays cached", file=sys.stderr)
+        return EXIT_TERMINATED
+    except Exception as exc:  # a bug, in the core or in a plugin
+        _traceback(debug)
+        where = _where(exc.__traceback__)
+        print(f"error: internal error{f' in {where}' if where else ''}: "
+              f"{type(exc).__name__}: {_one_line(str(exc))}"
+              f"{'' if debug else ' (run with --debug for the traceback)'}", file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """While the command runs, SIGTERM raises ``Terminated`` in the main thread (a
+    second SIGTERM is ignored so the clean-up can finish); the old handler comes back
+    afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _traceback(debug: bool) -> None:
+    """With ``--debug``, print the traceback of the exception being handled."""
+    if debug:
+        traceback.print_exc(file=sys.stderr)
+
+
+def _one_line(text: str, limit: int = 500) -> str:
+    """The first non-empty line of ``text``, at most ``limit`` characters."""
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
+def _os_error(exc: OSError) -> str:
+    """``<file>: <reason>`` for a file-system error (``<reason>`` when it names none)."""
+    reason = exc.strerror or _one_line(str(exc)) or type(exc).__name__
+    names = [os.fsdecode(n) for n in (exc.filename, exc.filename2) if n is not None]
+    return f"{' -> '.join(names)}: {reason}" if names else reason
+
+
+def _where(tb: TracebackType | None) -> str | None:
+    """``module.function`` of the innermost frame in synthlearn or a plugin (code not
+    from the standard library or an installed package), or None."""
+    where = None
+    for frame, _ in traceback.walk_tb(tb):
+        module = frame.f_globals.get("__name__", "")
+        path = frame.f_code.co_filename
+        ours = module.split(".")[0].startswith("synthlearn") or not (
+            module.split(".")[0] in sys.stdlib_module_names
+            or "site-packages" in path or "dist-packages" in path or path.startswith("<"))
+        if ours and module != __name__:
+            code = frame.f_code
+            where = f"{module}.{getattr(code, 'co_qualname', code.co_name)}"
+    return where
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -15,10 +15,14 @@ A scheme does three things for one site:
 
 Built in: ``categorical`` (the class only) and ``phenotypic`` (the class plus the
 dataset's phenotype attributes, all of them or the ones named).
+
+Statistics that arrive from elsewhere (a site's payload, a generator file) are checked
+with ``check_stats`` before anything is sized by them: ``sample`` trusts what it gets.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -54,6 +58,120 @@ class Conditions:
 
     def subset(self, index: np.ndarray) -> Conditions:
         return Conditions(self.labels[index], self.vectors[index])
+
+
+#: Most classes a site's statistics may describe.
+MAX_CLASSES = 100_000
+
+#: Most images a site's statistics may describe (each class count and their sum).
+MAX_IMAGES = 100_000_000
+
+#: Most phenotype attributes, and condition-vector entries, statistics may describe.
+MAX_ATTRIBUTES = 256
+MAX_VECTOR = 4096
+
+
+def _brief(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters (a hostile value can be huge)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+#: What an attribute name in statistics from elsewhere may look like.
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+
+
+def _is_name(value: Any) -> bool:
+    return isinstance(value, str) and NAME.fullmatch(value) is not None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value: Any) -> bool:
+    """A finite number that fits a float (not a bool, not an int beyond float range)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, float, np.integer, np.floating)):
+        return False
+    try:
+        return bool(np.isfinite(float(value)))
+    except OverflowError:
+        return False
+
+
+class _StatsCheck:
+    """Raises one ``SynthlearnError`` naming the field (``stats.per_class['1'].cov``) and
+    ``where`` (a file, a site) for the first problem found."""
+
+    def __init__(self, stats: Any, where: str | None) -> None:
+        self.where = where
+        if not isinstance(stats, dict):
+            raise self.fail("stats", f"must be a JSON object, got {_brief(stats)}")
+        self.stats = stats
+
+    def fail(self, field: str, problem: str) -> SynthlearnError:
+        return SynthlearnError(f"malformed conditioning statistics: {field} {problem}",
+                               where=self.where)
+
+    def get(self, entry: dict[str, Any], key: str, field: str, scheme: str) -> Any:
+        if key not in entry:
+            raise self.fail(f"{field}.{key}", f"is missing (the {scheme} scheme needs it)")
+        return entry[key]
+
+    def reals(self, value: Any, field: str, n: int) -> list[float]:
+        """A list of exactly ``n`` finite numbers."""
+        if not (isinstance(value, list) and len(value) == n and all(map(_is_real, value))):
+            raise self.fail(field, f"must be a list of {n} finite numbers, got {_brief(value)}")
+        return [float(v) for v in value]
+
+    def names(self, value: Any, field: str) -> list[str]:
+        """Distinct attribute names (they become array and file names: ``NAME``)."""
+        if not (isinstance(value, list) and all(map(_is_name, value))
+                and len(set(value)) == len(value) and len(value) <= MAX_ATTRIBUTES):
+            raise self.fail(field, f"must be a list of distinct attribute names (letters, "
+                            f"digits, '_', '.', '-'; at most {MAX_ATTRIBUTES}), got "
+                            f"{_brief(value)}")
+        return value
+
+    def classes(self, scheme: str, num_classes: int | None) -> list[int]:
+        """The scheme tag, ``num_classes`` and ``class_counts``; returns the counts."""
+        stats = self.stats
+        if stats.get("scheme") != scheme:
+            raise self.fail("stats.scheme", f"is {_brief(stats.get('scheme'))}, expected "
+                            f"{scheme!r} (statistics of another conditioning scheme?)")
+        k = self.get(stats, "num_classes", "stats", scheme)
+        if not _is_int(k) or not 1 <= k <= MAX_CLASSES:
+            raise self.fail("stats.num_classes", f"must be an integer in 1..{MAX_CLASSES}, "
+                            f"got {_brief(k)}")
+        if num_classes is not None and k != num_classes:
+            raise self.fail("stats.num_classes", f"is {k}, the dataset has {num_classes} "
+                            "classes")
+        counts = self.get(stats, "class_counts", "stats", scheme)
+        if not (isinstance(counts, list) and len(counts) == k and all(
+                _is_int(c) and 0 <= c <= MAX_IMAGES for c in counts)):
+            raise self.fail("stats.class_counts", f"must be a list of {k} integers in "
+                            f"0..{MAX_IMAGES} (one per class), got {_brief(counts)}")
+        if not 1 <= sum(counts) <= MAX_IMAGES:
+            raise self.fail("stats.class_counts", f"must add up to 1..{MAX_IMAGES} images, "
+                            f"got {sum(counts)}")
+        return [int(c) for c in counts]
+
+
+def check_stats(scheme: Any, stats: Any, num_classes: int | None = None,
+                where: str | None = None) -> None:
+    """Check statistics that came from a site or a file before ``scheme.sample`` or
+    ``encode`` use them: a ``SynthlearnError`` naming ``where`` and the field otherwise.
+
+    ``num_classes`` is the dataset's, when known. A scheme from a plugin validates its
+    own statistics by defining ``check_stats(stats, num_classes, where)``; one without
+    it gets only the check that the statistics are a JSON object.
+    """
+    own = getattr(scheme, "check_stats", None)
+    if own is None:
+        _StatsCheck(stats, where)
+        return
+    own(stats, num_classes, where)
 
 
 def proportional_counts(counts: Sequence[int], n: int) -> list[int]:
@@ -98,6 +216,12 @@ class CategoricalConditioning:
                stats: dict[str, Any]) -> Conditions:
         labels = np.asarray(labels, dtype=np.int64)
         return Conditions(labels, np.zeros((len(labels), 0), dtype=np.float32))
+
+    def check_stats(self, stats: Any, num_classes: int | None = None,
+                    where: str | None = None) -> None:
+        """Statistics from elsewhere: ``scheme``, ``num_classes`` (the dataset's when
+        given) and ``class_counts`` (non-negative integers, one per class, not all 0)."""
+        _StatsCheck(stats, where).classes("categorical", num_classes)
 
     def sample(self, stats: dict[str, Any], n: int, rng: np.random.Generator
                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -207,6 +331,47 @@ class PhenotypicConditioning:
             vectors = np.zeros((len(labels), 0), dtype=np.float32)
         return Conditions(labels, vectors)
 
+    def check_stats(self, stats: Any, num_classes: int | None = None,
+                    where: str | None = None) -> None:
+        """Statistics from elsewhere: the categorical fields, then the attribute names,
+        the standardisation, the condition-vector size and, for every class the site
+        has, the per-class mean, covariance (symmetric, positive semi-definite), range,
+        rates and level frequencies, all finite and of matching sizes."""
+        check = _StatsCheck(stats, where)
+        counts = check.classes("phenotypic", num_classes)
+        cont = check.names(check.get(stats, "continuous", "stats", "phenotypic"),
+                           "stats.continuous")
+        binary = check.names(check.get(stats, "binary", "stats", "phenotypic"),
+                             "stats.binary")
+        levels = _check_levels(check, check.get(stats, "categorical", "stats", "phenotypic"))
+        every = [*cont, *binary, *levels]
+        if len(set(every)) != len(every) or len(every) > MAX_ATTRIBUTES:
+            raise check.fail("stats", f"names {len(every)} attributes, some twice or more "
+                             f"than {MAX_ATTRIBUTES}")
+        size = len(cont) + len(binary) + sum(len(v) for v in levels.values())
+        if size > MAX_VECTOR:
+            raise check.fail("stats.categorical", f"makes condition vectors of {size} "
+                             f"entries (at most {MAX_VECTOR})")
+        check.reals(check.get(stats, "center", "stats", "phenotypic"), "stats.center",
+                    len(cont))
+        scale = check.reals(check.get(stats, "scale", "stats", "phenotypic"), "stats.scale",
+                            len(cont))
+        if any(v <= 0 for v in scale):
+            raise check.fail("stats.scale", "must be positive")
+        per_class = check.get(stats, "per_class", "stats", "phenotypic")
+        if not isinstance(per_class, dict):
+            raise check.fail("stats.per_class", "must be a JSON object")
+        known = {str(c) for c in range(len(counts))}
+        for key in per_class:
+            if key not in known:
+                raise check.fail("stats.per_class", f"has an entry for class {_brief(key)}, "
+                                 f"not one of 0..{len(counts) - 1}")
+        for c, count in enumerate(counts):
+            if count:
+                entry = check.get(per_class, str(c), "stats.per_class", "phenotypic")
+                _check_class(check, entry, f"stats.per_class['{c}']", len(cont),
+                             len(binary), levels)
+
     def sample(self, stats: dict[str, Any], n: int, rng: np.random.Generator
                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         labels = _sample_labels(stats["class_counts"], n, rng)
@@ -232,3 +397,56 @@ class PhenotypicConditioning:
                 out[name][index] = np.asarray(levels)[rng.choice(len(levels), size=k,
                                                                  p=p / p.sum())]
         return labels, out
+
+
+def _check_levels(check: _StatsCheck, value: Any) -> dict[str, list[float]]:
+    """``categorical``: attribute name -> its distinct, finite level values."""
+    if not isinstance(value, dict) or len(value) > MAX_ATTRIBUTES:
+        raise check.fail("stats.categorical", f"must be a JSON object of attribute name -> "
+                         f"levels, got {_brief(value)}")
+    out: dict[str, list[float]] = {}
+    for name, levels in value.items():
+        field = f"stats.categorical[{_brief(name, 40)}]"
+        if not _is_name(name):
+            raise check.fail(field, "is not an attribute name (letters, digits, '_', '.', '-')")
+        if not isinstance(levels, list) or not levels or len(levels) > MAX_VECTOR:
+            raise check.fail(field, f"must be a non-empty list of levels, got {_brief(levels)}")
+        out[name] = check.reals(levels, field, len(levels))
+        if len(set(out[name])) != len(levels):
+            raise check.fail(field, "repeats a level")
+    return out
+
+
+def _check_class(check: _StatsCheck, entry: Any, field: str, d: int, n_binary: int,
+                 levels: dict[str, list[float]]) -> None:
+    """One class's entry of ``per_class`` (see ``PhenotypicConditioning.check_stats``)."""
+    if not isinstance(entry, dict):
+        raise check.fail(field, "must be a JSON object")
+    if d:
+        check.reals(check.get(entry, "mean", field, "phenotypic"), f"{field}.mean", d)
+        cov = check.get(entry, "cov", field, "phenotypic")
+        if not (isinstance(cov, list) and len(cov) == d):
+            raise check.fail(f"{field}.cov", f"must be a {d}x{d} matrix, got {_brief(cov)}")
+        matrix = np.array([check.reals(row, f"{field}.cov", d) for row in cov])
+        tolerance = 1e-6 * max(1.0, float(np.abs(matrix).max()))
+        if (not np.allclose(matrix, matrix.T, atol=tolerance)
+                or np.linalg.eigvalsh(matrix).min() < -tolerance):
+            raise check.fail(f"{field}.cov", "is not a symmetric positive semi-definite "
+                             "matrix")
+        low = check.reals(check.get(entry, "low", field, "phenotypic"), f"{field}.low", d)
+        high = check.reals(check.get(entry, "high", field, "phenotypic"), f"{field}.high", d)
+        if any(a > b for a, b in zip(low, high, strict=True)):
+            raise check.fail(f"{field}.low", "exceeds high")
+    rate = check.reals(check.get(entry, "rate", field, "phenotypic"), f"{field}.rate",
+                       n_binary)
+    if any(not 0.0 <= r <= 1.0 for r in rate):
+        raise check.fail(f"{field}.rate", "must hold rates in [0, 1]")
+    freq = check.get(entry, "freq", field, "phenotypic")
+    if not isinstance(freq, dict) or set(freq) != set(levels):
+        raise check.fail(f"{field}.freq", f"must give frequencies for exactly "
+                         f"{sorted(levels)}, got {_brief(freq)}")
+    for name, values in levels.items():
+        path = f"{field}.freq[{_brief(name, 40)}]"
+        p = check.reals(freq[name], path, len(values))
+        if any(v < 0 for v in p) or sum(p) <= 0:
+            raise check.fail(path, "must be non-negative, not all 0")

@@ -128,8 +128,12 @@ def _class_names(metrics: dict[str, Any]) -> list[str]:
 
 
 def slug(name: str) -> str:
-    """An arm name made safe as part of a file name."""
-    return re.sub(r"[^\w.-]", "_", name) or "arm"
+    """An arm name made safe as part of a file name (and as a folder name under
+    ``artifacts/``): characters other than letters, digits, ``.``, ``_`` and ``-`` become
+    ``_``, and so does a leading ``.`` (no hidden files, no ``.`` or ``..``). Two names can
+    share a slug (``x/y``, ``x_y``): the recipe check refuses such arms."""
+    safe = re.sub(r"[^\w.-]", "_", name)
+    return ("_" + safe[1:] if safe.startswith(".") else safe) or "arm"
 
 
 # --------------------------------------------------------------------------- sections
@@ -216,6 +220,16 @@ def _arm_name(arm: dict[str, Any], i: int) -> str:
     return str(arm.get("name") or arm.get("use") or f"arm {i}")
 
 
+def _warnings(metrics: dict[str, Any]) -> list[str]:
+    """The run's warnings (``metrics["warnings"]``), one bullet each; nothing when none."""
+    warnings = [" ".join(str(w).split()) for w in metrics.get("warnings") or []]
+    if not warnings:
+        return []
+    return ["## Warnings", "",
+            "Things that make some figures below doubtful (also printed while the run "
+            "went):", "", *(f"- {w}" for w in warnings), ""]
+
+
 def _summary(metrics: dict[str, Any]) -> list[str]:
     arms = metrics.get("arms") or []
     dataset = metrics.get("dataset") or {}
@@ -250,17 +264,22 @@ def _summary(metrics: dict[str, Any]) -> list[str]:
 
 
 def _arms_table(arms: list[dict[str, Any]]) -> list[str]:
+    with_val = any(arm.get("validation") for arm in arms)
     header = ["arm", "method", "private", "accuracy", "balanced accuracy", "AUC",
+              *(["val accuracy", "val AUC"] if with_val else []),
               "bytes to server", "bytes to sites", "wall s"]
     rows = []
     for i, arm in enumerate(arms):
         m = arm.get("metrics") or {}
+        v = arm.get("validation") or {}
         private = "yes" if arm.get("private", True) else "**no** (pools raw images)"
         rows.append([_arm_name(arm, i), f"`{arm.get('use', 'n/a')}`", private,
                      _num(m.get("accuracy")), _num(m.get("balanced_accuracy")),
-                     _num(m.get("auc")), _bytes(m.get("bytes_to_server")),
+                     _num(m.get("auc")),
+                     *([_num(v.get("accuracy")), _num(v.get("auc"))] if with_val else []),
+                     _bytes(m.get("bytes_to_server")),
                      _bytes(m.get("bytes_to_sites")), _num(m.get("wall_s"), 1)])
-    return _table(header, rows, ["l", "l", "l"] + ["r"] * 6)
+    return _table(header, rows, ["l", "l", "l"] + ["r"] * (len(header) - 3))
 
 
 def _per_site_results(arms: list[dict[str, Any]]) -> list[str]:
@@ -462,7 +481,8 @@ def _setup(metrics: dict[str, Any]) -> list[str]:
 def render_report(metrics: dict) -> str:
     """``report.md`` for a run: the Markdown text, ending in a newline.
 
-    Sections: title (recipe name and seed), what was compared, the arms table (with the
+    Sections: title (recipe name and seed), warnings (only when the run gave any:
+    ``metrics["warnings"]``), what was compared, the arms table (with the
     arms figure, the test figures after each step an arm's model took at the sites, and
     every site's own result for arms scored per site), cost (the
     accuracy-against-bytes figure and every round of multi-round arms), synthetic data
@@ -482,6 +502,7 @@ def render_report(metrics: dict) -> str:
         facts.append(f"total wall time {_num(metrics['wall_s'], 1)} s")
     if facts:
         lines += [" · ".join(facts), ""]
+    lines += _warnings(metrics)
 
     lines += ["## What was compared", "", *_summary(metrics), "", "## Results", ""]
     if arms:

@@ -1,8 +1,10 @@
 """One run of a recipe: data -> sites -> every arm -> evaluation -> report.
 
-The run directory is built under a hidden ``.<name>.partial`` directory and renamed into
-place only when everything is written, so a failed or killed run leaves nothing that
-looks complete.
+The run directory is reserved when the run starts (created atomically, so two runs
+started in the same second get two directories; an unwritable place is refused before
+any training) and holds only an ``INCOMPLETE`` file until every result is written. A
+run that fails or is interrupted removes what it wrote; one killed outright leaves a
+directory whose ``INCOMPLETE`` file says so.
 """
 
 from __future__ import annotations
@@ -16,14 +18,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 import torch
 import yaml
 
-from synthlearn import __version__
+from synthlearn import __version__, notices, sanity
 from synthlearn.arms.context import ArmContext, ArmResult
-from synthlearn.audit import audit_arm
+from synthlearn.audit import AuditStore, audit_arm
 from synthlearn.cache import SiteCache
+from synthlearn.code_identity import code_versions
 from synthlearn.data.types import Dataset, ImageData
 from synthlearn.errors import DataError, RecipeError, SynthlearnError
 from synthlearn.evaluation import classification_metrics
@@ -33,7 +37,7 @@ from synthlearn.plugins import PluginSet
 from synthlearn.recipe import Arm, Component, Recipe
 from synthlearn.report import slug, write_report
 from synthlearn.sites import Site, derive_seed
-from synthlearn.training import predict_proba
+from synthlearn.training import TrainSettings, predict_proba
 
 METRIC_KEYS = ("accuracy", "balanced_accuracy", "auc")
 
@@ -57,13 +61,16 @@ def _at(where: str, exc: SynthlearnError) -> SynthlearnError:
 def load_data(recipe: Recipe) -> tuple[Dataset, list[Site]]:
     """Load the recipe's dataset and partition its training split into sites.
 
-    Quick for every built-in dataset, so ``validate`` calls it too: a missing file or an
-    impossible partition is found before any training starts.
+    Quick for every built-in dataset, so ``validate`` calls it too: a missing file, an
+    impossible partition, a dataset whose figures would mean nothing (a single training
+    class, a test class never seen in training: ``sanity.check_classes``) or a model
+    with the wrong number of outputs is found before any training starts.
     """
     try:
         dataset = recipe.data.build().load(recipe.seed)
     except SynthlearnError as exc:
         raise _at("$.data", exc) from None
+    sanity.check_classes(dataset)  # one class, or a test class never trained on: refused
     try:
         sites = make_sites(recipe, dataset)
     except SynthlearnError as exc:
@@ -84,9 +91,11 @@ def _arm_components(arm: Arm) -> list[Component]:
 def check_components(recipe: Recipe, dataset: Dataset, sites: list[Site]) -> None:
     """Let every arm component that has a ``check(dataset, sites)`` method look at the
     data before any work starts (a generator rejecting a too-small site, a conditioning
-    rejecting a dataset without attributes). Raises ``RecipeError`` listing each
-    problem at the component's YAML path."""
-    problems = []
+    rejecting a dataset without attributes), and run every distinct model component's
+    network once on a tiny batch of the dataset's shape (``sanity.check_models``: it must
+    give one float per class). Raises ``RecipeError`` listing each problem at the
+    component's YAML path."""
+    problems = sanity.check_models(recipe, dataset)
     for arm in recipe.arms:
         for comp in _arm_components(arm):
             check = getattr(comp.build(), "check", None)
@@ -146,22 +155,156 @@ def _curve(rounds: list[dict[str, Any]], metrics: dict[str, Any]) -> list[dict[s
     return [*rounds, final]
 
 
-def new_run_dir(recipe: Recipe, out: str | None) -> Path:
-    """The final run directory: ``--out`` or ``<output.dir>/<name>-<timestamp>``."""
-    if out is not None:
-        final = Path(out).expanduser()
-        if final.exists() and (not final.is_dir() or any(final.iterdir())):
+INCOMPLETE = "INCOMPLETE"
+"""The marker file a run directory holds from its reservation until its last result is
+written."""
+
+
+def _stamp() -> str:
+    """The local time that names a default run directory."""
+    return datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def _cannot(action: str, exc: OSError, path: Path) -> SynthlearnError:
+    """One line for a file-system failure while reserving or writing a run directory."""
+    reason = exc.strerror or str(exc)
+    return SynthlearnError(f"cannot {action}: {reason}", where=str(exc.filename or path))
+
+
+def _plain_file_name(name: object) -> bool:
+    """A file name without a directory part (no ``/``, ``\\``, ``.`` or ``..``)."""
+    return (isinstance(name, str) and name not in ("", ".", "..")
+            and not any(c in name for c in "/\\\0"))
+
+
+class RunDir:
+    """A run directory reserved for one run: ``path`` exists and holds only the
+    ``INCOMPLETE`` marker until ``finish()``; ``discard()`` removes what the run wrote."""
+
+    def __init__(self, path: Path, created: bool) -> None:
+        self.path = path
+        self.created = created  # False: an empty directory named by --out, kept on discard
+
+    @classmethod
+    def claim(cls, path: Path, created: bool) -> RunDir:
+        """Write the marker into a directory this run made or found empty. Fails (and
+        gives the directory back) when it cannot be written or another run got there
+        first."""
+        marker = path / INCOMPLETE
+        try:
+            with open(marker, "x", encoding="utf-8") as fh:
+                fh.write(f"synthlearn run started {datetime.now().isoformat(' ', 'seconds')} "
+                         f"(process {os.getpid()}) has not finished: if it is not running, "
+                         f"delete this directory\n")
+        except FileExistsError:
+            raise SynthlearnError("another run is writing here; choose another --out",
+                                  where=str(path)) from None
+        except OSError as exc:
+            if created:
+                shutil.rmtree(path, ignore_errors=True)
+            raise _cannot("write in the run directory", exc, path) from None
+        others = [p.name for p in path.iterdir() if p.name != INCOMPLETE]
+        if others:  # something appeared between the emptiness check and the marker
+            marker.unlink(missing_ok=True)
             raise SynthlearnError("already exists and is not empty; choose another --out",
-                                  where=str(final))
-        return final
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+                                  where=str(path))
+        return cls(path, created)
+
+    def finish(self) -> None:
+        """Mark the directory complete (every result is written)."""
+        (self.path / INCOMPLETE).unlink()
+
+    def discard(self) -> None:
+        """Remove what the run wrote: the whole directory if the run made it, otherwise
+        (an empty ``--out`` it was given) only its contents. Never raises."""
+        if self.created:
+            shutil.rmtree(self.path, ignore_errors=True)
+            return
+        for child in list(self.path.iterdir()) if self.path.is_dir() else []:
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+
+
+def _reserve_out(out: str) -> RunDir:
+    """Reserve ``--out``: a new directory, or an existing empty one (a symlink to one is
+    followed, and the run is written into the directory it points at)."""
+    given = Path(out).expanduser()
+    final = given.resolve() if given.is_symlink() else given
+    if final.exists() and not final.is_dir():
+        raise SynthlearnError("exists and is not a directory; choose another --out",
+                              where=str(given))
+    if final.is_dir():
+        try:
+            empty = not any(final.iterdir())
+        except OSError as exc:
+            raise _cannot("read the --out directory", exc, final) from None
+        if not empty:
+            raise SynthlearnError("already exists and is not empty; choose another --out",
+                                  where=str(given))
+        return RunDir.claim(final, created=False)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # a file where a parent directory should be
+        raise _cannot("create the run directory", OSError(20, os.strerror(20)), final) from None
+    except OSError as exc:
+        raise _cannot("create the run directory", exc, final) from None
+    try:
+        final.mkdir()
+    except FileExistsError:  # made by someone else since the check above
+        raise SynthlearnError("already exists; choose another --out", where=str(given)) from None
+    except OSError as exc:
+        raise _cannot("create the run directory", exc, final) from None
+    return RunDir.claim(final, created=True)
+
+
+def _reserve_default(recipe: Recipe) -> RunDir:
+    """Reserve ``<output.dir>/<name>-<timestamp>`` (``-2``, ``-3``, ... when taken): each
+    candidate is made with one ``mkdir``, so concurrent runs never share one."""
+    stamp = _stamp()
     base = Path(recipe.output_dir).expanduser()
-    final = base / f"{recipe.name}-{stamp}"
-    n = 2
-    while final.exists():
-        final = base / f"{recipe.name}-{stamp}-{n}"
-        n += 1
-    return final
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # a file where the directory should be
+        raise _cannot("create the output directory", OSError(20, os.strerror(20)), base) from None
+    except OSError as exc:
+        raise _cannot("create the output directory", exc, base) from None
+    for n in range(1, 1000):
+        final = base / (f"{recipe.name}-{stamp}" if n == 1 else f"{recipe.name}-{stamp}-{n}")
+        try:
+            final.mkdir()
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise _cannot("create the run directory", exc, final) from None
+        return RunDir.claim(final, created=True)
+    raise SynthlearnError(f"999 run directories named {recipe.name}-{stamp} already exist",
+                          where=str(base))
+
+
+def warn_unlike_training(training: dict[str, TrainSettings]) -> None:
+    """Warn when the arms of one run train or finish their models differently (one arm
+    with mixup or calibrated at the sites, another without): their figures then do not
+    compare like for like. Arms get the recipe's ``model`` settings unless they bring
+    their own ``model:``."""
+    fields = [f.name for f in attrs.fields(TrainSettings) if f.name != "device"]
+    differing = [name for name in fields
+                 if len({getattr(s, name) for s in training.values()}) > 1]
+    if differing:
+        detail = "; ".join(
+            f"{arm}: " + ", ".join(f"{name}={getattr(s, name)}" for name in differing)
+            for arm, s in training.items())
+        notices.warn(f"the arms train or finish their models differently ({detail}): "
+                     "their figures are not like for like")
+
+
+def new_run_dir(recipe: Recipe, out: str | None) -> RunDir:
+    """Reserve the run directory: ``--out`` or ``<output.dir>/<name>-<timestamp>``.
+
+    Raises ``SynthlearnError`` (one line, before any work) when the place is taken or
+    cannot be written."""
+    return _reserve_out(out) if out is not None else _reserve_default(recipe)
 
 
 class Run:
@@ -172,46 +315,47 @@ class Run:
         self.plugins = plugins
         self.progress = Progress(not quiet)
         self.cache = SiteCache(recipe.cache_dir) if recipe.cache_dir else None
+        if self.cache is not None:  # a cache path that cannot be written: stop now
+            self.cache.check_usable()
         self.synthetic: dict[str, dict[int, ImageData]] = {}
         self.artifacts: dict[str, dict[str, bytes]] = {}
         self.rocs: dict[str, dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]] = {}
+        # the audit's models shared between arms, and finished audits kept in the cache
+        self.audit_store = AuditStore(self.cache)
 
     def execute(self, out: str | None = None) -> Path:
-        """Run every arm and write the run directory; return its path."""
+        """Run every arm and write the run directory; return its path.
+
+        The directory is reserved first; if anything fails or the run is interrupted
+        (``KeyboardInterrupt``, or any ``BaseException``), what it wrote is removed."""
         recipe = self.recipe
-        final = new_run_dir(recipe, out)
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        started = time.perf_counter()
-
-        self.progress.say(f"loading data: {recipe.data.use}")
-        dataset, sites = load_data(recipe)
-        self.progress.say(f"{len(sites)} sites: " + ", ".join(
-            f"site {s.id} {len(s.data)} images" for s in sites))
-
-        final.parent.mkdir(parents=True, exist_ok=True)
-        partial = final.parent / f".{final.name}.partial"
-        if partial.exists():
-            shutil.rmtree(partial)
-        partial.mkdir(parents=True)
+        notices.start()  # this run's warnings only (metrics.json "warnings")
+        run_dir = new_run_dir(recipe, out)
         try:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            started = time.perf_counter()
+            self.progress.say(f"loading data: {recipe.data.use}")
+            dataset, sites = load_data(recipe)
+            self.progress.say(f"{len(sites)} sites: " + ", ".join(
+                f"site {s.id} {len(s.data)} images" for s in sites))
             metrics = self._run_arms(dataset, sites)
             metrics["wall_s"] = time.perf_counter() - started
-            self._write(partial, metrics, dataset, sites)
-            if final.exists():
-                final.rmdir()  # --out named an empty directory
-            os.replace(partial, final)
+            try:
+                self._write(run_dir.path, metrics, dataset, sites)
+            except OSError as exc:
+                raise _cannot("write the run directory", exc, run_dir.path) from exc
+            run_dir.finish()
         except BaseException:
-            shutil.rmtree(partial, ignore_errors=True)
+            run_dir.discard()
             raise
-        self.plugins.hook.synthlearn_on_run_end(run_dir=final, metrics=metrics)
-        self.progress.say(f"results: {final}")
-        return final
+        self.plugins.hook.synthlearn_on_run_end(run_dir=run_dir.path, metrics=metrics)
+        self.progress.say(f"results: {run_dir.path}")
+        return run_dir.path
 
     def _versions(self, arm: Arm) -> dict[str, str]:
-        versions = {"synthlearn": __version__}
-        for comp in [*_arm_components(arm), arm.model]:
-            versions[comp.registered.distribution] = comp.registered.version
-        return versions
+        """The version and code identity of the core and of every distribution whose
+        components the arm uses (part of its cache keys: editing code invalidates)."""
+        return code_versions(comp.registered for comp in [*_arm_components(arm), arm.model])
 
     def _run_arms(self, dataset: Dataset, sites: list[Site]) -> dict[str, Any]:
         recipe = self.recipe
@@ -227,6 +371,8 @@ class Run:
             return _clean(classification_metrics(probs, test.labels))
 
         arms_out = []
+        training = {arm.name: arm.model.build().training for arm in recipe.arms}
+        warn_unlike_training(training)
         for i, arm in enumerate(recipe.arms):
             self.progress.say(f"[arm {i + 1}/{len(recipe.arms)}] {arm.name} ({arm.component.use})")
             pooling = arm.component.build()
@@ -247,11 +393,19 @@ class Run:
                                       f"{arm.component.registered.distribution}) returned "
                                       f"{type(result).__name__}, expected ArmResult")
             entry = self._score(arm, pooling, ctx, result, evaluator)
+            entry["training"] = attrs.asdict(training[arm.name])
+            if result.site_models:  # scored per site: a one-class site's model is moot
+                sanity.warn_single_class_sites(arm.name, sorted(result.site_models), sites,
+                                               dataset.class_names)
+            if dataset.validation is not None:
+                entry["validation"] = self._validation(result, dataset.validation, device)
             entry["metrics"]["wall_s"] = time.perf_counter() - start
             entry["curve"] = _curve(ctx.curve, entry["metrics"])
             if result.synthetic:
                 self.progress.say(f"  {arm.name}: fidelity of the synthetic images")
                 entry["fidelity"] = self._fidelity(result.synthetic, test.images)
+                sanity.warn_collapsed_generators(arm.name, result.synthetic,
+                                                 entry["fidelity"])
                 self.synthetic[arm.name] = result.synthetic
                 entry["figures"] = {"synthetic": f"synthetic-{slug(arm.name)}.png"}
             if result.artifacts:
@@ -262,7 +416,8 @@ class Run:
                 self.progress.say(f"  {arm.name}: membership audit "
                                   f"({', '.join(a.use for a in recipe.attacks)})")
                 audit_start = time.perf_counter()
-                audited = audit_arm(ctx, pooling, result, list(recipe.attacks), test)
+                audited = audit_arm(ctx, pooling, result, list(recipe.attacks), test,
+                                    store=self.audit_store)
                 entry["attacks"] = audited.attacks
                 entry["audit"] = {**audited.info,
                                   "wall_s": time.perf_counter() - audit_start}
@@ -288,6 +443,7 @@ class Run:
             "name": recipe.name,
             "seed": recipe.seed,
             "synthlearn_version": __version__,
+            "warnings": notices.collected(),  # every warning of the run so far, in order
             "dataset": {
                 "use": recipe.data.use,
                 "num_classes": dataset.num_classes,
@@ -297,6 +453,8 @@ class Run:
                 "channels": dataset.channels,
                 "n_train": len(dataset.train),
                 "n_test": len(dataset.test),
+                "n_validation": (None if dataset.validation is None
+                                 else len(dataset.validation)),
             },
             "model": {"use": recipe.model.use, **model_desc},
             "sites": [
@@ -307,6 +465,16 @@ class Run:
             "arms": arms_out,
             **extra,
         }
+
+    @staticmethod
+    def _validation(result: ArmResult, data: ImageData, device: str) -> dict[str, Any]:
+        """The released model's figures on the validation split (the mean over sites for
+        an arm scored per site), beside the headline test-split figures."""
+        models = ([result.model] if result.model is not None
+                  else [result.site_models[sid] for sid in sorted(result.site_models)])
+        rows = [_clean(classification_metrics(predict_proba(m, data.images, device=device),
+                                              data.labels)) for m in models]
+        return {"n": len(data), **_mean(rows)}
 
     @staticmethod
     def _fidelity(pools: dict[int, ImageData], test_images: np.ndarray) -> dict[str, Any]:
@@ -362,6 +530,12 @@ class Run:
 
     def _write(self, run_dir: Path, metrics: dict[str, Any], dataset: Dataset,
                sites: list[Site]) -> None:
+        """Write every result into ``run_dir``, ``metrics.json`` last."""
+        for arm, files in self.artifacts.items():  # before anything is written
+            for name in files:
+                if not _plain_file_name(name):
+                    raise SynthlearnError(f"arm {arm!r} returned an artifact named {name!r}; "
+                                          f"an artifact name must be a plain file name")
         (run_dir / "recipe.yaml").write_text(
             yaml.safe_dump(self.recipe.to_dict(), sort_keys=False), encoding="utf-8")
         write_report(run_dir, metrics, [(s.id, s.data) for s in sites],

@@ -16,6 +16,7 @@ import attrs
 import torch
 
 from synthlearn.cache import SiteCache, cache_key
+from synthlearn.code_identity import code_versions, module_digest
 from synthlearn.data.types import AttributeInfo, ImageData
 from synthlearn.exchange import Payload
 
@@ -75,17 +76,21 @@ class SiteEnv:
         For expensive site-side work that several tasks or arms share but that need not
         leave the site (e.g. a fitted generator that one arm sends and another only
         samples from). ``parts`` must identify everything that determines the result
-        (config, data fingerprint, seed). The versions of the code that computes it are
-        added: the core's and those of ``components`` (recipe components, e.g. the
-        generator), or, when not given, of every component of the arm, so work that
-        depends only on a generator is shared by arms from different plugins.
+        (config, data fingerprint, seed). The versions and code identities
+        (``synthlearn.code_identity``) of the code that computes it are added: the
+        core's and those of ``components`` (recipe components, e.g. the generator), or,
+        when not given, of every component of the arm, so work that depends only on a
+        generator is shared by arms from different plugins; and the identity of the
+        package that defines ``compute``. Editing any of that code makes a new entry.
+        Kept entries are verified (``SiteCache.get``) before use.
         """
-        versions = dict(self.versions) if components is None else {
-            "synthlearn": self.versions.get("synthlearn", ""),
-            **{c.registered.distribution: c.registered.version for c in components}}
         if self.store is None:
             return compute()
-        key = cache_key({"site_memo": dict(parts), "versions": versions})
+        versions = dict(self.versions) if components is None else code_versions(
+            c.registered for c in components)
+        source = module_digest(getattr(compute, "__module__", None) or "")
+        key = cache_key({"site_memo": dict(parts), "versions": versions,
+                         "compute_source": source})
         blob = self.store.get(key)
         if blob is not None:
             return Payload.from_bytes(blob, "site store")

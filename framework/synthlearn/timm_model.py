@@ -97,6 +97,10 @@ class TimmConfig:
     schedule: str = _train_field("schedule")
     augment: bool = _train_field("augment")
     device: str = _train_field("device")
+    mixup: float = _train_field("mixup")
+    label_smoothing: float = _train_field("label_smoothing")
+    adapt_bn: bool = _train_field("adapt_bn")
+    calibrate: bool = _train_field("calibrate")
 
     def train_settings(self) -> TrainSettings:
         """The training fields as a ``TrainSettings``."""

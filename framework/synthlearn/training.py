@@ -53,6 +53,18 @@ class TrainSettings:
     (per-step cosine decay to zero) or ``constant``; ``augment`` adds a random shift of
     up to 2 px (zero padding, i.e. black) and a random horizontal flip; ``device`` is
     ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+
+    ``mixup > 0`` trains on convex mixtures of each batch with a shuffled copy of itself
+    (weight ~ Beta(mixup, mixup), targets mixed alike); ``label_smoothing`` trains
+    against ``1 - s`` on the label plus ``s / num_classes`` everywhere (hard labels only:
+    an arm that trains on soft targets, e.g. kr, applies it to its hard-label part).
+
+    ``adapt_bn`` and ``calibrate`` are steps the trained model takes at the sites before
+    it is released (``synthlearn.arms.site_steps``): the sites re-estimate its batch-norm
+    statistics on their own images, then fit one output bias per class to their own
+    class mix; only aggregate statistics come back. Every arm applies them alike (a model
+    at the server visits every site; a local arm's site applies them to its own model),
+    so a recipe that sets them on ``model`` compares arms like for like.
     """
 
     epochs: int = attrs.field(default=10, validator=attrs.validators.ge(1))
@@ -63,6 +75,11 @@ class TrainSettings:
     schedule: str = attrs.field(default="cosine", validator=attrs.validators.in_(SCHEDULES))
     augment: bool = False
     device: str = attrs.field(default="auto", validator=_check_device_name)
+    mixup: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
+    label_smoothing: float = attrs.field(
+        default=0.0, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])
+    adapt_bn: bool = False
+    calibrate: bool = False
 
 
 def resolve_device(name: str) -> torch.device:
@@ -177,7 +194,6 @@ def train_classifier(
     soft_targets: np.ndarray | None = None,
     penalty: Callable[[nn.Module], torch.Tensor] | None = None,
     redraw: Callable[[int], tuple[ImageData, np.ndarray | None] | None] | None = None,
-    mixup: float = 0.0,
     progress: bool = True,
     desc: str = "train",
 ) -> nn.Module:
@@ -190,19 +206,21 @@ def train_classifier(
     ``redraw(epoch)``, when given, is called before every epoch after the first: a
     returned ``(data, soft_targets)`` (the same number of images as ``data``) replaces
     the training set from that epoch on, ``None`` keeps the current one (knowledge
-    recycling's fresh synthetic sets). ``mixup > 0`` trains on convex mixtures of each
-    batch with a shuffled copy of itself, the weight drawn per batch from
-    Beta(mixup, mixup), targets mixed alike (hard labels as one-hot).
+    recycling's fresh synthetic sets). ``settings.mixup > 0`` trains on convex mixtures
+    of each batch with a shuffled copy of itself, the weight drawn per batch from
+    Beta(mixup, mixup), targets mixed alike (hard labels as one-hot);
+    ``settings.label_smoothing`` smooths hard labels (never ``soft_targets``).
     Shuffling and augmentation draw from a local ``torch.Generator`` seeded with
     ``seed``; ``torch.manual_seed(seed)`` covers the rest (dropout). On CUDA the loop
     uses mixed precision (bf16 where supported, else fp16 with loss scaling) and
-    channels-last memory.
+    channels-last memory. An epoch whose mean loss is not finite stops the training
+    with ``SynthlearnError("training diverged at epoch N of M ...")``.
     """
     n = len(data)
     if n < 2:
         raise SynthlearnError(f"cannot train a classifier on {n} image(s); need at least 2")
-    if mixup < 0:
-        raise ValueError(f"mixup must be >= 0, got {mixup}")
+    mixup = settings.mixup
+    smoothing = settings.label_smoothing if soft_targets is None else 0.0
     device = resolve_device(settings.device)
     on_cuda = device.type == "cuda"
     torch.manual_seed(seed)
@@ -266,10 +284,10 @@ def train_classifier(
                 inputs = inputs.contiguous(memory_format=memory_format)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=on_cuda):
                     logits = model(inputs).float()
-                loss = F.cross_entropy(logits, targets[index])
+                loss = F.cross_entropy(logits, targets[index], label_smoothing=smoothing)
                 if mixing is not None:
                     loss = weight * loss + (1.0 - weight) * F.cross_entropy(
-                        logits, targets[index[partner]])
+                        logits, targets[index[partner]], label_smoothing=smoothing)
                 reported = loss.detach()
                 if penalty is not None:
                     loss = loss + penalty(model)
@@ -280,7 +298,13 @@ def train_classifier(
                 if scheduler is not None:
                     scheduler.step()
                 loss_sum += reported * len(index)
-            bar.set_postfix(loss=f"{loss_sum.item() / n:.4f}", refresh=False)
+            mean_loss = loss_sum.item() / n
+            bar.set_postfix(loss=f"{mean_loss:.4f}", refresh=False)
+            if not math.isfinite(mean_loss):  # stop where it happens, not at evaluation
+                bar.close()
+                raise SynthlearnError(f"training diverged at epoch {epoch + 1} of "
+                                      f"{settings.epochs} (loss {mean_loss}, lr "
+                                      f"{settings.lr:g}): try a lower learning rate")
     bar.close()
 
     model.to(device="cpu", memory_format=torch.contiguous_format)

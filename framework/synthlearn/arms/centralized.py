@@ -12,6 +12,7 @@ import attrs
 import torch
 
 from synthlearn.arms.context import ArmContext, ArmResult
+from synthlearn.arms.site_steps import check_site_steps, finish_at_sites
 from synthlearn.data.types import ImageData
 from synthlearn.exchange import Payload
 from synthlearn.sites import Site, SiteEnv, SiteTask
@@ -20,7 +21,8 @@ from synthlearn.sites import Site, SiteEnv, SiteTask
 @attrs.define(frozen=True)
 class CentralizedConfig:
     """The centralized arm takes no parameters: it trains the recipe's model on the
-    union of all sites' images."""
+    union of all sites' images, then takes the model's site steps (``adapt_bn``,
+    ``calibrate``) like every other arm."""
 
 
 def share_raw_images(site: Site, config: Any, inbound: Payload | None, env: SiteEnv
@@ -53,9 +55,12 @@ class CentralizedArm:
         self.config = config
 
     def run(self, ctx: ArmContext) -> ArmResult:
+        check_site_steps(ctx)  # before any work
         task = SiteTask("share_raw_images", share_raw_images, self.config,
                         shares="raw images, labels and attributes")
         received = ctx.run_sites(task)
         pooled = ImageData.concat([payload_images(received[sid]) for sid in sorted(received)])
         model = ctx.train(pooled, "pooled", desc="pooled real images")
-        return ArmResult(model=model, details={"n_train": len(pooled)})
+        details: dict[str, Any] = {"n_train": len(pooled)}
+        details.update(finish_at_sites(ctx, model))
+        return ArmResult(model=model, details=details)

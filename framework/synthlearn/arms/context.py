@@ -19,11 +19,12 @@ import numpy as np
 import torch.nn as nn
 
 from synthlearn.cache import SiteCache, cache_key
+from synthlearn.code_identity import module_digest
 from synthlearn.data.types import AttributeInfo, ImageData
 from synthlearn.errors import SiteFailure, SynthlearnError
 from synthlearn.exchange import Ledger, Payload
 from synthlearn.sites import Site, SiteEnv, SiteTask, derive_seed, seeded_model
-from synthlearn.training import train_classifier
+from synthlearn.training import TrainSettings, train_classifier
 
 
 def _first_line(exc: BaseException) -> str:
@@ -121,7 +122,8 @@ class ArmContext:
             "seed": derive_seed(self.seed, "site", site.id, task.name),
             "inbound": None if inbound is None else hashlib.sha256(inbound).hexdigest(),
             "shape": [self.num_classes, self.in_chans, list(self.image_size)],
-            "versions": dict(self.versions),
+            "versions": dict(self.versions),  # with code identities: see code_identity
+            "task_source": module_digest(task.fn.__module__),
         })
 
     def run_sites(
@@ -133,8 +135,9 @@ class ArmContext:
         """Run ``task`` at every site (or the given ones) and return what came back.
 
         ``inbound`` is what the server sends first: one payload for all sites, or one per
-        site; it is counted in ``bytes_to_sites``. Payloads found in the cache are not
-        recomputed (they still count as having crossed).
+        site; it is counted in ``bytes_to_sites``. Payloads found in the cache (verified
+        against their digest and key, ``SiteCache.get``) are not recomputed (they still
+        count as having crossed).
         """
         sites = self.sites if sites is None else sites
         if isinstance(inbound, Payload):
@@ -220,19 +223,29 @@ class ArmContext:
         return seeded_model(self.model.build(), self.seed_for("init", *tags), self.in_chans,
                             self.num_classes, self.image_size)
 
+    @property
+    def training(self) -> TrainSettings:
+        """How this arm's downstream model is trained and finished (the model's
+        ``TrainSettings``: every arm of a recipe reads the same ones unless it brings
+        its own ``model:``)."""
+        return self.model.build().training
+
     def train(self, data: ImageData, *tags: object, soft_targets: np.ndarray | None = None,
               redraw: Callable[[int], tuple[ImageData, np.ndarray | None] | None] | None = None,
-              mixup: float = 0.0, desc: str = "server") -> nn.Module:
-        """Train a fresh downstream model at the server on ``data`` (seeded by ``tags``).
+              desc: str = "server") -> nn.Module:
+        """Train a fresh downstream model at the server on ``data`` (seeded by ``tags``)
+        with the model's training settings (mixup and label smoothing included).
 
-        ``soft_targets``, ``redraw`` and ``mixup`` are those of
+        ``soft_targets`` and ``redraw`` are those of
         ``synthlearn.training.train_classifier`` (distillation targets, a fresh training
-        set per epoch, mixup)."""
+        set per epoch). An error in the training (e.g. it diverged) names this arm."""
         model = self.build_model(*tags)
-        settings = self.model.build().training
-        return train_classifier(model, data, settings, self.seed_for("train", *tags),
-                                soft_targets=soft_targets, redraw=redraw, mixup=mixup,
-                                progress=self.progress, desc=f"{self.name}: {desc}")
+        try:
+            return train_classifier(model, data, self.training, self.seed_for("train", *tags),
+                                    soft_targets=soft_targets, redraw=redraw,
+                                    progress=self.progress, desc=f"{self.name}: {desc}")
+        except SynthlearnError as exc:
+            raise SynthlearnError(str(exc), where=f"arm {self.name}, server ({desc})") from None
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Accuracy, balanced accuracy and AUC of ``model`` on the real test set."""

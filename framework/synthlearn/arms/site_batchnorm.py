@@ -28,12 +28,18 @@ from synthlearn.training import batchnorm_layers, refresh_batchnorm
 if TYPE_CHECKING:
     from synthlearn.arms.context import ArmContext
 
+#: Largest image count a site may send with its statistics (it weights them).
+MAX_IMAGE_COUNT = 100_000_000
+
+
 def image_count(payload: Payload, sid: int, what: str) -> int:
     """The image count ``n`` a site sent with ``what`` (its statistics, its biases), as
-    a positive integer; anything else is an error naming the site."""
+    an integer in 1..``MAX_IMAGE_COUNT``; anything else is an error naming the site."""
     n = payload.meta.get("n")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise SynthlearnError(f"{what} with a bad image count {n!r}", where=f"site {sid}")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_IMAGE_COUNT:
+        text = repr(n) if len(repr(n)) < 40 else repr(n)[:37] + "..."
+        raise SynthlearnError(f"{what} with a bad image count {text} (an integer in "
+                              f"1..{MAX_IMAGE_COUNT} expected)", where=f"site {sid}")
     return n
 
 

@@ -18,7 +18,7 @@ site, so switching modes, or a second arm with the same generator, does not refi
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import numpy as np
@@ -26,12 +26,12 @@ import torch
 
 from synthlearn.arms.context import ArmContext, ArmResult
 from synthlearn.arms.site_steps import check_site_steps, finish_at_sites
+from synthlearn.conditioning import MAX_IMAGES, check_stats
 from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
 from synthlearn.exchange import Payload
 from synthlearn.memorisation import near_copy_mask
 from synthlearn.sites import Site, SiteEnv, SiteTask, derive_seed
-from synthlearn.training import smoothed_onehot
 
 SHARES: tuple[str, ...] = ("samples", "generator")
 
@@ -67,27 +67,21 @@ class SyntheticConfig:
     epochs (null, the default: one fixed set), so it sees ``ceil(epochs / N)`` sets of
     the same size; with ``share: samples`` each site sends that many sets (the bytes
     grow with them), with ``share: generator`` the server draws them at no extra cost.
-    ``adapt_bn: true`` has each site re-estimate the trained model's batch-norm
-    statistics on its own images (``synthlearn.arms.site_batchnorm``): the model goes
-    to every site and per-channel means and variances come back, counted both ways.
-    ``calibrate: true`` then has each site fit per-class logit biases that make the
-    model's predictions follow its own class mix (``synthlearn.arms.site_calibration``):
-    the model goes to every site again and ``num_classes`` numbers come back.
-    ``label_smoothing`` (e.g. 0.1) trains against smoothed one-hot labels, so the model
-    does not grow over-confident on synthetic images it separates too easily; ``mixup >
-    0`` mixes each batch (weight ~ Beta(mixup, mixup)).
+
+    How the server trains and finishes the model (``mixup``, ``label_smoothing``,
+    ``adapt_bn``, ``calibrate``) is the model's business, set under ``model.params`` for
+    every arm alike (``synthlearn.training.TrainSettings``).
     """
+
+    __synthlearn_moved__: ClassVar[dict[str, str]] = {
+        name: f"$.model.params.{name}"
+        for name in ("mixup", "label_smoothing", "adapt_bn", "calibrate")}
 
     share: str = attrs.field(default="samples", validator=attrs.validators.in_(SHARES))
     multiple: float | None = attrs.field(default=None, validator=_positive_or_none)
     count: int | None = attrs.field(default=None, validator=_positive_or_none)
     drop_near_copies: float | None = attrs.field(default=None, validator=_positive_or_none)
     regenerate_every: int | None = attrs.field(default=None, validator=_every)
-    adapt_bn: bool = False
-    calibrate: bool = False
-    label_smoothing: float = attrs.field(
-        default=0.0, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])
-    mixup: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
 
     def __attrs_post_init__(self) -> None:
         if self.multiple is not None and self.count is not None:
@@ -148,16 +142,75 @@ def describe_parts(parts: Any) -> dict[str, Any]:
                            for slot, comp in sorted(parts.items())}}
 
 
-def draw_pool(generator: Any, scheme: Any, stats: dict[str, Any], n: int, seed: int
-              ) -> ImageData:
-    """``n`` synthetic images whose conditions follow ``stats``, deterministic in ``seed``."""
+def _image_limit(ctx: ArmContext) -> int:
+    """Most images a site can claim: every training image the server split into sites."""
+    return sum(len(site.data) for site in ctx.sites) or MAX_IMAGES
+
+
+def generator_label(component: Any) -> str:
+    """``generator 'gan' (synthlearn-gan)``: a recipe's generator component by its
+    ``use`` and the distribution that registered it, for error messages."""
+    registered = getattr(component, "registered", None)
+    distribution = getattr(registered, "distribution", None)
+    return f"generator {component.use!r}" + (f" ({distribution})" if distribution else "")
+
+
+def _sample_problem(images: Any, n: int, image_shape: tuple[int, ...] | None) -> str | None:
+    """What is wrong with one chunk a generator's ``sample`` returned for ``n``
+    conditions (``image_shape``: the (C, H, W) it must have, when known), or None."""
+    want = ", ".join(map(str, image_shape)) if image_shape else "C, H, W"
+    expected = f"expected uint8 ({n}, {want}), one image per condition"
+    if not isinstance(images, np.ndarray):
+        return f"sample returned {type(images).__name__}, {expected}"
+    if (images.dtype != np.uint8 or images.ndim != 4 or images.shape[0] != n
+            or (image_shape is not None and images.shape[1:] != tuple(image_shape))):
+        return f"sample returned {images.dtype} {tuple(images.shape)}, {expected}"
+    return None
+
+
+def draw_pool(generator: Any, scheme: Any, stats: dict[str, Any], n: int, seed: int, *,
+              label: str = "generator", image_shape: tuple[int, ...] | None = None,
+              where: str | None = None, max_bytes: int | None = None) -> ImageData:
+    """``n`` synthetic images whose conditions follow ``stats``, deterministic in ``seed``.
+
+    Conditions are encoded and sampled ``SAMPLE_CHUNK`` at a time. Every chunk the
+    generator returns is checked (uint8, (N, C, H, W), one image per condition, the
+    ``image_shape`` when given, the same shape throughout); a broken rule is a
+    ``SynthlearnError`` naming ``label`` (the generator) and ``where``. ``max_bytes``
+    bounds the images drawn, checked once the first chunk shows their size.
+    """
+    if n < 1:
+        raise SynthlearnError(f"cannot draw {n} synthetic images", where=where)
     labels, attributes = scheme.sample(stats, n, np.random.default_rng(derive_seed(seed, "c")))
-    conditions = scheme.encode(labels, attributes, stats)
-    chunks = []
+    labels = np.asarray(labels)
+    if (labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer)
+            or any(np.shape(v) != (n,) for v in attributes.values())):
+        raise SynthlearnError(f"conditioning {type(scheme).__name__}: sample returned labels "
+                              f"{labels.dtype} {labels.shape}, expected integers ({n},) and "
+                              f"one value per image for each attribute", where=where)
+    images: np.ndarray | None = None
     for i, start in enumerate(range(0, n, SAMPLE_CHUNK)):
-        part = conditions.subset(np.arange(start, min(n, start + SAMPLE_CHUNK)))
-        chunks.append(generator.sample(part, derive_seed(seed, "z", i)))
-    images = np.concatenate(chunks)
+        index = np.arange(start, min(n, start + SAMPLE_CHUNK))
+        part = scheme.encode(labels[index], {k: np.asarray(v)[index]
+                                             for k, v in attributes.items()}, stats)
+        try:
+            chunk = generator.sample(part, derive_seed(seed, "z", i))
+        except SynthlearnError as exc:  # the generator's own refusal, e.g. its conditions
+            raise SynthlearnError(f"{label}: {exc.message}", where=exc.where or where
+                                  ) from None
+        problem = _sample_problem(chunk, len(index), image_shape)
+        if problem:
+            raise SynthlearnError(f"{label}: {problem}", where=where)
+        if images is None:
+            image_shape = tuple(chunk.shape[1:])
+            size = n * math.prod(image_shape)
+            if max_bytes is not None and size > max_bytes:
+                raise SynthlearnError(f"{n} images of shape {image_shape} take {size:,} "
+                                      f"bytes, more than the {max_bytes:,} allowed",
+                                      where=where)
+            images = np.empty((n, *image_shape), dtype=np.uint8)
+        images[start:start + len(index)] = chunk
+    assert images is not None
     return ImageData(images=images, labels=labels,
                      attributes={k: np.asarray(v, np.float32) for k, v in attributes.items()})
 
@@ -201,7 +254,9 @@ def synthesize(site: Site, config: SyntheticConfig, inbound: Payload | None, env
     generator = load_generator(env.parts["generator"], state, f"site {site.id} generator")
     sets = config.sets_for(env.model.build().training.epochs)
     pools = [draw_pool(generator, scheme, stats, config.images_for(n_real),
-                       set_seed(env.seed, index)) for index in range(sets)]
+                       set_seed(env.seed, index), label=generator_label(env.parts["generator"]),
+                       image_shape=(env.in_chans, *env.image_size))
+             for index in range(sets)]
     if config.drop_near_copies is not None:
         pools, dropped, threshold = _drop_near_copies(pools, site.data.images,
                                                       config.drop_near_copies)
@@ -230,27 +285,59 @@ def _drop_near_copies(pools: list[ImageData], real: np.ndarray, quantile: float
     return [pool.subset(np.arange(size)) for pool in kept], dropped, threshold
 
 
+def received_tensor(tensors: dict[str, torch.Tensor], name: str, dtype: torch.dtype,
+                    shape: tuple[int | None, ...], source: str) -> np.ndarray:
+    """Tensor ``name`` a site sent, as a numpy array, checked to have exactly ``dtype``
+    and ``shape`` (None: any size there) before it is used; errors name ``source``."""
+    tensor = tensors.get(name)
+    want = "(" + ", ".join("N" if d is None else str(d) for d in shape) + ")"
+    if tensor is None:
+        raise SynthlearnError(f"no tensor {name!r} ({dtype} {want}) was sent", where=source)
+    if tensor.dtype != dtype or tensor.dim() != len(shape) or any(
+            d is not None and d != got for d, got in zip(shape, tensor.shape, strict=True)):
+        raise SynthlearnError(f"tensor {name!r} is {tensor.dtype} {tuple(tensor.shape)}, "
+                              f"expected {dtype} {want}", where=source)
+    return tensor.numpy()
+
+
+def received_count(meta: dict[str, Any], key: str, low: int, high: int, source: str) -> int:
+    """Integer ``meta[key]`` a site sent, checked to lie in ``low..high``."""
+    value = meta.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        text = repr(value) if len(repr(value)) < 40 else repr(value)[:37] + "..."
+        raise SynthlearnError(f"{key} must be an integer in {low}..{high}, got {text}",
+                              where=source)
+    return value
+
+
+def checked_n_real(meta: dict[str, Any], stats: dict[str, Any], limit: int, source: str
+                   ) -> int:
+    """The site's image count ``n_real`` (it sizes the synthetic sets drawn for it):
+    1..``limit``, and the sum of ``stats['class_counts']`` where the scheme keeps them.
+    Check ``stats`` first (``synthlearn.conditioning.check_stats``)."""
+    n_real = received_count(meta, "n_real", 1, limit, source)
+    counts = stats.get("class_counts")
+    if isinstance(counts, list) and sum(counts) != n_real:
+        raise SynthlearnError(f"n_real is {n_real}, but the class counts add up to "
+                              f"{sum(counts)}", where=source)
+    return n_real
+
+
 def _received_pool(payload: Payload, source: str, ctx: ArmContext, index: int = 0
                    ) -> ImageData:
-    """Synthetic set ``index`` a site sent, checked against the dataset's shape."""
+    """Synthetic set ``index`` a site sent, checked against the dataset's shape: uint8
+    images, int64 labels in the dataset's classes, float32 attributes, one per image."""
     t, prefix = payload.tensors, set_prefix(index)
     attr = f"{prefix}attr."
-    try:
-        images = t[f"{prefix}images"].numpy()
-        labels = t[f"{prefix}labels"].numpy().astype(np.int64)
-        pool = ImageData(images=images, labels=labels,
-                         attributes={k.removeprefix(attr): v.numpy().astype(np.float32)
-                                     for k, v in t.items() if k.startswith(attr)})
-    except (KeyError, ValueError) as exc:
-        raise SynthlearnError(f"malformed synthetic samples (set {index}): {exc}",
-                              where=source) from None
-    expected = (ctx.in_chans, *ctx.image_size)
-    if pool.images.shape[1:] != expected:
-        raise SynthlearnError(f"synthetic images have shape {pool.images.shape[1:]}, the "
-                              f"dataset's are {expected}", where=source)
-    if len(pool) and (labels.min() < 0 or labels.max() >= ctx.num_classes):
+    images = received_tensor(t, f"{prefix}images", torch.uint8,
+                             (None, ctx.in_chans, *ctx.image_size), source)
+    n = len(images)
+    labels = received_tensor(t, f"{prefix}labels", torch.int64, (n,), source)
+    attributes = {k.removeprefix(attr): received_tensor(t, k, torch.float32, (n,), source)
+                  for k in t if k.startswith(attr)}
+    if n and (labels.min() < 0 or labels.max() >= ctx.num_classes):
         raise SynthlearnError("synthetic labels outside the dataset's classes", where=source)
-    return pool
+    return ImageData(images=images, labels=labels, attributes=attributes)
 
 
 class SyntheticArm:
@@ -263,7 +350,7 @@ class SyntheticArm:
 
     def run(self, ctx: ArmContext) -> ArmResult:
         config = self.config
-        check_site_steps(ctx, calibrate=config.calibrate)  # before any work
+        check_site_steps(ctx)  # before any work
         shares = ("fitted generator weights and aggregate label/attribute statistics"
                   if config.share == "generator"
                   else "synthetic images with labels/attributes, and aggregate statistics")
@@ -273,7 +360,7 @@ class SyntheticArm:
         pools: list[dict[int, ImageData]] = [{} for _ in range(sets)]
         artifacts: dict[str, bytes] = {}
         for site in ctx.sites:
-            payload, source = received[site.id], f"site {site.id}"
+            payload, source = received[site.id], f"arm {ctx.name}, site {site.id}"
             if config.share == "generator":
                 drawn = self._sample_at_server(ctx, site, task, payload, source, sets)
                 for index, pool in enumerate(drawn):
@@ -283,6 +370,11 @@ class SyntheticArm:
                 if payload.meta.get("sets", 1) != sets:
                     raise SynthlearnError(f"sent {payload.meta.get('sets')!r} synthetic sets, "
                                           f"the server needs {sets}", where=source)
+                # only reported, but checked like everything a site sends
+                received_count(payload.meta, "n_real", 1, _image_limit(ctx), source)
+                if "near_copies_dropped" in payload.meta:
+                    received_count(payload.meta, "near_copies_dropped", 0,
+                                   MAX_IMAGES * sets, source)
                 for index in range(sets):
                     pools[index][site.id] = _received_pool(payload, source, ctx, index)
         pooled = [ImageData.concat([by_site[sid] for sid in sorted(by_site)])
@@ -298,20 +390,14 @@ class SyntheticArm:
             raise SynthlearnError("the synthetic sets differ in size: "
                                   + ", ".join(str(len(p)) for p in pooled))
 
-        def targets(data: ImageData) -> np.ndarray | None:
-            if not config.label_smoothing:
-                return None
-            return smoothed_onehot(data.labels, ctx.num_classes, config.label_smoothing)
-
         def redraw(epoch: int) -> tuple[ImageData, np.ndarray | None] | None:
             every = config.regenerate_every
             if every is None or epoch % every:
                 return None
-            fresh = pooled[epoch // every]
-            return fresh, targets(fresh)
+            return pooled[epoch // every], None
 
-        model = ctx.train(pooled[0], "synthetic", soft_targets=targets(pooled[0]),
-                          redraw=redraw if sets > 1 else None, mixup=config.mixup,
+        model = ctx.train(pooled[0], "synthetic",
+                          redraw=redraw if sets > 1 else None,
                           desc="pooled synthetic images"
                           + (f" ({sets} sets)" if sets > 1 else ""))
         details: dict[str, Any] = {
@@ -321,8 +407,7 @@ class SyntheticArm:
             "generator": ctx.arm.component.slots["generator"].use,
             "conditioning": ctx.arm.component.slots["conditioning"].use,
         }
-        details.update(finish_at_sites(ctx, model, adapt_bn=config.adapt_bn,
-                                       calibrate=config.calibrate))
+        details.update(finish_at_sites(ctx, model))
         details["per_site"] = [
             {"site": sid, "n_real": int(received[sid].meta.get("n_real", 0)),
              "n_synthetic": len(pools[0][sid]),
@@ -340,14 +425,14 @@ class SyntheticArm:
         meta = payload.meta
         if not isinstance(meta.get("generator"), dict):
             raise SynthlearnError("generator payload has no generator metadata", where=source)
+        scheme = ctx.arm.component.slots["conditioning"].build()
+        stats = meta.get("stats")
+        check_stats(scheme, stats, ctx.num_classes, source)  # before anything is sized
+        n = self.config.images_for(checked_n_real(meta, stats, _image_limit(ctx), source))
         generator = load_generator(ctx.arm.component.slots["generator"],
                                    Payload(payload.tensors, meta["generator"]), source)
-        scheme = ctx.arm.component.slots["conditioning"].build()
         seed = ctx.site_env(site, task).seed
-        try:
-            n_real = int(meta["n_real"])
-            return [draw_pool(generator, scheme, meta["stats"], self.config.images_for(n_real),
-                              set_seed(seed, index)) for index in range(sets)]
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise SynthlearnError(f"malformed conditioning statistics ({type(exc).__name__}: "
-                                  f"{exc})", where=source) from None
+        return [draw_pool(generator, scheme, stats, n, set_seed(seed, index),
+                          label=generator_label(ctx.arm.component.slots["generator"]),
+                          image_shape=(ctx.in_chans, *ctx.image_size), where=source)
+                for index in range(sets)]

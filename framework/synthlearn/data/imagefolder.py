@@ -12,6 +12,7 @@ import numpy as np
 from synthlearn.data.partitions import stratified_split
 from synthlearn.data.types import Dataset, ImageData
 from synthlearn.errors import DataError
+from synthlearn.recipe import input_path_field
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -23,9 +24,10 @@ EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif",
 class ImageFolderConfig:
     """The folder, the side length images are resized to, the channel count (0: from the
     first image, 1 if it is grey else 3) and the test share when there is no
-    ``train``/``test`` pair of folders."""
+    ``train``/``test`` pair of folders. A relative ``root`` written in a recipe file is
+    relative to that file's folder."""
 
-    root: str
+    root: str = input_path_field()
     size: int = 28
     channels: int = 0
     test_fraction: float = 0.2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 
 from synthlearn.data.types import AttributeInfo, Dataset, ImageData
 from synthlearn.errors import DataError
+from synthlearn.recipe import input_path_field
 
 SIZES: tuple[int, ...] = (28, 64, 128, 224)
 KEYS: tuple[str, ...] = ("train_images", "train_labels", "val_images", "val_labels",
@@ -57,7 +59,7 @@ class MedMNISTConfig:
     training images' own distribution where a file's test split does not)."""
 
     subset: str = "pneumoniamnist"
-    root: str = "~/.medmnist"
+    root: str = input_path_field(default="~/.medmnist")
     size: int = 28
     download: bool = True
     merge_val: bool = False
@@ -81,56 +83,152 @@ def npz_path(config: MedMNISTConfig) -> Path:
     return expand_root(config.root) / f"{config.subset}{suffix}.npz"
 
 
-def _to_nchw(images: np.ndarray, key: str, path: Path) -> np.ndarray:
-    if images.dtype != np.uint8:
-        raise DataError(f"{key} must be uint8, got {images.dtype}", where=str(path))
+#: Most classes a single-label file may use (a larger label is a corrupt file).
+MAX_CLASSES = 1000
+
+#: Most label columns (findings) a multi-label file may have.
+MAX_LABEL_COLUMNS = 64
+
+#: Deflate expands at most about 1032-fold: a member declaring more than that over its
+#: compressed size is a lie that would size an allocation.
+MAX_DEFLATE_RATIO = 1032
+
+
+@attrs.frozen
+class _Member:
+    """One array of the archive as its ``.npy`` header declares it (nothing read yet)."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+def _fail(path: Path, message: str) -> DataError:
+    return DataError(message, where=str(path))
+
+
+def _header(archive: zipfile.ZipFile, key: str, path: Path) -> _Member:
+    """Shape and dtype of ``key`` from its ``.npy`` header, checked against the sizes
+    the archive declares for it, so reading it allocates no more than the file holds."""
+    info = archive.getinfo(f"{key}.npy")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise _fail(path, f"cannot read as .npz: {key} is compressed with zip method "
+                    f"{info.compress_type} (numpy writes stored or deflated arrays)")
+    ratio = 1 if info.compress_type == zipfile.ZIP_STORED else MAX_DEFLATE_RATIO
+    if info.file_size > ratio * info.compress_size + 1024:
+        raise _fail(path, f"cannot read as .npz: {key} declares {info.file_size:,} bytes "
+                    f"from {info.compress_size:,} compressed")
+    try:
+        with archive.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f"unsupported .npy format version {version}")
+            reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                      else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = reader(f)
+            header_bytes = f.tell()
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise _fail(path, f"cannot read as .npz: {key}: {exc}") from None
+    if dtype.hasobject:
+        raise _fail(path, f"cannot read as .npz: {key} holds pickled Python objects, "
+                    "which synthlearn never loads")
+    size = math.prod(shape) * dtype.itemsize
+    if header_bytes + size != info.file_size:
+        raise _fail(path, f"cannot read as .npz: {key} declares shape {shape} of {dtype} "
+                    f"({size:,} bytes), the archive holds {info.file_size - header_bytes:,}")
+    return _Member(tuple(int(d) for d in shape), dtype)
+
+
+def _check_images(member: _Member, key: str, path: Path) -> None:
+    if member.dtype != np.uint8:
+        raise _fail(path, f"{key} must be uint8, got {member.dtype}")
+    shape = member.shape
+    if not (len(shape) == 3 or (len(shape) == 4 and shape[-1] in (1, 3))):
+        raise _fail(path, f"{key} must have shape (N, H, W) or (N, H, W, 1|3), got {shape}")
+
+
+def _check_label_header(member: _Member, n: int, key: str, path: Path) -> None:
+    if not (np.issubdtype(member.dtype, np.integer) or member.dtype == np.bool_):
+        raise _fail(path, f"{key} must be integers, got {member.dtype}")
+    shape = member.shape if len(member.shape) != 1 else (*member.shape, 1)
+    if len(shape) != 2 or shape[0] != n or not 1 <= shape[1] <= MAX_LABEL_COLUMNS:
+        raise _fail(path, f"{key} must have shape ({n}, K) with K in 1..{MAX_LABEL_COLUMNS}, "
+                    f"one row per image, got {member.shape}")
+
+
+def _to_nchw(images: np.ndarray) -> np.ndarray:
     if images.ndim == 3:
         return images[:, None]
-    if images.ndim == 4 and images.shape[-1] in (1, 3):
-        return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
-    raise DataError(f"{key} must have shape (N, H, W) or (N, H, W, 1|3), got {images.shape}",
-                    where=str(path))
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
 
 
-def _check_labels(labels: np.ndarray, n: int, key: str, path: Path) -> np.ndarray:
-    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == np.bool_):
-        raise DataError(f"{key} must be integers, got {labels.dtype}", where=str(path))
+def _check_labels(labels: np.ndarray, key: str, path: Path) -> np.ndarray:
+    """Labels (N, K) int64, their values checked in their own dtype first (a uint64
+    beyond int64 would wrap, a huge class index would size the class list)."""
     if labels.ndim == 1:
         labels = labels[:, None]
-    if labels.ndim != 2 or labels.shape[0] != n or labels.shape[1] < 1:
-        raise DataError(f"{key} must have shape ({n}, K), got {labels.shape}", where=str(path))
-    labels = labels.astype(np.int64)
-    if labels.size and labels.min() < 0:
-        raise DataError(f"{key} has negative labels", where=str(path))
-    return labels
+    if labels.size and labels.dtype != np.bool_:
+        low, high = labels.min(), labels.max()
+        if low < 0:
+            raise _fail(path, f"{key} has negative labels")
+        if labels.shape[1] == 1 and high >= MAX_CLASSES:
+            raise _fail(path, f"{key} holds label {high}; a file may use at most "
+                        f"{MAX_CLASSES} classes")
+    return labels.astype(np.int64)
+
+
+def _inspect(path: Path) -> dict[str, _Member]:
+    """Every array's declared shape and dtype, checked against each other."""
+    try:
+        if not zipfile.is_zipfile(path):
+            raise _fail(path, "cannot read as .npz: not a zip archive")
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            missing = [k for k in KEYS if f"{k}.npy" not in names]
+            if missing:
+                raise _fail(path, f"not a MedMNIST file: missing key(s) {', '.join(missing)}")
+            declared = sum(archive.getinfo(f"{k}.npy").compress_size for k in KEYS)
+            if declared > path.stat().st_size:
+                raise _fail(path, "cannot read as .npz: the archive declares more "
+                            "compressed bytes than the file has")
+            members = {k: _header(archive, k, path) for k in KEYS}
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise _fail(path, f"cannot read as .npz: {exc}") from None
+    for split in ("train", "val", "test"):
+        images = members[f"{split}_images"]
+        _check_images(images, f"{split}_images", path)
+        _check_label_header(members[f"{split}_labels"], images.shape[0], f"{split}_labels",
+                            path)
+    return members
 
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:
     """The six arrays of a standard MedMNIST file, checked; images become (N, C, H, W)
-    and labels (N, K) int64. Raises ``DataError`` naming the file for any problem."""
+    and labels (N, K) int64. Raises ``DataError`` naming the file for any problem.
+
+    The arrays' headers are checked against each other and the archive's sizes before
+    any array is read, and labels before images, so a corrupt or hostile file cannot
+    make the reader allocate more than the file holds."""
+    members = _inspect(path)
+    shapes = {members[f"{s}_images"].shape[1:3] for s in ("train", "val", "test")}
+    if len(shapes) != 1:
+        raise _fail(path, f"splits have different image shapes: {sorted(shapes)}")
+    widths = {(members[f"{s}_labels"].shape + (1,))[1] for s in ("train", "val", "test")}
+    if len(widths) != 1:
+        raise _fail(path, f"splits have different label widths: {sorted(widths)}")
+    arrays: dict[str, np.ndarray] = {}
     try:
         with np.load(path, allow_pickle=False) as archive:
-            missing = [k for k in KEYS if k not in archive.files]
-            if missing:
-                raise DataError(f"not a MedMNIST file: missing key(s) {', '.join(missing)}",
-                                where=str(path))
-            raw = {k: archive[k] for k in KEYS}
-    except DataError:
-        raise
+            for split in ("train", "val", "test"):
+                key = f"{split}_labels"
+                arrays[key] = _check_labels(archive[key], key, path)
+            for split in ("train", "val", "test"):
+                key = f"{split}_images"
+                arrays[key] = _to_nchw(archive[key])
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise DataError(f"cannot read as .npz: {exc}", where=str(path)) from exc
-    arrays: dict[str, np.ndarray] = {}
-    for split in ("train", "val", "test"):
-        images = _to_nchw(raw[f"{split}_images"], f"{split}_images", path)
-        arrays[f"{split}_images"] = images
-        arrays[f"{split}_labels"] = _check_labels(raw[f"{split}_labels"], len(images),
-                                                  f"{split}_labels", path)
-    shapes = {arrays[f"{s}_images"].shape[1:] for s in ("train", "val", "test")}
-    if len(shapes) != 1:
-        raise DataError(f"splits have different image shapes: {sorted(shapes)}", where=str(path))
-    widths = {arrays[f"{s}_labels"].shape[1] for s in ("train", "val", "test")}
-    if len(widths) != 1:
-        raise DataError(f"splits have different label widths: {sorted(widths)}", where=str(path))
+        raise _fail(path, f"cannot read as .npz: {exc}") from None
+    channels = {arrays[f"{s}_images"].shape[1] for s in ("train", "val", "test")}
+    if len(channels) != 1:
+        raise _fail(path, f"splits have different channel counts: {sorted(channels)}")
     return arrays
 
 
@@ -173,6 +271,10 @@ class MedMNISTDataset:
             train_labels = np.concatenate([train_labels, arrays["val_labels"]])
         split = self.config.test_split
         test_images, test_labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        # the file's val split scores every arm a second time, in distribution, unless
+        # it is the test split already or was merged into training
+        has_val = split == "test" and not self.config.merge_val
+        val_images, val_labels = arrays["val_images"], arrays["val_labels"]
 
         subset = self.config.subset
         if train_labels.shape[1] > 1:
@@ -187,6 +289,7 @@ class MedMNISTDataset:
                 test=_multi_label(test_images, test_labels),
                 class_names=MULTI_LABEL_CLASSES,
                 attributes=attributes,
+                validation=_multi_label(val_images, val_labels) if has_val else None,
             )
 
         train_y, test_y = train_labels[:, 0], test_labels[:, 0]
@@ -200,6 +303,8 @@ class MedMNISTDataset:
             train=ImageData(images=train_images, labels=train_y),
             test=ImageData(images=test_images, labels=test_y),
             class_names=class_names,
+            validation=(ImageData(images=val_images, labels=val_labels[:, 0])
+                        if has_val else None),
         )
 
     def _download(self, path: Path) -> None:

@@ -26,11 +26,16 @@ class ImageData:
 
     ``images`` is uint8 with shape (N, C, H, W); ``labels`` is int64 with shape (N,);
     ``attributes`` maps an attribute name to a float32 array of shape (N,).
+
+    An ImageData is a value: do not change its arrays in place after construction
+    (make a new one, e.g. with ``subset`` or ``concat``). Its ``fingerprint`` is
+    computed once and kept, so an in-place change would not be seen by the cache keys.
     """
 
     images: np.ndarray
     labels: np.ndarray
     attributes: dict[str, np.ndarray] = attrs.field(factory=dict)
+    _fingerprint: str | None = attrs.field(default=None, init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         if self.images.dtype != np.uint8 or self.images.ndim != 4:
@@ -73,7 +78,15 @@ class ImageData:
         return np.bincount(self.labels, minlength=num_classes).astype(int).tolist()
 
     def fingerprint(self) -> str:
-        """A SHA-256 of images, labels and attributes: identifies the data in cache keys."""
+        """A SHA-256 of images, labels and attributes: identifies the data in cache keys.
+        Computed on the first call and kept (the arrays must not change in place)."""
+        value = self._fingerprint
+        if value is None:
+            value = self._hash()
+            object.__setattr__(self, "_fingerprint", value)
+        return value
+
+    def _hash(self) -> str:
         digest = hashlib.sha256()
         for array in (self.images, self.labels):
             digest.update(str(array.shape).encode())
@@ -87,13 +100,19 @@ class ImageData:
 @attrs.define(frozen=True, eq=False)
 class Dataset:
     """A dataset as loaded: the training split (to be partitioned into sites) and the
-    test split (kept by the evaluator at the server, never given to a site)."""
+    test split (kept by the evaluator at the server, never given to a site).
+
+    ``validation``, when the source has one (a MedMNIST file's val split), is a second
+    held-out split from the training images' own distribution: every arm is scored on
+    it too, beside the test split, so a gain that only suits a shifted test split shows.
+    """
 
     name: str
     train: ImageData
     test: ImageData
     class_names: tuple[str, ...]
     attributes: tuple[AttributeInfo, ...] = ()
+    validation: ImageData | None = None
 
     @property
     def num_classes(self) -> int:

@@ -49,7 +49,7 @@ class FedAvgArm:
 
     def run(self, ctx: ArmContext) -> ArmResult:
         cfg = self.config
-        check_site_steps(ctx, calibrate=cfg.calibrate)  # before any round
+        check_site_steps(ctx)  # before any round
         base_lr = cfg.local_lr or ctx.model.build().training.lr
         model = ctx.build_model("global")
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -85,6 +85,5 @@ class FedAvgArm:
             "rounds": cfg.rounds, "local_epochs": cfg.local_epochs, "mu": cfg.mu,
             "participants": participants,
         }
-        details.update(finish_at_sites(ctx, model, adapt_bn=cfg.adapt_bn,
-                                       calibrate=cfg.calibrate))
+        details.update(finish_at_sites(ctx, model))
         return ArmResult(model=model, details=details)

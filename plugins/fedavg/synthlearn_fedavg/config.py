@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 from synthlearn.training import OPTIMIZERS
@@ -56,21 +56,15 @@ class FedAvgConfig:
     after round 0 without, 0.90 with; the statistics recomputed at the server on all
     the data would give 0.94). It costs one forward pass and no extra bytes.
 
-    ``adapt_bn`` (off by default) gives the final global model the statistics its own
-    weights have on all the sites' images: after the last round it visits every site
-    once more, each site measures the model's batch-norm means and variances over its
-    images and sends back only those and its image count, and the server pools them
-    (law of total variance). The averaged statistics of the last round belong to the
-    sites' locally trained weights, not to their average. Costs the model once more to
-    every site; ``details.steps`` holds the test figures before and after.
-
-    ``calibrate`` (off by default; after ``adapt_bn`` when both are on) sends the final
-    model to every site once more; each site fits one output bias per class that makes
-    the model's mean predicted probabilities on its images equal its class shares, and
-    sends back only those biases and its image count; the server adds their
-    size-weighted mean to the model's output bias (``synthlearn.arms.site_calibration``).
-    It moves the decision threshold only, never the ranking (AUC).
+    The final model's site steps (``adapt_bn``, ``calibrate``) and the training options
+    (``mixup``, ``label_smoothing``) are the model's settings (``model.params``), taken
+    by every arm alike; the sites' local training uses them too. ``adapt_bn`` matters
+    most here: the averaged batch-norm statistics of the last round belong to the
+    sites' locally trained weights, not to their average.
     """
+
+    __synthlearn_moved__: ClassVar[dict[str, str]] = {
+        name: f"$.model.params.{name}" for name in ("adapt_bn", "calibrate")}
 
     rounds: int = attrs.field(default=10, validator=_int_at_least(1))
     local_epochs: int = attrs.field(default=1, validator=_int_at_least(1))
@@ -87,5 +81,3 @@ class FedAvgConfig:
     local_lr: float | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.gt(0.0)))
     refresh_bn: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
-    adapt_bn: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
-    calibrate: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))

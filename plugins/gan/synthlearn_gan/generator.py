@@ -46,10 +46,21 @@ EMA_WARMUP = 10
 REPORT_EVERY = 10
 
 
+#: Largest image side the gan generator fits, loads or samples (a loaded file's side
+#: decides the size of every sampled image, and tiny weights can claim a huge side).
+MAX_SIDE = 512
+
+#: Most image channels a loaded generator may claim.
+MAX_CHANNELS = 4
+
+
 def size_problem(shape: Sequence[int]) -> str | None:
     """Why images of ``shape`` (C, H, W) cannot be generated, or None when they can."""
     _, h, w = shape
     if h == w and factor_side(h) is not None:
+        if h > MAX_SIDE:
+            return (f"image size {h}x{w} is larger than the gan generator makes (a side of "
+                    f"at most {MAX_SIDE})")
         return None
     return (f"image size {h}x{w} is not supported by the gan generator: use a square side "
             "b*2^k with b in 4..7, e.g. 28, 32, 64, 128")
@@ -171,7 +182,8 @@ class GanGenerator:
         """Train on one site's uint8 images under ``conditions`` (one per image).
 
         Deterministic on CPU for a given ``seed``; the caller's global RNG state is
-        left as it was.
+        left as it was. Losses that turn NaN or infinite stop the fit with a
+        ``SynthlearnError`` naming the step (checked every ``REPORT_EVERY`` steps).
         """
         shape = tuple(int(s) for s in data.images.shape[1:])
         problem = size_problem(shape)
@@ -221,6 +233,7 @@ class GanGenerator:
 
         bar = tqdm(range(cfg.steps), desc=desc, disable=not progress, leave=False,
                    file=sys.stderr)
+        watch = torch.zeros((), device=device)  # the losses summed, checked every few steps
         for step in bar:
             # discriminator: real vs. detached fakes, in one forward pass
             disc.requires_grad_(True)
@@ -241,9 +254,17 @@ class GanGenerator:
             loss_g.backward()
             opt_g.step()
             _ema_update(ema, gen, min(cfg.ema, (1.0 + step) / (EMA_WARMUP + step)))
-            if progress and (step % REPORT_EVERY == 0 or step == cfg.steps - 1):
-                bar.set_postfix(d=f"{loss_d.item():.3f}", g=f"{loss_g.item():.3f}",
-                                refresh=False)
+            watch += loss_d.detach() + loss_g.detach()  # NaN or inf stays non-finite
+            if step % REPORT_EVERY == 0 or step == cfg.steps - 1:
+                if not torch.isfinite(watch):  # stop where it happens, naming the step
+                    bar.close()
+                    raise SynthlearnError(
+                        f"gan training diverged by step {step + 1} of {cfg.steps} "
+                        f"(discriminator loss {loss_d.item():.4g}, generator loss "
+                        f"{loss_g.item():.4g}): try a lower lr_d / lr_g")
+                if progress:
+                    bar.set_postfix(d=f"{loss_d.item():.3f}", g=f"{loss_g.item():.3f}",
+                                    refresh=False)
         bar.close()
         self._standing_stats(ema, batches)
         # kept (and sampled) in the default layout, exactly like a loaded generator
@@ -312,6 +333,10 @@ class GanGenerator:
         from the payload's meta. Any problem is a one-line ``SynthlearnError`` naming
         ``source``."""
         arch = _parse_meta(payload.meta, source)
+        # every size in the meta is checked against the tensors present before a
+        # network is built, so the meta cannot make the build allocate more than they hold
+        _check_key_tensors(arch, payload.tensors, source)
+        _check_against_layout(arch, payload.tensors, source)
         try:
             net = self._build(arch, 0)
         except (ValueError, RuntimeError, TypeError) as exc:
@@ -323,6 +348,67 @@ class GanGenerator:
                 raise SynthlearnError(f"gan generator weight {name!r} holds NaN or infinite "
                                       "values", where=source)
         self._net, self._arch = net.eval(), arch
+
+
+def _shape_of(tensors: dict[str, torch.Tensor], name: str, ndim: int, source: str
+              ) -> tuple[int, ...]:
+    tensor = tensors.get(name)
+    if tensor is None:
+        raise SynthlearnError(f"weights do not fit the metadata: no tensor {name!r}",
+                              where=source)
+    if tensor.dim() != ndim:
+        raise SynthlearnError(f"weights do not fit the metadata: {name!r} has shape "
+                              f"{tuple(tensor.shape)}, expected {ndim} dimensions",
+                              where=source)
+    return tuple(int(d) for d in tensor.shape)
+
+
+def _check_key_tensors(arch: dict[str, Any], tensors: dict[str, torch.Tensor], source: str
+                       ) -> None:
+    """The meta's ``num_classes``, ``latent_dim``, ``width``, ``vector_size`` and channels
+    against the shapes of the class embedding, the first linear layer and the output
+    convolution, with a message naming the field that disagrees."""
+    config = arch["config"]
+    latent, width = config["latent_dim"], config["width"]
+    embed = _shape_of(tensors, "embed.weight", 2, source)
+    out = _shape_of(tensors, "out.weight", 4, source)
+    fc = _shape_of(tensors, "fc.weight", 2, source)
+    claims = [
+        ("'num_classes'", arch["num_classes"], "embed.weight", embed, embed[0]),
+        ("config 'latent_dim'", latent, "embed.weight", embed, embed[1]),
+        ("config 'width'", width, "out.weight", out, out[1]),
+        ("'image_shape' channels", arch["image_shape"][0], "out.weight", out, out[0]),
+        ("'vector_size'", arch["vector_size"], "fc.weight", fc, fc[1] - 2 * embed[1]),
+    ]
+    for field, claimed, name, shape, present in claims:
+        if claimed != present:
+            raise SynthlearnError(f"weights do not fit the metadata: {field} is {claimed}, "
+                                  f"but {name} has shape {shape}", where=source)
+
+
+def _check_against_layout(arch: dict[str, Any], tensors: dict[str, torch.Tensor],
+                          source: str) -> None:
+    """Every tensor of the network ``arch`` describes (built on the meta device, which
+    allocates nothing) present with its shape and dtype, and nothing else."""
+    config = arch["config"]
+    with torch.device("meta"):
+        layout = GanGeneratorNet(tuple(arch["image_shape"]), arch["num_classes"],
+                                 arch["vector_size"], config["latent_dim"],
+                                 config["width"]).state_dict()
+    missing = sorted(set(layout) - set(tensors))
+    extra = sorted(set(tensors) - set(layout))
+    if missing or extra:
+        what = (f"no tensor {missing[0]!r}" if missing else f"unexpected tensor {extra[0]!r}")
+        count = len(missing) + len(extra)
+        raise SynthlearnError(f"weights do not fit the metadata: {what}"
+                              + (f" ({count} names differ)" if count > 1 else ""),
+                              where=source)
+    for name, want in layout.items():
+        got = tensors[name]
+        if got.shape != want.shape or got.dtype != want.dtype:
+            raise SynthlearnError(f"weights do not fit the metadata: {name!r} is {got.dtype} "
+                                  f"{tuple(got.shape)}, expected {want.dtype} "
+                                  f"{tuple(want.shape)}", where=source)
 
 
 def _parse_meta(meta: Any, source: str) -> dict[str, Any]:
@@ -349,6 +435,9 @@ def _parse_meta(meta: Any, source: str) -> dict[str, Any]:
     if not (isinstance(shape, list) and len(shape) == 3 and all(is_int(s, 1) for s in shape)):
         raise fail(f"gan payload 'image_shape' must be [C, H, W] positive integers, "
                    f"got {shape!r}")
+    if shape[0] > MAX_CHANNELS:
+        raise fail(f"gan payload 'image_shape' has {shape[0]} channels; at most "
+                   f"{MAX_CHANNELS} are supported")
     problem = size_problem(shape)
     if problem:
         raise fail(problem)

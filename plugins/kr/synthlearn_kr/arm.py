@@ -18,7 +18,14 @@ import torch
 import torch.nn as nn
 from synthlearn.arms.context import ArmContext, ArmResult
 from synthlearn.arms.site_steps import check_site_steps, finish_at_sites
-from synthlearn.arms.synthetic import draw_pool, load_generator
+from synthlearn.arms.synthetic import (
+    checked_n_real,
+    draw_pool,
+    generator_label,
+    load_generator,
+    received_tensor,
+)
+from synthlearn.conditioning import MAX_IMAGES, check_stats
 from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
 from synthlearn.exchange import Payload, load_state
@@ -60,8 +67,9 @@ class KRArm:
 
     def run(self, ctx: ArmContext) -> ArmResult:
         config = self.config
-        check_site_steps(ctx, calibrate=config.calibrate)  # before any work
-        epochs = ctx.model.build().training.epochs
+        check_site_steps(ctx)  # before any work
+        epochs = ctx.training.epochs
+        smoothing = ctx.training.label_smoothing
         work = SiteWork(config, config.sets_for(epochs))
         task = SiteTask(TASK, prepare, work, shares=SHARED[config.share])
         received = ctx.run_sites(task)
@@ -80,12 +88,12 @@ class KRArm:
                 return None
             site_sets = source.draw(index)
             agreements.append(self._agreement(site_sets))
-            return self._training_set(site_sets)
+            return self._training_set(site_sets, smoothing)
 
-        data, targets = self._training_set(first)
-        model = ctx.train(data, "kr", soft_targets=targets, redraw=redraw, mixup=config.mixup,
+        data, targets = self._training_set(first, smoothing)
+        model = ctx.train(data, "kr", soft_targets=targets, redraw=redraw,
                           desc=f"student on {work.sets} synthetic set(s)")
-        finished = finish_at_sites(ctx, model, calibrate=config.calibrate)
+        finished = finish_at_sites(ctx, model)
         synthetic = {sid: ImageData(images=images, labels=labels)
                      for sid, (images, labels, _) in first.items()}
         details: dict[str, Any] = {
@@ -110,7 +118,8 @@ class KRArm:
         return ArmResult(model=model, details=details, synthetic=synthetic,
                          artifacts=source.artifacts())
 
-    def _training_set(self, site_sets: dict[int, SiteSet]) -> tuple[ImageData, np.ndarray]:
+    def _training_set(self, site_sets: dict[int, SiteSet], smoothing: float
+                      ) -> tuple[ImageData, np.ndarray]:
         """All sites' images of one set, in site order, with the student's targets."""
         config = self.config
         order = sorted(site_sets)
@@ -120,7 +129,7 @@ class KRArm:
             teacher_probabilities([site_sets[s][2][t] for t in sorted(site_sets[s][2])],
                                   config.temperature)
             for s in order])
-        targets = student_targets(labels, probs, config.alpha, config.label_smoothing)
+        targets = student_targets(labels, probs, config.alpha, smoothing)
         return ImageData(images=images, labels=labels), targets
 
     def _agreement(self, site_sets: dict[int, SiteSet]) -> dict[Any, float]:
@@ -162,12 +171,19 @@ class ModelsSource:
         self.generators: dict[int, Any] = {}
         self.teachers: dict[int, nn.Module] = {}
         self.stats: dict[int, Any] = {}
+        self.sizes: dict[int, int] = {}
+        scheme = slots["conditioning"].build()
+        limit = sum(len(site.data) for site in ctx.sites) or MAX_IMAGES
         for sid, payload in sorted(received.items()):
-            source = f"site {sid}"
+            source = f"arm {ctx.name}, site {sid}"
             meta = payload.meta
             if not isinstance(meta.get("generator"), dict) or "stats" not in meta:
                 raise SynthlearnError("kr models payload has no generator metadata or "
                                       "statistics", where=source)
+            # statistics and image count checked before they size anything
+            check_stats(scheme, meta["stats"], ctx.num_classes, source)
+            self.sizes[sid] = config.images_for(
+                checked_n_real(meta, meta["stats"], limit, source))
             self.generators[sid] = load_generator(
                 slots["generator"], Payload(unprefixed("generator", payload.tensors),
                                             meta["generator"]), f"{source} generator")
@@ -176,20 +192,18 @@ class ModelsSource:
             self.teachers[sid] = load_state(
                 teacher, Payload(unprefixed("teacher", payload.tensors)), f"{source} teacher")
             self.stats[sid] = meta["stats"]
-        self.scheme = slots["conditioning"].build()
+        self.scheme = scheme
         self.teacher_scores = {sid: ctx.evaluate(t) for sid, t in self.teachers.items()}
 
     def draw(self, index: int) -> dict[int, SiteSet]:
         out: dict[int, SiteSet] = {}
         for sid, generator in self.generators.items():
-            source = f"site {sid}"
-            try:
-                n_real = int(self.received[sid].meta["n_real"])
-                pool = draw_pool(generator, self.scheme, self.stats[sid],
-                                 self.config.images_for(n_real), set_seed(self.seeds[sid], index))
-            except (KeyError, TypeError, ValueError, IndexError) as exc:
-                raise SynthlearnError(f"malformed conditioning statistics "
-                                      f"({type(exc).__name__}: {exc})", where=source) from None
+            source = f"arm {self.ctx.name}, site {sid}"
+            pool = draw_pool(generator, self.scheme, self.stats[sid], self.sizes[sid],
+                             set_seed(self.seeds[sid], index),
+                             label=generator_label(self.ctx.arm.component.slots["generator"]),
+                             image_shape=(self.ctx.in_chans, *self.ctx.image_size),
+                             where=source)
             labellers = self.teachers if self.config.labels == "ensemble" else {
                 sid: self.teachers[sid]}
             logits = {t: predict_logits(model, pool.images) for t, model in labellers.items()}
@@ -214,7 +228,7 @@ class SamplesSource:
                  seeds: dict[int, int]) -> None:
         self.sets: dict[int, list[SiteSet]] = {}
         for sid, payload in sorted(received.items()):
-            source = f"site {sid}"
+            source = f"arm {ctx.name}, site {sid}"
             if payload.meta.get("sets") != work.sets:
                 raise SynthlearnError(f"sent {payload.meta.get('sets')!r} synthetic sets, the "
                                       f"student needs {work.sets}", where=source)
@@ -225,11 +239,12 @@ class SamplesSource:
 
     @staticmethod
     def _read(payload: Payload, index: int, sid: int, ctx: ArmContext, source: str) -> SiteSet:
-        try:
-            images, labels, logits = (payload.tensors[f"set.{index}.{part}"].numpy()
-                                      for part in ("images", "labels", "logits"))
-        except KeyError as exc:
-            raise SynthlearnError(f"synthetic set {index} lacks {exc}", where=source) from None
+        t, prefix = payload.tensors, f"set.{index}."
+        images = received_tensor(t, f"{prefix}images", torch.uint8,
+                                 (None, ctx.in_chans, *ctx.image_size), source)
+        labels = received_tensor(t, f"{prefix}labels", torch.int64, (len(images),), source)
+        logits = received_tensor(t, f"{prefix}logits", torch.float32,
+                                 (len(images), ctx.num_classes), source)
         _check_set(images, labels, logits, ctx, source)
         return images, labels.astype(np.int64), {sid: logits.astype(np.float64)}
 
@@ -245,20 +260,25 @@ class SamplesSource:
                         shares="its teacher's logits for the other sites' synthetic sets")
         labelled = ctx.run_sites(task, inbound=inbound)
         for teacher, payload in labelled.items():
+            source = f"arm {ctx.name}, site {teacher}"
             missing = sorted(set(inbound[teacher].tensors) - set(payload.tensors))
             if missing:
                 raise SynthlearnError(f"no logits for {len(missing)} of the synthetic sets "
-                                      f"it was sent (first: {missing[0]})",
-                                      where=f"site {teacher}")
-            for name, tensor in payload.tensors.items():
-                _, other, _, index = name.split(".")
-                images, _, logits = self.sets[int(other)][int(index)]
-                values = tensor.numpy().astype(np.float64)
-                if values.shape != (len(images), ctx.num_classes) or not np.isfinite(
-                        values).all():
-                    raise SynthlearnError(f"malformed logits for {name}",
-                                          where=f"site {teacher}")
-                logits[teacher] = values
+                                      f"it was sent (first: {missing[0]})", where=source)
+            extra = sorted(set(payload.tensors) - set(inbound[teacher].tensors))
+            if extra:
+                raise SynthlearnError(f"sent logits for {extra[0]!r}, a set it was not sent",
+                                      where=source)
+            for other, sets in self.sets.items():
+                for index, (images, _, logits) in enumerate(sets):
+                    name = f"site.{other}.set.{index}"
+                    if other == teacher:
+                        continue
+                    values = received_tensor(payload.tensors, name, torch.float32,
+                                             (len(images), ctx.num_classes), source)
+                    if not np.isfinite(values).all():
+                        raise SynthlearnError(f"malformed logits for {name}", where=source)
+                    logits[teacher] = values.astype(np.float64)
 
     def draw(self, index: int) -> dict[int, SiteSet]:
         return {sid: sets[index] for sid, sets in self.sets.items()}

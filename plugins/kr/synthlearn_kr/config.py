@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
@@ -47,8 +47,10 @@ class KRConfig:
     teacher of the site whose generator made the image) or ``ensemble`` (the mean of
     every site's softened teacher). A fresh synthetic set is drawn every
     ``regenerate_every`` epochs of the student's training (null: one fixed set), so with
-    1 the student never sees the same image twice. ``mixup > 0`` mixes each batch
-    (Beta(mixup, mixup)).
+    1 the student never sees the same image twice. ``label_smoothing`` is the model's
+    (``model.params.label_smoothing``), applied to the hard-label part of the target;
+    ``mixup`` and the site steps (``calibrate``, ``adapt_bn``) are the model's too, taken
+    by every arm alike.
 
     ``share: models`` sends each site's fitted generator and teacher; the server draws
     and labels the sets. ``share: samples`` keeps both at the site: the site sends every
@@ -56,22 +58,19 @@ class KRConfig:
     server also sends every set to the other sites to be labelled by their teachers).
     Both give the same numbers for the same seed.
 
-    ``calibrate: true`` sends the trained student to every site once, where the site fits
-    one logit bias per class on its own images (``synthlearn.arms.site_calibration``);
-    the server adds their size-weighted mean to the student's output bias.
     """
+
+    __synthlearn_moved__: ClassVar[dict[str, str]] = {
+        name: f"$.model.params.{name}"
+        for name in ("mixup", "label_smoothing", "adapt_bn", "calibrate")}
 
     share: str = attrs.field(default="models", validator=attrs.validators.in_(SHARES))
     labels: str = attrs.field(default="site", validator=attrs.validators.in_(LABELLERS))
     alpha: float = attrs.field(default=0.5, validator=_within(0.0, 1.0))
     temperature: float = attrs.field(default=2.0,
                                      validator=_within(0.0, math.inf, open_low=True))
-    label_smoothing: float = attrs.field(default=0.0,
-                                         validator=_within(0.0, 1.0, open_high=True))
-    mixup: float = attrs.field(default=0.0, validator=_within(0.0, math.inf))
     multiple: float = attrs.field(default=1.0, validator=_within(0.0, math.inf, open_low=True))
     regenerate_every: int | None = attrs.field(default=1, validator=_every)
-    calibrate: bool = False
 
     def sets_for(self, epochs: int) -> int:
         """How many synthetic sets a student trained for ``epochs`` epochs uses."""

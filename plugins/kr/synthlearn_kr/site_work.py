@@ -12,7 +12,13 @@ import attrs
 import numpy as np
 import torch
 import torch.nn as nn
-from synthlearn.arms.synthetic import describe_parts, draw_pool, fit_site_generator, load_generator
+from synthlearn.arms.synthetic import (
+    describe_parts,
+    draw_pool,
+    fit_site_generator,
+    generator_label,
+    load_generator,
+)
 from synthlearn.exchange import Payload, load_state, state_payload
 from synthlearn.sites import Site, SiteEnv, derive_seed, seeded_model
 from synthlearn.training import predict_logits, train_classifier
@@ -96,7 +102,8 @@ def prepare(site: Site, work: SiteWork, inbound: Payload | None, env: SiteEnv) -
     tensors = {}
     for index in range(work.sets):
         pool = draw_pool(generator, scheme, stats, work.kr.images_for(n_real),
-                         set_seed(env.seed, index))
+                         set_seed(env.seed, index), label=generator_label(env.parts["generator"]),
+                         image_shape=(env.in_chans, *env.image_size))
         tensors[f"set.{index}.images"] = torch.from_numpy(pool.images)
         tensors[f"set.{index}.labels"] = torch.from_numpy(pool.labels)
         tensors[f"set.{index}.logits"] = torch.from_numpy(
