@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli, small_recipe
+from conftest import small_recipe
 from synthlearn.plugins import load_plugins
 from synthlearn.recipe import check_recipe
 from synthlearn.run import Run
@@ -26,7 +26,7 @@ from synthlearn_kr.targets import (  # noqa: E402
     teacher_probabilities,
 )
 
-TINY_GAN = {"use": "gan", "params": {"steps": 40, "batch_size": 32, "width": 16,
+TINY_GAN = {"use": "gan", "params": {"steps": 20, "batch_size": 32, "width": 8,
                                       "latent_dim": 16, "min_images": 16, "device": "cpu"}}
 
 # A third-party generator for tests: it "samples" a site's own training images, of the
@@ -235,9 +235,9 @@ def test_teacher_soft_labels_correct_lying_conditioning_labels(
     ({"labels": "everyone"}, "'labels' must be in ('site', 'ensemble')"),
 ])
 def test_bad_params_are_one_line_errors(params: dict, message: str, write_recipe,
-                                        tmp_path: Path) -> None:
+                                        tmp_path: Path, cli) -> None:
     recipe = small_recipe(arms=[kr_arm("kr", **params)])
-    result = run_cli("run", str(write_recipe(recipe)), "--quiet")
+    result = cli("run", str(write_recipe(recipe)), "--quiet")
     assert result.returncode != 0
     assert message in result.stderr and "$.arms[0]" in result.stderr
     assert "Traceback" not in result.stderr and "Attribute(" not in result.stderr
@@ -245,9 +245,9 @@ def test_bad_params_are_one_line_errors(params: dict, message: str, write_recipe
     assert not list((tmp_path / "runs").glob("*")) if (tmp_path / "runs").exists() else True
 
 
-def test_a_teacher_model_of_its_own(write_recipe, tmp_path: Path) -> None:
+def test_a_teacher_model_of_its_own(write_recipe, tmp_path: Path, cli) -> None:
     arm = kr_arm("kr", multiple=0.5)
     arm["teacher"] = {"use": "timm", "params": {"arch": "no_such_net"}}
-    result = run_cli("run", str(write_recipe(small_recipe(arms=[arm]))), "--quiet")
+    result = cli("run", str(write_recipe(small_recipe(arms=[arm]))), "--quiet")
     assert result.returncode != 0
     assert "$.arms[0].teacher" in result.stderr and "Traceback" not in result.stderr

@@ -44,7 +44,7 @@ def test_wrong_types_are_reported_with_their_paths(plugins) -> None:
     problems = problems_of(data, plugins)
     assert "$.seed: expected int, got 'zero'" in problems
     assert "$.sites.count: expected int, got 2.5" in problems
-    # component params are only checked once the top level is sound
+    # with the top level sound, exactly the component problems (both come in one pass)
     data = small_recipe()
     data["model"]["params"]["epochs"] = "ten"
     data["model"]["params"]["lr"] = "fast"

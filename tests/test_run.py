@@ -4,6 +4,7 @@ and what a failed run leaves behind."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -30,9 +31,24 @@ def with_output(data: dict, tmp_path: Path, cache: str | None = "cache") -> dict
     return data
 
 
-def test_quick_run_writes_the_contract(tmp_path: Path) -> None:
-    metrics = run_recipe(with_output(small_recipe(), tmp_path), tmp_path / "run")
-    run_dir = tmp_path / "run"
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    """The small recipe run once without a cache: its metrics and its run directory."""
+    tmp = tmp_path_factory.mktemp("quick")
+    return run_recipe(with_output(small_recipe(), tmp, cache=None), tmp / "run"), tmp / "run"
+
+
+@pytest.fixture(scope="module")
+def cached_local(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, dict]:
+    """The small recipe's local arm run once with a cache: the recipe (its cache in the
+    returned folder), the folder, and the run's metrics."""
+    tmp = tmp_path_factory.mktemp("cached")
+    data = with_output(small_recipe(arms=["local"]), tmp)
+    return data, tmp, run_recipe(data, tmp / "first")
+
+
+def test_quick_run_writes_the_contract(quick: tuple[dict, Path]) -> None:
+    metrics, run_dir = quick
     names = {p.name for p in run_dir.iterdir()}
     assert {"metrics.json", "report.md", "recipe.yaml", "samples.png",
             "class_balance.png"} <= names
@@ -58,11 +74,11 @@ def test_quick_run_writes_the_contract(tmp_path: Path) -> None:
     report = (run_dir / "report.md").read_text()
     assert "not private" in report.lower()
     # nothing but the finished directory is left in the parent
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    assert sorted(p.name for p in run_dir.parent.iterdir() if p.name.startswith(".")) == []
 
 
-def test_same_recipe_same_seed_same_numbers(tmp_path: Path) -> None:
-    a = run_recipe(with_output(small_recipe(), tmp_path, cache=None), tmp_path / "a")
+def test_same_recipe_same_seed_same_numbers(quick: tuple[dict, Path], tmp_path: Path) -> None:
+    a = quick[0]
     b = run_recipe(with_output(small_recipe(), tmp_path, cache=None), tmp_path / "b")
     strip = [{k: v for k, v in arm["metrics"].items() if k != "wall_s"} for arm in a["arms"]]
     assert strip == [{k: v for k, v in arm["metrics"].items() if k != "wall_s"}
@@ -72,9 +88,12 @@ def test_same_recipe_same_seed_same_numbers(tmp_path: Path) -> None:
     assert c["sites"] != a["sites"] or c["arms"][1]["sites"] != a["arms"][1]["sites"]
 
 
-def test_cache_reuses_finished_site_work(tmp_path: Path) -> None:
-    data = with_output(small_recipe(arms=["local"]), tmp_path)
-    first = run_recipe(data, tmp_path / "first")
+def test_cache_reuses_finished_site_work(cached_local: tuple[dict, Path, dict],
+                                        tmp_path: Path) -> None:
+    data, cached, first = cached_local
+    # work on a copy of the cache: the next test corrupts its own copy
+    data = with_output(data, tmp_path)
+    shutil.copytree(cached / "cache", tmp_path / "cache")
     assert first["arms"][0]["cached_sites"] == 0
     second = run_recipe(data, tmp_path / "second")
     assert second["arms"][0]["cached_sites"] == 3
@@ -82,7 +101,7 @@ def test_cache_reuses_finished_site_work(tmp_path: Path) -> None:
     assert second["arms"][0]["metrics"]["bytes_to_server"] == \
         first["arms"][0]["metrics"]["bytes_to_server"]
     # a different model config is different site work: nothing reused
-    changed = dict(data, model={"use": "timm", "params": {"arch": "resnet10t", "epochs": 1,
+    changed = dict(data, model={"use": "timm", "params": {"arch": "test_resnet", "epochs": 1,
                                                           "device": "cpu"}})
     third = run_recipe(changed, tmp_path / "third")
     assert third["arms"][0]["cached_sites"] == 0
@@ -93,9 +112,11 @@ def test_cache_reuses_finished_site_work(tmp_path: Path) -> None:
     assert payload.meta["n"] > 0 and payload.tensors
 
 
-def test_corrupt_cache_entry_is_recomputed(tmp_path: Path) -> None:
-    data = with_output(small_recipe(arms=["local"]), tmp_path)
-    first = run_recipe(data, tmp_path / "first")
+def test_corrupt_cache_entry_is_recomputed(cached_local: tuple[dict, Path, dict],
+                                          tmp_path: Path) -> None:
+    data, cached, first = cached_local
+    data = with_output(data, tmp_path)
+    shutil.copytree(cached / "cache", tmp_path / "cache")
     blob = sorted((tmp_path / "cache").rglob("*.safetensors"))[0]
     blob.write_bytes(b"garbage")
     second = run_recipe(data, tmp_path / "second")
@@ -124,11 +145,11 @@ def synthlearn_register_poolings():
 """
 
 
-def test_failed_run_leaves_no_run_directory(tmp_path: Path, write_recipe) -> None:
+def test_failed_run_leaves_no_run_directory(tmp_path: Path, write_recipe, cli) -> None:
     site = write_distribution(tmp_path / "site", "acme-fail", "acme_fail", FAILING_ARM)
     path = write_recipe(small_recipe(arms=["centralized", "failing"]))
     out = tmp_path / "runs" / "x"
-    result = run_cli("run", str(path), "--out", str(out), "--quiet",
+    result = cli("run", str(path), "--out", str(out), "--quiet",
                      env={"PYTHONPATH": str(site)})
     assert result.returncode == 2
     assert result.stderr.strip() == "error: $.arms[1]: site 1 has too few images for this arm"
@@ -137,6 +158,7 @@ def test_failed_run_leaves_no_run_directory(tmp_path: Path, write_recipe) -> Non
 
 
 def test_out_directory_is_never_overwritten(tmp_path: Path, write_recipe) -> None:
+    """In a fresh process: the installed command's exit status and its one line."""
     out = tmp_path / "taken"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
@@ -146,15 +168,15 @@ def test_out_directory_is_never_overwritten(tmp_path: Path, write_recipe) -> Non
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
-def test_cli_run_progress_and_default_directory(tmp_path: Path, write_recipe) -> None:
+def test_cli_run_progress_and_default_directory(tmp_path: Path, write_recipe, cli) -> None:
     path = write_recipe(small_recipe(arms=["centralized"]))
-    result = run_cli("run", str(path), "--set", "model.params.epochs=1")
+    result = cli("run", str(path), "--set", "model.params.epochs=1")
     assert result.returncode == 0, result.stderr
     assert "[arm 1/1] centralized" in result.stderr
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert run_dir.name.startswith("small-")
     assert "epochs: 1" in (run_dir / "recipe.yaml").read_text()
-    quiet = run_cli("run", str(path), "--quiet", "--set", "model.params.epochs=1")
+    quiet = cli("run", str(path), "--quiet", "--set", "model.params.epochs=1")
     assert quiet.returncode == 0 and quiet.stderr == ""
 
 
@@ -186,11 +208,11 @@ def synthlearn_register_poolings():
 """
 
 
-def test_site_failure_names_arm_site_and_task(tmp_path: Path, write_recipe) -> None:
+def test_site_failure_names_arm_site_and_task(tmp_path: Path, write_recipe, cli) -> None:
     (tmp_path / "mods").mkdir()
     (tmp_path / "mods" / "acme_site_fails.py").write_text(SITE_FAILS)
     path = write_recipe(small_recipe(arms=["site_fails"]))
-    result = run_cli("run", str(path), "--quiet",
+    result = cli("run", str(path), "--quiet",
                      env={"PYTHONPATH": str(tmp_path / "mods"),
                           "SYNTHLEARN_PLUGINS": "acme_site_fails"})
     assert result.returncode == 2

@@ -21,7 +21,8 @@ from synthlearn.errors import RecipeError
 from synthlearn.plugins import load_plugins
 from synthlearn.recipe import check_recipe
 from synthlearn.report import slug
-from synthlearn.run import INCOMPLETE, Run
+from synthlearn.run import Run
+from synthlearn.run_dir import INCOMPLETE
 
 
 def tiny(**changes: object) -> dict:
@@ -123,7 +124,7 @@ class _SecondRunMidway:
 
 def test_two_runs_in_the_same_second_get_two_directories(tmp_path: Path,
                                                          monkeypatch) -> None:
-    monkeypatch.setattr("synthlearn.run.datetime", _FrozenClock)
+    monkeypatch.setattr("synthlearn.run_dir.datetime", _FrozenClock)
     runs = tmp_path / "runs"
     data = {**tiny(), "output": {"dir": str(runs), "cache": None}}
     plugins = load_plugins()

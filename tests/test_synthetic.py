@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import run_cli, small_recipe
+from conftest import small_recipe
 from synthlearn.exchange import Payload
 from synthlearn.plugins import load_plugins
 from synthlearn.recipe import check_recipe
@@ -18,7 +18,7 @@ from synthlearn.run import Run
 
 pytest.importorskip("synthlearn_gan", reason="the synthlearn-gan plugin is not installed")
 
-TINY_GAN = {"use": "gan", "params": {"steps": 40, "batch_size": 32, "width": 16,
+TINY_GAN = {"use": "gan", "params": {"steps": 20, "batch_size": 32, "width": 8,
                                       "latent_dim": 16, "min_images": 16, "device": "cpu"}}
 
 
@@ -92,7 +92,7 @@ def test_fidelity_report_and_figures(run_dir: Path) -> None:
     assert fid["pooled"]["n_fake"] == 360
     assert [s["site"] for s in fid["sites"]] == [0, 1, 2]
     ref = metrics["fidelity_reference"]["real_train_vs_test"]
-    # 40 steps of a tiny GAN are far from real images; real training images are close
+    # 20 steps of a tiny GAN are far from real images; real training images are close
     assert ref["fd"] < fid["pooled"]["fd"]
     for value in (fid["pooled"]["precision"], fid["pooled"]["recall"]):
         assert 0.0 <= value <= 1.0
@@ -113,25 +113,27 @@ def test_generator_is_fit_once_per_site_and_kept_at_the_site(run_dir: Path) -> N
     assert not (run_dir / "artifacts" / "as-samples").exists()  # nothing but samples left
 
 
-def test_sample_command_draws_from_a_saved_generator(run_dir: Path, tmp_path: Path) -> None:
+def test_sample_command_draws_from_a_saved_generator(run_dir: Path, tmp_path: Path,
+                                                     cli) -> None:
     path = run_dir / "artifacts" / "as-generator" / "site-1-generator.safetensors"
     out = tmp_path / "drawn.npz"
-    result = run_cli("sample", str(path), "--n", "30", "--seed", "3", "--out", str(out))
+    result = cli("sample", str(path), "--n", "30", "--seed", "3", "--out", str(out))
     assert result.returncode == 0, result.stderr
     with np.load(out, allow_pickle=False) as drawn:
         assert drawn["images"].shape == (30, 1, 16, 16) and drawn["images"].dtype == np.uint8
         assert sorted(drawn.files) == ["attr_contrast", "attr_lesion_size", "attr_scanner",
                                        "images", "labels"]
     png = tmp_path / "grid.png"
-    assert run_cli("sample", str(path), "--out", str(png)).returncode == 0
+    assert cli("sample", str(path), "--out", str(png)).returncode == 0
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_corrupt_generator_file_is_one_line_naming_it(run_dir: Path, tmp_path: Path) -> None:
+def test_corrupt_generator_file_is_one_line_naming_it(run_dir: Path, tmp_path: Path,
+                                                     cli) -> None:
     good = (run_dir / "artifacts" / "as-generator" / "site-0-generator.safetensors").read_bytes()
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(good[: len(good) // 2])
-    result = run_cli("sample", str(broken), "--out", str(tmp_path / "x.png"))
+    result = cli("sample", str(broken), "--out", str(tmp_path / "x.png"))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and str(broken) in lines[0] and "not a valid" in lines[0]
@@ -139,7 +141,7 @@ def test_corrupt_generator_file_is_one_line_naming_it(run_dir: Path, tmp_path: P
 
     wrong = tmp_path / "samples.safetensors"  # a valid payload, but not a generator
     wrong.write_bytes(Payload({}, {"share": "samples"}).to_bytes())
-    result = run_cli("sample", str(wrong), "--out", str(tmp_path / "x.png"))
+    result = cli("sample", str(wrong), "--out", str(tmp_path / "x.png"))
     assert result.returncode == 2 and "not a generator a site sent" in result.stderr
 
 
@@ -161,24 +163,26 @@ def test_tampered_generator_weights_are_refused_naming_the_site(tmp_path: Path) 
             ctx, None, None, bad, "site 2", 1)
 
 
-def test_validate_rejects_phenotypic_without_attributes(tmp_path: Path, write_recipe) -> None:
+def test_validate_rejects_phenotypic_without_attributes(tmp_path: Path, write_recipe,
+                                                        cli) -> None:
     recipe = small_recipe(data={"use": "digits", "params": {"size": 16}},
                           arms=[synthetic_arm("s", "samples")])
-    result = run_cli("validate", str(write_recipe(recipe)))
+    result = cli("validate", str(write_recipe(recipe)))
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "error: $.arms[0].conditioning: phenotypic conditioning needs phenotype attributes, "
         "and dataset 'digits' has none; use categorical")
 
 
-def test_site_too_small_for_a_generator_names_the_site(tmp_path: Path, write_recipe) -> None:
+def test_site_too_small_for_a_generator_names_the_site(tmp_path: Path, write_recipe,
+                                                       cli) -> None:
     arm = synthetic_arm("s", "samples")
     arm["generator"] = {"use": "gan", "params": {"min_images": 61}}
     recipe = small_recipe(arms=[{"use": "centralized"}, arm])
     path = write_recipe(recipe)
     for command in ("validate", "run"):
-        result = run_cli(command, str(path), "--quiet") if command == "run" else \
-            run_cli(command, str(path))
+        result = cli(command, str(path), "--quiet") if command == "run" else \
+            cli(command, str(path))
         assert result.returncode == 2
         assert "$.arms[1].generator: site 0 has 60 images; the gan generator needs at " \
                "least 61 (params.min_images)" in result.stderr
@@ -192,9 +196,9 @@ def test_generator_and_conditioning_default_to_gan_and_categorical() -> None:
     assert recipe.arms[0].component.config.share == "samples"
 
 
-def test_count_and_multiple_together_are_rejected(write_recipe) -> None:
+def test_count_and_multiple_together_are_rejected(write_recipe, cli) -> None:
     recipe = small_recipe(arms=[synthetic_arm("s", "samples", count=10, multiple=2.0)])
-    result = run_cli("validate", str(write_recipe(recipe)))
+    result = cli("validate", str(write_recipe(recipe)))
     assert result.returncode == 2
     assert "$.arms[0].params" in result.stderr and "not both" in result.stderr
 
@@ -202,7 +206,7 @@ def test_count_and_multiple_together_are_rejected(write_recipe) -> None:
 def test_recipe_yaml_of_the_run_names_generator_and_conditioning(run_dir: Path) -> None:
     saved = yaml.safe_load((run_dir / "recipe.yaml").read_text())
     arm = saved["arms"][1]
-    assert arm["generator"]["use"] == "gan" and arm["generator"]["params"]["steps"] == 40
+    assert arm["generator"]["use"] == "gan" and arm["generator"]["params"]["steps"] == 20
     assert arm["conditioning"] == {"use": "phenotypic", "params": {"attributes": []}}
 
 
@@ -266,10 +270,10 @@ def test_label_smoothing_and_mixup_change_training_on_the_same_pool(run_dir: Pat
     ({"params": {"share": "generator", "mixup": 0.5}}, "$.arms[0].params",
      "$.model.params.mixup"),
 ])
-def test_bad_training_params_are_one_line_at_their_path(write_recipe, arm: dict, where: str,
+def test_bad_training_params_are_one_line_at_their_path(write_recipe, cli, arm: dict, where: str,
                                                         message: str) -> None:
     recipe = small_recipe(arms=[{**synthetic_arm("s", "generator"), **arm}])
-    result = run_cli("validate", str(write_recipe(recipe)))
+    result = cli("validate", str(write_recipe(recipe)))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {where}") \

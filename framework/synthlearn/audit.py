@@ -44,6 +44,7 @@ import numpy as np
 import torch.nn as nn
 
 from synthlearn import training
+from synthlearn.arms.site_steps import finish_site_model
 from synthlearn.audit_store import (
     CACHED,
     FORMAT,
@@ -351,8 +352,10 @@ def _skeleton(ctx: ArmContext) -> Callable[[], nn.Module]:
 def real_trainer(ctx: ArmContext) -> Trainer:
     """The plain classifier of ``reference: real``: the arm's model (the recipe's, or
     the arm's own ``model:``) trained directly on the pooled data with its training
-    settings, seeded by the audit alone. Nothing of the arm but its model enters, so
-    every arm with the same model shares it."""
+    settings, then finished with its site steps (``adapt_bn``, ``calibrate``) on that
+    same data, as the target was finished at its sites; seeded by the audit alone.
+    Nothing of the arm but its model enters, so every arm with the same model shares
+    it."""
     conv = make_converter()
     code = sorted({"synthlearn", ctx.model.registered.distribution})
 
@@ -360,9 +363,11 @@ def real_trainer(ctx: ArmContext) -> Trainer:
         factory = ctx.model.build()
         model = seeded_model(factory, derive_seed(seed, "init"), ctx.in_chans,
                              ctx.num_classes, ctx.image_size)
-        return training.train_classifier(model, ImageData.concat(parts), factory.training,
-                                         derive_seed(seed, "train"), progress=False,
-                                         desc="audit: reference model")
+        data = ImageData.concat(parts)
+        training.train_classifier(model, data, factory.training, derive_seed(seed, "train"),
+                                  progress=False, desc="audit: reference model")
+        finish_site_model(model, data, ctx.num_classes, factory.training)
+        return model
 
     identity = {"trainer": "real", "model": ctx.model.to_dict(conv), "shape": _shape(ctx),
                 "versions": {d: ctx.versions.get(d) for d in code}}

@@ -364,25 +364,23 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def unknown_key_problems(where: str, keys: Iterable[Any], cls: type | None,
-                         known: Iterable[str] = ()) -> list[str]:
-    """Lines for unknown keys at ``where``: a key that moved (``cls.__synthlearn_moved__``
-    maps it to its new YAML home) or is close to a known one gets its own line with the
-    hint; the others share one ``unknown key(s): a, b`` line."""
+def unknown_key_messages(keys: Iterable[Any], cls: type | None) -> list[str]:
+    """What to say about keys that config class ``cls`` does not have: a key that moved
+    (``cls.__synthlearn_moved__`` maps it to its new YAML home) or is close to a field
+    name gets its own message with the hint; the others share one ``unknown key(s): a, b``."""
     moved: Mapping[str, str] = getattr(cls, "__synthlearn_moved__", None) or {}
-    names = [*(f.name for f in attrs.fields(cls))] if cls is not None and attrs.has(cls) else []
-    names += [k for k in known if k not in names]
-    lines, plain = [], []
+    names = [f.name for f in attrs.fields(cls)] if cls is not None and attrs.has(cls) else []
+    messages, plain = [], []
     for key in sorted(keys, key=str):
         if isinstance(key, str) and key in moved:
-            lines.append(f"{where}: {key!r} moved to {moved[key]}")
+            messages.append(f"{key!r} moved to {moved[key]}")
         elif hint := did_you_mean(key, names):
-            lines.append(f"{where}: unknown key {key!r}{hint}")
+            messages.append(f"unknown key {key!r}{hint}")
         else:
             plain.append(str(key))
     if plain:
-        lines.insert(0, f"{where}: unknown key(s): {', '.join(plain)}")
-    return lines
+        messages.insert(0, f"unknown key(s): {', '.join(plain)}")
+    return messages
 
 
 def exception_message(exc: BaseException) -> str:
@@ -402,8 +400,7 @@ def _format_exception(exc: BaseException, type_: Any) -> str:
     if isinstance(exc, KeyError):
         return "required, missing"
     if isinstance(exc, ForbiddenExtraKeysError):
-        lines = unknown_key_problems("", exc.extra_fields, exc.cl)
-        return _LINES.join(line.removeprefix(": ") for line in lines)
+        return _LINES.join(unknown_key_messages(exc.extra_fields, exc.cl))
     if isinstance(exc, (TypeError, ValueError)) and type_ is not None:
         name = getattr(type_, "__name__", str(type_))
         return f"invalid value for {name}: {exception_message(exc)}"
@@ -755,7 +752,8 @@ class _Checker:
         fields = _resolved_types(cls)
         unknown = [k for k in value if k not in {f.name for f in fields}]
         if unknown:
-            self.problems.extend(unknown_key_problems(where, unknown, cls))
+            self.problems.extend(f"{where}: {message}"
+                                 for message in unknown_key_messages(unknown, cls))
         kwargs: dict[str, Any] = {}
         for field in fields:
             here = f"{where}.{field.name}"

@@ -10,11 +10,8 @@ directory whose ``INCOMPLETE`` file says so.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +33,7 @@ from synthlearn.memorisation import memorisation
 from synthlearn.plugins import PluginSet
 from synthlearn.recipe import Arm, Component, Recipe
 from synthlearn.report import slug, write_report
+from synthlearn.run_dir import cannot, new_run_dir, plain_file_name
 from synthlearn.sites import Site, derive_seed
 from synthlearn.training import TrainSettings, predict_proba
 
@@ -155,134 +153,6 @@ def _curve(rounds: list[dict[str, Any]], metrics: dict[str, Any]) -> list[dict[s
     return [*rounds, final]
 
 
-INCOMPLETE = "INCOMPLETE"
-"""The marker file a run directory holds from its reservation until its last result is
-written."""
-
-
-def _stamp() -> str:
-    """The local time that names a default run directory."""
-    return datetime.now().strftime("%Y%m%d-%H%M%S")
-
-
-def _cannot(action: str, exc: OSError, path: Path) -> SynthlearnError:
-    """One line for a file-system failure while reserving or writing a run directory."""
-    reason = exc.strerror or str(exc)
-    return SynthlearnError(f"cannot {action}: {reason}", where=str(exc.filename or path))
-
-
-def _plain_file_name(name: object) -> bool:
-    """A file name without a directory part (no ``/``, ``\\``, ``.`` or ``..``)."""
-    return (isinstance(name, str) and name not in ("", ".", "..")
-            and not any(c in name for c in "/\\\0"))
-
-
-class RunDir:
-    """A run directory reserved for one run: ``path`` exists and holds only the
-    ``INCOMPLETE`` marker until ``finish()``; ``discard()`` removes what the run wrote."""
-
-    def __init__(self, path: Path, created: bool) -> None:
-        self.path = path
-        self.created = created  # False: an empty directory named by --out, kept on discard
-
-    @classmethod
-    def claim(cls, path: Path, created: bool) -> RunDir:
-        """Write the marker into a directory this run made or found empty. Fails (and
-        gives the directory back) when it cannot be written or another run got there
-        first."""
-        marker = path / INCOMPLETE
-        try:
-            with open(marker, "x", encoding="utf-8") as fh:
-                fh.write(f"synthlearn run started {datetime.now().isoformat(' ', 'seconds')} "
-                         f"(process {os.getpid()}) has not finished: if it is not running, "
-                         f"delete this directory\n")
-        except FileExistsError:
-            raise SynthlearnError("another run is writing here; choose another --out",
-                                  where=str(path)) from None
-        except OSError as exc:
-            if created:
-                shutil.rmtree(path, ignore_errors=True)
-            raise _cannot("write in the run directory", exc, path) from None
-        others = [p.name for p in path.iterdir() if p.name != INCOMPLETE]
-        if others:  # something appeared between the emptiness check and the marker
-            marker.unlink(missing_ok=True)
-            raise SynthlearnError("already exists and is not empty; choose another --out",
-                                  where=str(path))
-        return cls(path, created)
-
-    def finish(self) -> None:
-        """Mark the directory complete (every result is written)."""
-        (self.path / INCOMPLETE).unlink()
-
-    def discard(self) -> None:
-        """Remove what the run wrote: the whole directory if the run made it, otherwise
-        (an empty ``--out`` it was given) only its contents. Never raises."""
-        if self.created:
-            shutil.rmtree(self.path, ignore_errors=True)
-            return
-        for child in list(self.path.iterdir()) if self.path.is_dir() else []:
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child, ignore_errors=True)
-            else:
-                child.unlink(missing_ok=True)
-
-
-def _reserve_out(out: str) -> RunDir:
-    """Reserve ``--out``: a new directory, or an existing empty one (a symlink to one is
-    followed, and the run is written into the directory it points at)."""
-    given = Path(out).expanduser()
-    final = given.resolve() if given.is_symlink() else given
-    if final.exists() and not final.is_dir():
-        raise SynthlearnError("exists and is not a directory; choose another --out",
-                              where=str(given))
-    if final.is_dir():
-        try:
-            empty = not any(final.iterdir())
-        except OSError as exc:
-            raise _cannot("read the --out directory", exc, final) from None
-        if not empty:
-            raise SynthlearnError("already exists and is not empty; choose another --out",
-                                  where=str(given))
-        return RunDir.claim(final, created=False)
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:  # a file where a parent directory should be
-        raise _cannot("create the run directory", OSError(20, os.strerror(20)), final) from None
-    except OSError as exc:
-        raise _cannot("create the run directory", exc, final) from None
-    try:
-        final.mkdir()
-    except FileExistsError:  # made by someone else since the check above
-        raise SynthlearnError("already exists; choose another --out", where=str(given)) from None
-    except OSError as exc:
-        raise _cannot("create the run directory", exc, final) from None
-    return RunDir.claim(final, created=True)
-
-
-def _reserve_default(recipe: Recipe) -> RunDir:
-    """Reserve ``<output.dir>/<name>-<timestamp>`` (``-2``, ``-3``, ... when taken): each
-    candidate is made with one ``mkdir``, so concurrent runs never share one."""
-    stamp = _stamp()
-    base = Path(recipe.output_dir).expanduser()
-    try:
-        base.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:  # a file where the directory should be
-        raise _cannot("create the output directory", OSError(20, os.strerror(20)), base) from None
-    except OSError as exc:
-        raise _cannot("create the output directory", exc, base) from None
-    for n in range(1, 1000):
-        final = base / (f"{recipe.name}-{stamp}" if n == 1 else f"{recipe.name}-{stamp}-{n}")
-        try:
-            final.mkdir()
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise _cannot("create the run directory", exc, final) from None
-        return RunDir.claim(final, created=True)
-    raise SynthlearnError(f"999 run directories named {recipe.name}-{stamp} already exist",
-                          where=str(base))
-
-
 def warn_unlike_training(training: dict[str, TrainSettings]) -> None:
     """Warn when the arms of one run train or finish their models differently (one arm
     with mixup or calibrated at the sites, another without): their figures then do not
@@ -297,14 +167,6 @@ def warn_unlike_training(training: dict[str, TrainSettings]) -> None:
             for arm, s in training.items())
         notices.warn(f"the arms train or finish their models differently ({detail}): "
                      "their figures are not like for like")
-
-
-def new_run_dir(recipe: Recipe, out: str | None) -> RunDir:
-    """Reserve the run directory: ``--out`` or ``<output.dir>/<name>-<timestamp>``.
-
-    Raises ``SynthlearnError`` (one line, before any work) when the place is taken or
-    cannot be written."""
-    return _reserve_out(out) if out is not None else _reserve_default(recipe)
 
 
 class Run:
@@ -343,7 +205,7 @@ class Run:
             try:
                 self._write(run_dir.path, metrics, dataset, sites)
             except OSError as exc:
-                raise _cannot("write the run directory", exc, run_dir.path) from exc
+                raise cannot("write the run directory", exc, run_dir.path) from exc
             run_dir.finish()
         except BaseException:
             run_dir.discard()
@@ -533,7 +395,7 @@ class Run:
         """Write every result into ``run_dir``, ``metrics.json`` last."""
         for arm, files in self.artifacts.items():  # before anything is written
             for name in files:
-                if not _plain_file_name(name):
+                if not plain_file_name(name):
                     raise SynthlearnError(f"arm {arm!r} returned an artifact named {name!r}; "
                                           f"an artifact name must be a plain file name")
         (run_dir / "recipe.yaml").write_text(
