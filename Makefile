@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test test-all lint clean
 
 $(BIN)/synthlearn: pyproject.toml $(PLUGINS)
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +20,15 @@ setup: $(BIN)/synthlearn   ## create .venv with synthlearn, its plugins and test
 demo: setup                ## run the quickstart recipe; results in runs/quickstart-<time>/
 	$(BIN)/synthlearn run templates/recipes/quickstart.yaml
 
-test: setup                ## lint and run the test suite (CPU only)
+# `make test` is what CI runs: everything but the tests marked slow, with the 15
+# slowest listed so that a test that grows shows up; `make test-all` adds the slow ones.
+test: setup                ## lint and run the test suite without the slow tests (CPU only)
 	$(BIN)/ruff check framework plugins tests benchmarks templates
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not slow" --durations=15
+
+test-all: setup            ## lint and run every test, the slow end-to-end checks included
+	$(BIN)/ruff check framework plugins tests benchmarks templates
+	$(BIN)/pytest -q --durations=15
 
 lint: setup
 	$(BIN)/ruff check framework plugins tests benchmarks templates

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli, small_recipe
+from conftest import small_recipe
 
 pytest.importorskip("synthlearn_fedavg", reason="the synthlearn-fedavg plugin is not installed")
 
@@ -314,14 +314,14 @@ def synthlearn_register_runners():
 """
 
 
-def _flaky_run(tmp_path: Path, write_recipe, mode: str) -> tuple[int, str]:
+def _flaky_run(tmp_path: Path, write_recipe, cli, mode: str) -> tuple[int, str]:
     (tmp_path / "mods").mkdir()
     (tmp_path / "mods" / "acme_flaky.py").write_text(FLAKY_RUNNER)
     recipe = small_recipe(arms=[{"use": "fedavg", "params": {"rounds": 3}}],
                           runner={"use": "flaky", "params": {"site": 1, "round": 1,
                                                              "mode": mode}})
     recipe["model"]["params"]["epochs"] = 1
-    result = run_cli("run", str(write_recipe(recipe)), "--quiet",
+    result = cli("run", str(write_recipe(recipe)), "--quiet",
                      env={"PYTHONPATH": str(tmp_path / "mods"),
                           "SYNTHLEARN_PLUGINS": "acme_flaky"})
     runs = tmp_path / "runs"
@@ -329,23 +329,23 @@ def _flaky_run(tmp_path: Path, write_recipe, mode: str) -> tuple[int, str]:
     return result.returncode, result.stderr.strip()
 
 
-def test_a_site_failing_mid_round_stops_the_run(tmp_path: Path, write_recipe) -> None:
-    code, err = _flaky_run(tmp_path, write_recipe, "crash")
+def test_a_site_failing_mid_round_stops_the_run(tmp_path: Path, write_recipe, cli) -> None:
+    code, err = _flaky_run(tmp_path, write_recipe, cli, "crash")
     assert code == 2
     assert err == ("error: arm fedavg, site 1, round 1: site failed: ConnectionError: "
                    "connection reset by peer")
 
 
-def test_a_site_sending_garbage_stops_the_run(tmp_path: Path, write_recipe) -> None:
-    code, err = _flaky_run(tmp_path, write_recipe, "nan")
+def test_a_site_sending_garbage_stops_the_run(tmp_path: Path, write_recipe, cli) -> None:
+    code, err = _flaky_run(tmp_path, write_recipe, cli, "nan")
     assert code == 2
     assert err.startswith("error: arm fedavg, site 1, round 1: model update tensor ")
     assert err.endswith("holds NaN or infinite values") and "\n" not in err
 
 
-def test_bad_fedavg_params_name_the_yaml_path(tmp_path: Path, write_recipe) -> None:
+def test_bad_fedavg_params_name_the_yaml_path(tmp_path: Path, write_recipe, cli) -> None:
     recipe = small_recipe(arms=[{"use": "fedavg", "params": {"rounds": 0, "fraction": 1.5}}])
-    result = run_cli("validate", str(write_recipe(recipe)))
+    result = cli("validate", str(write_recipe(recipe)))
     assert result.returncode == 2
     assert "$.arms[0].params" in result.stderr and "rounds" in result.stderr
     assert "Traceback" not in result.stderr

@@ -5,12 +5,16 @@ generator every privacy measure must catch) registered as a third-party plugin."
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
-from conftest import run_cli, small_recipe
+from conftest import small_recipe
 from synthlearn.arms.synthetic import SyntheticConfig
 from synthlearn.memorisation import memorisation, near_copy_mask, nearest
+from synthlearn.plugins import load_plugins
+from synthlearn.recipe import check_recipe
+from synthlearn.run import Run
 
 COPYCAT = """
 import attrs
@@ -107,16 +111,16 @@ def copycat_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         output={"dir": str(tmp / "runs"), "cache": None},
     )
     recipe["model"]["params"]["epochs"] = 1
-    import yaml
-
-    path = tmp / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    result = run_cli("run", str(path), "--out", str(tmp / "run"), "--quiet",
-                     env={"PYTHONPATH": str(tmp / "mods"), "SYNTHLEARN_PLUGINS": "acme_copycat"})
-    assert result.returncode == 0, result.stderr
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(tmp / "mods"))
+        mp.setenv("SYNTHLEARN_PLUGINS", "acme_copycat")
+        plugins = load_plugins()
+        assert not plugins.problems, plugins.problems
+        out = Run(check_recipe(recipe, plugins), plugins, quiet=True).execute(str(tmp / "run"))
+    sys.modules.pop("acme_copycat", None)
     return {a["name"]: a for a in
-            json.loads((tmp / "run" / "metrics.json").read_text())["arms"]} | {
-        "_report": (tmp / "run" / "report.md").read_text()}
+            json.loads((out / "metrics.json").read_text())["arms"]} | {
+        "_report": (out / "report.md").read_text()}
 
 
 def test_memorisation_of_a_copying_generator_is_reported(copycat_run: dict) -> None:

@@ -37,6 +37,7 @@ def synthlearn_register_generatorz():
 
 
 def test_entry_point_plugin_is_listed_with_its_distribution(tmp_path: Path) -> None:
+    """In a fresh process: entry points found on PYTHONPATH as pip-installed ones are."""
     site = write_distribution(tmp_path / "site", "acme-models", "acme_models_a", EXAMPLE, "acme")
     result = run_cli("plugins", "--json", env={"PYTHONPATH": str(site)})
     assert result.returncode == 0, result.stderr
@@ -51,7 +52,7 @@ def test_entry_point_plugin_is_listed_with_its_distribution(tmp_path: Path) -> N
     assert {"phantom", "digits", "medmnist", "imagefolder"} <= datasets
 
 
-def test_third_party_component_used_by_a_recipe(tmp_path: Path, write_recipe) -> None:
+def test_third_party_component_used_by_a_recipe(tmp_path: Path, write_recipe, cli) -> None:
     """The swap-without-forking path: a distribution the core has never heard of
     provides the model, and a recipe runs end to end with it."""
     site = write_distribution(tmp_path / "site", "acme-models", "acme_models_b", EXAMPLE, "acme")
@@ -59,8 +60,7 @@ def test_third_party_component_used_by_a_recipe(tmp_path: Path, write_recipe) ->
                           arms=[{"use": "local"}])
     path = write_recipe(recipe)
     out = tmp_path / "run"
-    result = run_cli("run", str(path), "--out", str(out), "--quiet",
-                     env={"PYTHONPATH": str(site)})
+    result = cli("run", str(path), "--out", str(out), "--quiet", env={"PYTHONPATH": str(site)})
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["model"]["arch"] == "tiny_cnn"
@@ -70,21 +70,21 @@ def test_third_party_component_used_by_a_recipe(tmp_path: Path, write_recipe) ->
                                                             "batch_size": 64, "lr": 0.002,
                                                             "device": "auto"}}
     # without the distribution on the path, the same recipe names what is installed
-    result = run_cli("validate", str(path))
+    result = cli("validate", str(path))
     assert result.returncode == 2
     assert result.stderr.strip() == ("error: $.model.use: unknown model 'tiny_cnn'; "
                                      "installed: timm (synthlearn)")
 
 
-def test_broken_plugin_is_listed_as_broken_and_stops_a_run(tmp_path: Path, write_recipe
-                                                           ) -> None:
+def test_broken_plugin_is_listed_as_broken_and_stops_a_run(tmp_path: Path, write_recipe,
+                                                           cli) -> None:
     site = write_distribution(tmp_path / "site", "acme-broken", "acme_broken", BROKEN)
     env = {"PYTHONPATH": str(site)}
-    listing = run_cli("plugins", env=env)
+    listing = cli("plugins", env=env)
     assert listing.returncode == 1
     assert "builtin" in listing.stdout and "phantom" in listing.stdout  # healthy ones listed
     assert "BROKEN: failed to import: ModuleNotFoundError" in listing.stdout
-    result = run_cli("validate", str(write_recipe(small_recipe())), env=env)
+    result = cli("validate", str(write_recipe(small_recipe())), env=env)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -92,10 +92,10 @@ def test_broken_plugin_is_listed_as_broken_and_stops_a_run(tmp_path: Path, write
     assert "Traceback" not in result.stderr
 
 
-def test_blocking_a_broken_plugin_lets_the_run_go_on(tmp_path: Path, write_recipe) -> None:
+def test_blocking_a_broken_plugin_lets_the_run_go_on(tmp_path: Path, write_recipe, cli) -> None:
     site = write_distribution(tmp_path / "site", "acme-broken", "acme_broken2", BROKEN, "bad")
     env = {"PYTHONPATH": str(site), "SYNTHLEARN_BLOCK_PLUGINS": "bad"}
-    result = run_cli("validate", str(write_recipe(small_recipe())), env=env)
+    result = cli("validate", str(write_recipe(small_recipe())), env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok (phantom: 180 training images over 3 sites")
 

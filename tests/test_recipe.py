@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, small_recipe
+from conftest import small_recipe
 from synthlearn.errors import RecipeError, SynthlearnError
 from synthlearn.plugins import load_plugins
 from synthlearn.recipe import apply_overrides, check_recipe, load_recipe, parse_override
@@ -26,7 +26,7 @@ def test_small_recipe_resolves_with_defaults(plugins) -> None:
     recipe = check_recipe(small_recipe(), plugins)
     assert [a.name for a in recipe.arms] == ["centralized", "local"]
     assert recipe.runner.use == "local"
-    assert recipe.model.config.arch == "resnet10t"
+    assert recipe.model.config.arch == "test_resnet"
     resolved = recipe.to_dict()
     assert resolved["data"]["params"]["n_train"] == 180
     assert resolved["data"]["params"]["classes"] == 2  # default filled in
@@ -111,7 +111,7 @@ def test_per_arm_model_override(plugins) -> None:
     data = small_recipe(arms=["centralized", {"use": "local", "model": {
         "use": "timm", "params": {"arch": "resnet18", "epochs": 1}}}])
     recipe = check_recipe(data, plugins)
-    assert recipe.arms[0].model.config.arch == "resnet10t"
+    assert recipe.arms[0].model.config.arch == "test_resnet"
     assert recipe.arms[1].model.config.arch == "resnet18"
     assert recipe.to_dict()["arms"][1]["model"]["params"]["arch"] == "resnet18"
 
@@ -142,34 +142,34 @@ def test_overrides_are_validated_like_the_file(tmp_path: Path, write_recipe, plu
     assert info.value.problems == ["$.model.params.epochs: expected int, got 'four'"]
 
 
-def test_cli_validate_messages(tmp_path: Path, write_recipe) -> None:
+def test_cli_validate_messages(tmp_path: Path, write_recipe, cli) -> None:
     good = write_recipe(small_recipe())
-    ok = run_cli("validate", str(good))
+    ok = cli("validate", str(good))
     assert (ok.returncode, ok.stderr) == (0, "")
     assert ok.stdout.strip() == ("ok (phantom: 180 training images over 3 sites, "
                                  "90 test images; 2 arms)")
-    bad = run_cli("validate", str(good), "--set", "arms[0].params.rounds=ten")
+    bad = cli("validate", str(good), "--set", "arms[0].params.rounds=ten")
     assert bad.returncode == 2
     assert bad.stderr.strip() == "error: $.arms[0].params: unknown key(s): rounds"
-    missing = run_cli("validate", str(tmp_path / "nope.yaml"))
+    missing = cli("validate", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 2
     assert missing.stderr.strip() == f"error: {tmp_path / 'nope.yaml'}: recipe file not found"
     broken = tmp_path / "broken.yaml"
     broken.write_text("name: x\narms: [unclosed\n")
-    result = run_cli("validate", str(broken))
+    result = cli("validate", str(broken))
     assert result.returncode == 2 and "not valid YAML" in result.stderr
     assert "Traceback" not in result.stderr
-    no_file = run_cli("validate", str(good), "--set", "data.use=medmnist",
+    no_file = cli("validate", str(good), "--set", "data.use=medmnist",
                       "--set", f"data.params={{root: {tmp_path}}}")
     assert no_file.returncode == 2
     assert no_file.stderr.strip().startswith(
         f"error: $.data: MedMNIST file not found: {tmp_path / 'pneumoniamnist.npz'}")
-    too_many = run_cli("validate", str(good), "--set", "sites.count=500")
+    too_many = cli("validate", str(good), "--set", "sites.count=500")
     assert too_many.returncode == 2
     assert too_many.stderr.startswith("error: $.sites.partition: ")
     hostile = tmp_path / "hostile.yaml"
     hostile.write_text("name: !!python/object/apply:os.system ['echo pwned']\n")
-    result = run_cli("validate", str(hostile))
+    result = cli("validate", str(hostile))
     assert result.returncode == 2 and "not valid YAML" in result.stderr
 
 

@@ -66,7 +66,7 @@ def accuracy(model: nn.Module, data: ImageData) -> float:
 
 def _trained_resnet(data: ImageData, seed: int) -> dict[str, torch.Tensor]:
     torch.manual_seed(0)  # same initial weights every time
-    model = TimmModel(TimmConfig(arch="resnet10t", stem="imagenet")).build(1, 10, (16, 16))
+    model = TimmModel(TimmConfig(arch="test_resnet", stem="imagenet")).build(1, 10, (16, 16))
     settings = TrainSettings(epochs=2, batch_size=32, augment=True, **CPU)
     trained = train_classifier(model, data, settings, seed, progress=False)
     assert trained is model and not model.training

@@ -77,8 +77,16 @@ class ConditioningScheme(Protocol):
 
     def encode(self, labels: np.ndarray, attributes: dict[str, np.ndarray],
                stats: dict[str, Any]) -> Conditions:
-        """Labels plus attributes -> class indices and a float vector per image."""
+        """Labels plus attributes -> class indices and a float vector per image, row by
+        row (the server encodes a large draw in chunks, so row ``i`` may depend only on
+        image ``i`` and ``stats``)."""
         ...
+
+    # Optional: ``check_stats(stats, num_classes=None, where=None) -> None`` raises a
+    # ``SynthlearnError`` naming ``where`` and the field when statistics that came from
+    # a site or a file are malformed or sized beyond reason; it runs before ``encode``
+    # or ``sample`` see them (``synthlearn.conditioning.check_stats``). A scheme without
+    # it only gets the check that the statistics are a JSON object.
 
     def sample(self, stats: dict[str, Any], n: int, rng: np.random.Generator
                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:

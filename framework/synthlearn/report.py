@@ -230,56 +230,106 @@ def _warnings(metrics: dict[str, Any]) -> list[str]:
             "went):", "", *(f"- {w}" for w in warnings), ""]
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _arm_line(arm: dict[str, Any], i: int) -> str:
+    """One bullet of the summary: the arm's name, its method in plain words (the
+    component's one-line summary, ``arms[i].summary``) and what left each site."""
+    about = " ".join(str(arm.get("summary") or "").split()).rstrip(".")
+    name, use = _arm_name(arm, i), str(arm.get("use", "n/a"))
+    text = f"- **{name}**" + ("" if use == name else f" (`{use}`)")
+    text += f": {about}." if about else "."
+    if not arm.get("private", True) and "not private" not in about.lower():
+        text += " **Not private.**"
+    shared = "; ".join(str(s) for s in arm.get("shared") or []) or "nothing"
+    text += f" *Left each site:* {shared}."
+    if arm.get("sites"):
+        text += " One model per site: the table shows their mean."
+    return text
+
+
 def _summary(metrics: dict[str, Any]) -> list[str]:
+    """What the run compared, for a reader who knows nothing of it: one lead sentence
+    (data, sites, test set), then one line per arm in plain words with what left each
+    site."""
     arms = metrics.get("arms") or []
     dataset = metrics.get("dataset") or {}
     sites = metrics.get("sites") or []
     if not arms:
         return ["No arms were run."]
-    names = ", ".join(f"**{_arm_name(a, i)}**" for i, a in enumerate(arms))
     n_train, n_test = dataset.get("n_train"), dataset.get("n_test")
-    train = f"the same {_count(n_train)} training images" if _is_number(n_train) \
-        else "the same training images"
+    train = f"the same {_count(n_train)} real training images" if _is_number(n_train) \
+        else "the same real training images"
     test = f"the same {_count(n_test)} real held-out test images" if _is_number(n_test) \
         else "the same real held-out test images"
-    parts = [f"{len(arms)} arm{'s' if len(arms) != 1 else ''} ({names}) learned from {train}, "
-             f"split over {len(sites)} site{'s' if len(sites) != 1 else ''}, and every "
-             f"resulting classifier was scored on {test}, which no site ever sees."]
-    private = [_arm_name(a, i) for i, a in enumerate(arms) if a.get("private", True)]
-    public = [_arm_name(a, i) for i, a in enumerate(arms) if not a.get("private", True)]
-    per_site = [_arm_name(a, i) for i, a in enumerate(arms) if a.get("sites")]
-    if private:
-        parts.append(f"The private arm{'s' if len(private) != 1 else ''} "
-                     f"({', '.join(private)}) keep{'s' if len(private) == 1 else ''} every real "
-                     "image at its site; only what "
-                     "is listed under *What left each site* reached the server.")
-    if public:
-        parts.append(f"{', '.join(public)} pool{'s' if len(public) == 1 else ''} the sites' "
-                     "raw images at the server: a reference for what is reachable, "
-                     "**not private**.")
-    if per_site:
-        parts.append(f"{', '.join(per_site)} train{'s' if len(per_site) == 1 else ''} one "
-                     "model per site; the table shows the mean over sites.")
-    return [" ".join(parts)]
+    lead = (f"{_plural(len(arms), 'way')} to get one image classifier from {train}, "
+            f"split over {_plural(len(sites), 'site')} (hospitals); every resulting "
+            f"classifier was scored on {test}, which no site ever sees.")
+    private = [a for a in arms if a.get("private", True)]
+    tail = ("A private arm keeps every real image at its site: only what is listed "
+            "reached the server (bytes per site under *What left each site*)."
+            if private else "")
+    return [lead, "", *(_arm_line(a, i) for i, a in enumerate(arms)),
+            *(["", tail] if tail else [])]
+
+
+def _attack_names(arms: list[dict[str, Any]]) -> list[str]:
+    """The attacks any arm was scored by, in the order they first appear."""
+    return list(dict.fromkeys(str(name) for arm in arms for name in arm.get("attacks") or {}))
+
+
+def _membership(arm: dict[str, Any], attack: str) -> str:
+    """An attack's membership AUC against the arm's model with its control's in
+    brackets, e.g. ``0.634 (0.510)``; "n/a" when the arm was not attacked."""
+    result = (arm.get("attacks") or {}).get(attack) or {}
+    if not result:
+        return "n/a"
+    return f"{_num(result.get('auc'))} ({_num(result.get('control_auc'))})"
 
 
 def _arms_table(arms: list[dict[str, Any]]) -> list[str]:
+    """The headline table, most important first: accuracy, AUC, membership AUC (with
+    its control) per attack, bytes; then balanced accuracy, the validation split's
+    figures (when scored) and wall time."""
     with_val = any(arm.get("validation") for arm in arms)
-    header = ["arm", "method", "private", "accuracy", "balanced accuracy", "AUC",
-              *(["val accuracy", "val AUC"] if with_val else []),
-              "bytes to server", "bytes to sites", "wall s"]
+    attacks = _attack_names(arms)
+    header = ["arm", "method", "private", "accuracy", "AUC",
+              *(f"membership AUC, {a} (control)" for a in attacks),
+              "bytes to server", "bytes to sites", "balanced accuracy",
+              *(["val accuracy", "val AUC"] if with_val else []), "wall s"]
     rows = []
     for i, arm in enumerate(arms):
         m = arm.get("metrics") or {}
         v = arm.get("validation") or {}
         private = "yes" if arm.get("private", True) else "**no** (pools raw images)"
         rows.append([_arm_name(arm, i), f"`{arm.get('use', 'n/a')}`", private,
-                     _num(m.get("accuracy")), _num(m.get("balanced_accuracy")),
-                     _num(m.get("auc")),
+                     _num(m.get("accuracy")), _num(m.get("auc")),
+                     *(_membership(arm, a) for a in attacks),
+                     _bytes(m.get("bytes_to_server")), _bytes(m.get("bytes_to_sites")),
+                     _num(m.get("balanced_accuracy")),
                      *([_num(v.get("accuracy")), _num(v.get("auc"))] if with_val else []),
-                     _bytes(m.get("bytes_to_server")),
-                     _bytes(m.get("bytes_to_sites")), _num(m.get("wall_s"), 1)])
+                     _num(m.get("wall_s"), 1)])
     return _table(header, rows, ["l", "l", "l"] + ["r"] * (len(header) - 3))
+
+
+def _how_to_read(arms: list[dict[str, Any]]) -> list[str]:
+    """The lines above the headline table that say what its columns mean."""
+    lines = ["How to read the table: **accuracy** and **AUC** are scored on the real "
+             "held-out test set (AUC is threshold-free: 1.0 ranks every image right, 0.5 "
+             "is chance); centralized training, where present, is the reachable upper "
+             "bound."]
+    if _attack_names(arms):
+        lines.append("**Membership AUC** is how well the attack tells the real images a "
+                     "model learned from apart from real images it never saw (0.5: it "
+                     "cannot); in brackets the same attack against a *control* model "
+                     "trained without those images, which shows what chance looks like "
+                     "here. A figure well above its control means the model leaks who "
+                     "trained it.")
+    lines.append("**Bytes** are what crossed between the sites and the server, counted as "
+                 "they crossed.")
+    return [" ".join(lines)]
 
 
 def _per_site_results(arms: list[dict[str, Any]]) -> list[str]:
@@ -482,7 +532,9 @@ def render_report(metrics: dict) -> str:
     """``report.md`` for a run: the Markdown text, ending in a newline.
 
     Sections: title (recipe name and seed), warnings (only when the run gave any:
-    ``metrics["warnings"]``), what was compared, the arms table (with the
+    ``metrics["warnings"]``), what was compared (each arm in plain words and what left
+    its sites), the arms table (accuracy, AUC, membership AUC with its control, bytes;
+    with the
     arms figure, the test figures after each step an arm's model took at the sites, and
     every site's own result for arms scored per site), cost (the
     accuracy-against-bytes figure and every round of multi-round arms), synthetic data
@@ -506,8 +558,7 @@ def render_report(metrics: dict) -> str:
 
     lines += ["## What was compared", "", *_summary(metrics), "", "## Results", ""]
     if arms:
-        lines += ["Scores on the real held-out test set; bytes counted as they cross "
-                  "between sites and server.", "", *_arms_table(arms), "",
+        lines += [*_how_to_read(arms), "", *_arms_table(arms), "",
                   f"![arms]({FIGURES['arms']})"]
         lines += _site_steps(arms)
         lines += _per_site_results(arms)

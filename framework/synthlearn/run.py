@@ -375,6 +375,7 @@ class Run:
         return {
             "name": arm.name,
             "use": arm.component.use,
+            "summary": arm.component.registered.spec.summary,
             "private": bool(getattr(pooling, "private", True)),
             "metrics": {
                 **{k: headline.get(k) for k in METRIC_KEYS},
