@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/quickstart_time.py [--recipe templates/recipes/quickstart.yaml]
                                                    [--cache fresh|off] [--set KEY=VALUE ...]
+                                                   [--out DIR]
 
 Prints the total wall time (process start to finished run directory, imports included),
 each arm's accuracy, AUC, loss-attack membership AUC (with its control), bytes moved and
@@ -11,6 +12,7 @@ two minutes on a 2-core CPU" target of the quickstart.
 ``--cache fresh`` (the default) runs with an empty cache in a temporary directory: what
 ``make demo`` costs on a clean clone, where arms that share a site's generator fit it
 once. ``--cache off`` turns the cache off, so every arm redoes its own site work.
+``--out DIR`` keeps the run directory (report.md, metrics.json, figures) there.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ def main() -> None:
     parser.add_argument("--cache", choices=("fresh", "off"), default="fresh")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a recipe override, as for `synthlearn run --set`")
+    parser.add_argument("--out", default=None, help="keep the run directory here")
     args = parser.parse_args()
     plugins = load_plugins()
     plugins.raise_problems()
@@ -86,7 +89,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cache = "null" if args.cache == "off" else str(Path(tmp) / "cache")
         recipe = load_recipe(args.recipe, plugins, [f"output.cache={cache}", *args.set])
-        out = Path(tmp) / "run"
+        out = Path(args.out) if args.out else Path(tmp) / "run"
         Run(recipe, plugins, quiet=True).execute(str(out))
         metrics = json.loads((out / "metrics.json").read_text())
     total = time.perf_counter() - START
