@@ -5,7 +5,7 @@ The suite is fast by design (``make test`` runs it without the ``slow`` marker):
 tests use tiny models and images, end-to-end runs use :func:`small_recipe` (timm's
 ``test_resnet`` on 16x16 phantom images), expensive runs are shared through module-scoped
 fixtures, and the CLI is called in-process unless the process boundary is under test
-(entry points, exit status of the real command, signals)."""
+(entry points, exit status of the real command, signals). Torch runs on one thread."""
 
 from __future__ import annotations
 
@@ -18,11 +18,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from synthlearn.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+# One thread per test process (and per process a test starts), unless OMP_NUM_THREADS says
+# otherwise. The tests train tiny models, where more threads buy nothing; on a busy machine
+# they cost a lot (threads spin while a peer is descheduled: 20x the CPU time measured on
+# a loaded 2-core machine), and the asserted figures would depend on the core count.
+if "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 def write_distribution(root: Path, dist: str, module: str, source: str,
