@@ -132,7 +132,7 @@ def test_every_arm_reports_utility_privacy_and_bytes(small_run) -> None:
 def test_report_opens_with_what_was_compared(small_run) -> None:
     metrics, report = small_run
     opening = report.split("## What was compared", 1)[1].split("\n## ", 1)[0]
-    assert ("5 ways to get one image classifier from the same 120 real training images, "
+    assert ("Five ways to get one image classifier from the same 120 real training images, "
             "split over 3 sites (hospitals)") in opening
     assert "the same 60 real held-out test images, which no site ever sees" in opening
     bullets = {line.split("**")[1]: line for line in opening.splitlines()
@@ -175,12 +175,15 @@ def test_headline_table_with_two_attacks_and_an_unattacked_arm() -> None:
                        "lira": {"auc": 0.7, "control_auc": None}}}
     other = {"name": "b", "use": "centralized", "private": False, "metrics": {},
              "attacks": {}}
-    table = headline_rows(render_report({"arms": [arm, other]}))
+    report = render_report({"arms": [arm, other]})
+    table = headline_rows(report)
     assert table["header"][3:7] == ["accuracy", "AUC", "membership AUC, loss (control)",
                                     "membership AUC, lira (control)"]
     assert table["a"][3:8] == ["0.800", "0.900", "0.610 (0.490)", "0.700 (n/a)", "2.0 KiB"]
     assert table["b"][5:7] == ["n/a", "n/a"]
     assert len(table["header"]) == len(table["a"]) == len(table["b"])
+    assert "the upper bound for the private arms" in report
+    assert "upper bound" not in render_report({"arms": [arm]})  # no pooling arm to be one
 
 
 # --------------------------------------------------------------------------- full size

@@ -230,6 +230,11 @@ def _warnings(metrics: dict[str, Any]) -> list[str]:
             "went):", "", *(f"- {w}" for w in warnings), ""]
 
 
+#: How the report spells a small count that opens a sentence.
+NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six",
+                7: "seven", 8: "eight", 9: "nine", 10: "ten"}
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -264,7 +269,9 @@ def _summary(metrics: dict[str, Any]) -> list[str]:
         else "the same real training images"
     test = f"the same {_count(n_test)} real held-out test images" if _is_number(n_test) \
         else "the same real held-out test images"
-    lead = (f"{_plural(len(arms), 'way')} to get one image classifier from {train}, "
+    ways = _plural(len(arms), "way")
+    ways = NUMBER_WORDS.get(len(arms), str(len(arms))).capitalize() + ways[ways.index(" "):]
+    lead = (f"{ways} to get one image classifier from {train}, "
             f"split over {_plural(len(sites), 'site')} (hospitals); every resulting "
             f"classifier was scored on {test}, which no site ever sees.")
     private = [a for a in arms if a.get("private", True)]
@@ -318,8 +325,10 @@ def _how_to_read(arms: list[dict[str, Any]]) -> list[str]:
     """The lines above the headline table that say what its columns mean."""
     lines = ["How to read the table: **accuracy** and **AUC** are scored on the real "
              "held-out test set (AUC is threshold-free: 1.0 ranks every image right, 0.5 "
-             "is chance); centralized training, where present, is the reachable upper "
-             "bound."]
+             "is chance)."]
+    if any(not arm.get("private", True) for arm in arms):
+        lines.append("An arm that pools the raw images (not private) shows what is "
+                     "reachable: the upper bound for the private arms.")
     if _attack_names(arms):
         lines.append("**Membership AUC** is how well the attack tells the real images a "
                      "model learned from apart from real images it never saw (0.5: it "
