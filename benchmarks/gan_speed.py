@@ -23,8 +23,8 @@ import attrs
 import numpy as np
 import torch
 import torch.nn.functional as F
-from synthlearn.conditioning import Conditions
 from synthlearn.data.types import ImageData
+from synthlearn.generation.conditioning import Conditions
 from synthlearn_gan import GanConfig, GanGenerator
 
 

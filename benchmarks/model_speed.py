@@ -4,7 +4,7 @@ Trains each architecture on scikit-learn's digits (8x8, upscaled to ``--size``) 
 prints, per (arch, stem): parameter count, training and evaluation images/s on the
 current device, and test accuracy after ``--epochs`` epochs.
 
-Stems (see ``synthlearn.timm_model``): ``imagenet`` (timm's network unchanged),
+Stems (see ``synthlearn.models.timm_model``): ``imagenet`` (timm's network unchanged),
 ``small`` (first strided conv -> 3x3 stride 1, stem max-pool kept: one stride-2 left)
 and ``full`` (the max-pool removed too: full resolution into the first stage).
 ``--data strokes`` is a phantom-like task that needs fine detail (a 3 px stroke's
@@ -25,9 +25,14 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from synthlearn.data.types import ImageData
-from synthlearn.evaluation import classification_metrics
-from synthlearn.timm_model import TimmConfig, TimmModel
-from synthlearn.training import TrainSettings, predict_proba, resolve_device, train_classifier
+from synthlearn.evaluation.metrics import classification_metrics
+from synthlearn.models.timm_model import TimmConfig, TimmModel
+from synthlearn.models.training import (
+    TrainSettings,
+    predict_proba,
+    resolve_device,
+    train_classifier,
+)
 
 
 def digits(size: int) -> tuple[ImageData, ImageData]:

@@ -28,10 +28,10 @@ START = time.perf_counter()
 
 import torch  # noqa: E402
 from synthlearn import hookimpl  # noqa: E402
-from synthlearn.plugins import load_plugins  # noqa: E402
+from synthlearn.execution.run import Run  # noqa: E402
+from synthlearn.loading.manager import load_plugins  # noqa: E402
 from synthlearn.recipe import load_recipe  # noqa: E402
-from synthlearn.report import human_bytes  # noqa: E402
-from synthlearn.run import Run  # noqa: E402
+from synthlearn.report.markdown import human_bytes  # noqa: E402
 
 
 class ArmClock:

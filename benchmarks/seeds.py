@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 import attrs
-from synthlearn.plugins import load_plugins
+from synthlearn.execution.run import Run
+from synthlearn.loading.manager import load_plugins
 from synthlearn.recipe import Recipe, load_recipe
-from synthlearn.run import Run
 
 METRICS = ("accuracy", "balanced_accuracy", "auc")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from synthlearn import SynthlearnError
-from synthlearn.audit import CandidatePool, split_like_sites
 from synthlearn.data.types import ImageData
+from synthlearn.evaluation.audit import CandidatePool, split_like_sites
 
 
 def labelled(n: int, start: int, classes: int = 2) -> ImageData:

@@ -21,8 +21,8 @@ pytest.importorskip("synthlearn_mia", reason="the synthlearn-mia plugin is not i
 pytest.importorskip("synthlearn_fedavg", reason="the synthlearn-fedavg plugin is not installed")
 
 import synthlearn.arms.context  # noqa: E402
-import synthlearn.run  # noqa: E402
-import synthlearn.training  # noqa: E402
+import synthlearn.execution.run  # noqa: E402
+import synthlearn.models.training  # noqa: E402
 from synthlearn.cli import main  # noqa: E402
 
 ARMS = [{"use": "centralized"}, {"use": "fedavg", "params": {"rounds": 1}}]
@@ -68,8 +68,8 @@ def run(tmp: Path, name: str, cache: Path | None, arms: list[dict[str, Any]] = A
     path.write_text(yaml.safe_dump({
         **recipe(arms), "output": {"dir": str(tmp / "runs"),
                                    "cache": None if cache is None else str(cache)}}))
-    counter = Counter(synthlearn.training.train_classifier)
-    real_audit = synthlearn.run.audit_arm
+    counter = Counter(synthlearn.models.training.train_classifier)
+    real_audit = synthlearn.execution.run.audit_arm
     calls: list[str] = []
 
     def audit_then_die(ctx: Any, *args: Any, **kwargs: Any) -> Any:
@@ -80,10 +80,10 @@ def run(tmp: Path, name: str, cache: Path | None, arms: list[dict[str, Any]] = A
 
     err = io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stderr(err):
-        mp.setattr(synthlearn.training, "train_classifier", counter)
+        mp.setattr(synthlearn.models.training, "train_classifier", counter)
         mp.setattr(synthlearn.arms.context, "train_classifier", counter)
         if fail_after_first_audit:
-            mp.setattr(synthlearn.run, "audit_arm", audit_then_die)
+            mp.setattr(synthlearn.execution.run, "audit_arm", audit_then_die)
             with contextlib.suppress(RuntimeError):
                 assert main(["run", str(path), "--out", str(tmp / name)]) != 0
             assert calls == ["centralized", "fedavg"]  # died as the second audit began
@@ -164,7 +164,7 @@ def test_a_run_killed_after_the_first_audit_resumes_from_it(twice, tmp_path: Pat
 
 
 def stored_audit() -> Any:
-    from synthlearn.audit_store import ArmAudit
+    from synthlearn.evaluation.audit_store import ArmAudit
 
     fpr = np.array([0.0, 0.1 + 1e-17, 1 / 3, 1.0])
     tpr = np.array([0.0, 0.5, 2 / 3, 1.0])
@@ -176,8 +176,8 @@ def stored_audit() -> Any:
 
 
 def test_a_stored_audit_round_trips_exactly_and_keeps_its_order() -> None:
-    from synthlearn.audit_store import ArmAudit
-    from synthlearn.exchange import Payload
+    from synthlearn.evaluation.audit_store import ArmAudit
+    from synthlearn.sitework.exchange import Payload
 
     audit = stored_audit()
     back = ArmAudit.from_payload(Payload.from_bytes(audit.to_payload().to_bytes(), "test"))
@@ -191,8 +191,8 @@ def test_a_stored_audit_round_trips_exactly_and_keeps_its_order() -> None:
 
 def test_a_malformed_stored_audit_is_recomputed_with_a_warning(tmp_path: Path,
                                                                capsys) -> None:
-    from synthlearn.audit_store import AuditStore
-    from synthlearn.cache import SiteCache
+    from synthlearn.evaluation.audit_store import AuditStore
+    from synthlearn.sitework.cache import SiteCache
 
     cache = SiteCache(tmp_path / "cache")
     store = AuditStore(cache)

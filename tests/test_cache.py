@@ -16,14 +16,15 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import small_recipe, write_distribution
-from synthlearn import cli, code_identity
-from synthlearn.cache import SiteCache
+from synthlearn import cli
 from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
-from synthlearn.exchange import Payload
-from synthlearn.plugins import load_plugins
+from synthlearn.execution.run import Run
+from synthlearn.loading import code_identity
+from synthlearn.loading.manager import load_plugins
 from synthlearn.recipe import check_recipe
-from synthlearn.run import Run
+from synthlearn.sitework.cache import SiteCache
+from synthlearn.sitework.exchange import Payload
 
 KEY_A = "a" * 64
 KEY_B = "b" * 64
@@ -281,8 +282,8 @@ import attrs
 import torch
 from synthlearn import ComponentSpec, hookimpl
 from synthlearn.arms.context import ArmResult
-from synthlearn.exchange import Payload
-from synthlearn.sites import SiteTask
+from synthlearn.sitework.exchange import Payload
+from synthlearn.sitework.sites import SiteTask
 
 VALUE = {value}
 

@@ -7,17 +7,17 @@ import json
 
 import numpy as np
 import pytest
-from synthlearn.conditioning import (
+from synthlearn.data.digits import DigitsConfig, DigitsDataset
+from synthlearn.data.phantom import PhantomConfig, PhantomDataset
+from synthlearn.data.types import AttributeInfo, ImageData
+from synthlearn.errors import SynthlearnError
+from synthlearn.generation.conditioning import (
     CategoricalConditioning,
     CategoricalConfig,
     PhenotypicConditioning,
     PhenotypicConfig,
     proportional_counts,
 )
-from synthlearn.data.digits import DigitsConfig, DigitsDataset
-from synthlearn.data.phantom import PhantomConfig, PhantomDataset
-from synthlearn.data.types import AttributeInfo, ImageData
-from synthlearn.errors import SynthlearnError
 
 
 @pytest.fixture(scope="module")

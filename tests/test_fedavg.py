@@ -16,11 +16,11 @@ pytest.importorskip("synthlearn_fedavg", reason="the synthlearn-fedavg plugin is
 
 from synthlearn import SynthlearnError, hookimpl  # noqa: E402
 from synthlearn.data.types import ImageData  # noqa: E402
-from synthlearn.exchange import Payload  # noqa: E402
-from synthlearn.plugins import load_plugins  # noqa: E402
+from synthlearn.execution.run import Run  # noqa: E402
+from synthlearn.loading.manager import load_plugins  # noqa: E402
 from synthlearn.recipe import check_recipe  # noqa: E402
-from synthlearn.run import Run  # noqa: E402
-from synthlearn.sites import seeded_model  # noqa: E402
+from synthlearn.sitework.exchange import Payload  # noqa: E402
+from synthlearn.sitework.sites import seeded_model  # noqa: E402
 from synthlearn_fedavg.aggregate import average, check_update  # noqa: E402
 from synthlearn_fedavg.arm import choose_sites, round_lr  # noqa: E402
 from synthlearn_fedavg.site_round import RoundConfig, proximal_term, train_round  # noqa: E402
@@ -91,7 +91,7 @@ def test_proximal_term_is_half_mu_squared_distance() -> None:
 
 
 def _site_env():
-    from synthlearn.sites import SiteEnv
+    from synthlearn.sitework.sites import SiteEnv
 
     recipe = check_recipe(small_recipe(), load_plugins())
     return recipe, SiteEnv(seed=0, model=recipe.model, num_classes=2, in_chans=1,
@@ -99,7 +99,7 @@ def _site_env():
 
 
 def test_fedprox_keeps_a_site_closer_to_the_global_model() -> None:
-    from synthlearn.sites import Site
+    from synthlearn.sitework.sites import Site
 
     recipe, env = _site_env()
     dataset = recipe.data.build().load(0)
@@ -119,7 +119,7 @@ def test_fedprox_keeps_a_site_closer_to_the_global_model() -> None:
 
 
 def test_round_needs_the_global_model() -> None:
-    from synthlearn.sites import Site
+    from synthlearn.sitework.sites import Site
 
     _, env = _site_env()
     data = ImageData(np.zeros((4, 1, 16, 16), np.uint8), np.array([0, 1, 0, 1]))
@@ -281,8 +281,8 @@ FLAKY_RUNNER = """
 import attrs
 import torch
 from synthlearn import ComponentSpec, hookimpl
-from synthlearn.exchange import Payload
-from synthlearn.runner import LocalRunner
+from synthlearn.sitework.exchange import Payload
+from synthlearn.sitework.runner import LocalRunner
 
 @attrs.define(frozen=True)
 class Cfg:

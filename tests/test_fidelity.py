@@ -12,16 +12,16 @@ import scipy.linalg
 import torch
 from scipy.ndimage import zoom
 from sklearn.datasets import load_digits
-from synthlearn import figures
 from synthlearn.data.phantom import PhantomConfig, PhantomDataset
 from synthlearn.data.types import ImageData
-from synthlearn.fidelity import (
+from synthlearn.evaluation.fidelity import (
     FeatureSpace,
     default_feature_space,
     fidelity,
     frechet_distance,
     knn_precision_recall,
 )
+from synthlearn.report import figures
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -10,10 +10,10 @@ import torch
 pytest.importorskip("synthlearn_gan")
 
 from synthlearn import SynthlearnError  # noqa: E402
-from synthlearn.conditioning import Conditions  # noqa: E402
 from synthlearn.data.types import Dataset, ImageData  # noqa: E402
-from synthlearn.exchange import Payload  # noqa: E402
-from synthlearn.sites import Site  # noqa: E402
+from synthlearn.generation.conditioning import Conditions  # noqa: E402
+from synthlearn.sitework.exchange import Payload  # noqa: E402
+from synthlearn.sitework.sites import Site  # noqa: E402
 from synthlearn_gan import GanConfig, GanGenerator  # noqa: E402
 from synthlearn_gan.networks import factor_side  # noqa: E402
 
@@ -244,7 +244,7 @@ def test_config_validation(params: dict, message: str) -> None:
 
 
 def test_registered_as_a_generator() -> None:
-    from synthlearn.plugins import load_plugins
+    from synthlearn.loading.manager import load_plugins
 
     registered = load_plugins().get("generator", "gan")
     assert registered is not None and registered.distribution == "synthlearn-gan"

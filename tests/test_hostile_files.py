@@ -25,24 +25,24 @@ import pytest
 import torch
 import yaml
 from conftest import REPO, small_recipe
-from synthlearn.conditioning import (
+from synthlearn.data.medmnist import MedMNISTConfig, MedMNISTDataset
+from synthlearn.errors import DataError, SynthlearnError
+from synthlearn.generation.conditioning import (
     CategoricalConditioning,
     CategoricalConfig,
     PhenotypicConditioning,
     PhenotypicConfig,
     check_stats,
 )
-from synthlearn.data.medmnist import MedMNISTConfig, MedMNISTDataset
-from synthlearn.errors import DataError, SynthlearnError
-from synthlearn.exchange import META_KEY, Payload, load_state
-from synthlearn.plugins import load_plugins
+from synthlearn.loading.manager import load_plugins
 from synthlearn.recipe import check_recipe
+from synthlearn.sitework.exchange import META_KEY, Payload, load_state
 
 pytest.importorskip("synthlearn_gan", reason="the synthlearn-gan plugin is not installed")
 
 from synthlearn.arms.synthetic import draw_pool, synthesize  # noqa: E402
 from synthlearn.data.phantom import PhantomConfig, PhantomDataset  # noqa: E402
-from synthlearn.sites import Site, SiteEnv  # noqa: E402
+from synthlearn.sitework.sites import Site, SiteEnv  # noqa: E402
 from synthlearn_gan import GanConfig, GanGenerator  # noqa: E402
 
 #: A generator that fits in well under a second.

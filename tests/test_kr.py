@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import small_recipe
-from synthlearn.plugins import load_plugins
+from synthlearn.execution.run import Run
+from synthlearn.loading.manager import load_plugins
 from synthlearn.recipe import check_recipe
-from synthlearn.run import Run
 
 pytest.importorskip("synthlearn_kr", reason="the synthlearn-kr plugin is not installed")
 pytest.importorskip("synthlearn_gan", reason="the synthlearn-gan plugin is not installed")
@@ -37,7 +37,7 @@ import attrs
 import numpy as np
 import torch
 from synthlearn import ComponentSpec, hookimpl
-from synthlearn.exchange import Payload
+from synthlearn.sitework.exchange import Payload
 
 @attrs.define(frozen=True)
 class Cfg:

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import small_recipe
-from synthlearn.plugins import load_plugins
+from synthlearn.execution.run import Run
+from synthlearn.loading.manager import load_plugins
 from synthlearn.recipe import check_recipe
-from synthlearn.run import Run
 
 STEPS = {"adapt_bn": True, "calibrate": True}
 

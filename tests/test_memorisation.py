@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 from conftest import small_recipe
 from synthlearn.arms.synthetic import SyntheticConfig
-from synthlearn.memorisation import memorisation, near_copy_mask, nearest
-from synthlearn.plugins import load_plugins
+from synthlearn.evaluation.memorisation import memorisation, near_copy_mask, nearest
+from synthlearn.execution.run import Run
+from synthlearn.loading.manager import load_plugins
 from synthlearn.recipe import check_recipe
-from synthlearn.run import Run
 
 COPYCAT = """
 import attrs
 import numpy as np
 import torch
 from synthlearn import ComponentSpec, hookimpl
-from synthlearn.exchange import Payload
+from synthlearn.sitework.exchange import Payload
 
 @attrs.define(frozen=True)
 class Cfg:

@@ -12,10 +12,10 @@ from conftest import small_recipe
 
 pytest.importorskip("synthlearn_mia", reason="the synthlearn-mia plugin is not installed")
 
-from synthlearn.plugins import load_plugins  # noqa: E402
-from synthlearn.privacy import roc_auc  # noqa: E402
+from synthlearn.evaluation.privacy import roc_auc  # noqa: E402
+from synthlearn.execution.run import Run  # noqa: E402
+from synthlearn.loading.manager import load_plugins  # noqa: E402
 from synthlearn.recipe import check_recipe  # noqa: E402
-from synthlearn.run import Run  # noqa: E402
 from synthlearn_mia.attacks import lira_scores, rmia_scores  # noqa: E402
 from synthlearn_mia.signals import scaled_logit, true_class_logit_probability  # noqa: E402
 

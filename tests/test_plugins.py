@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO, run_cli, small_recipe, write_distribution
-from synthlearn.plugins import load_plugins
+from synthlearn.loading.manager import load_plugins
 
 EXAMPLE = (REPO / "templates" / "plugin" / "synthlearn_example" / "plugin.py").read_text()
 

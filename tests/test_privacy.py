@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
-from synthlearn.privacy import (
+from synthlearn.evaluation.privacy import (
     attack_metrics,
     best_balanced_accuracy,
     roc_auc,

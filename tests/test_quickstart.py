@@ -20,7 +20,7 @@ import pytest
 import yaml
 from conftest import REPO
 from synthlearn.cli import main as cli_main
-from synthlearn.report import render_report
+from synthlearn.report.markdown import render_report
 
 QUICKSTART = REPO / "templates" / "recipes" / "quickstart.yaml"
 ARMS = ("centralized", "local", "fedavg", "synthetic", "kr")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import small_recipe
 from synthlearn.errors import RecipeError, SynthlearnError
-from synthlearn.plugins import load_plugins
+from synthlearn.loading.manager import load_plugins
 from synthlearn.recipe import apply_overrides, check_recipe, load_recipe, parse_override
 
 

@@ -24,7 +24,7 @@ import yaml
 from conftest import REPO, SHARED_DATA, small_recipe
 from synthlearn.cli import main
 from synthlearn.errors import RecipeError, SynthlearnError
-from synthlearn.plugins import load_plugins
+from synthlearn.loading.manager import load_plugins
 from synthlearn.recipe import (
     absolute_path,
     check_recipe,
@@ -139,7 +139,7 @@ def test_overrides_are_read_by_the_same_loader() -> None:
 
 def test_plugin_configs_get_strict_lists_and_finite_floats() -> None:
     """``make_converter`` is what plugins use for their own nested params."""
-    from synthlearn.conditioning import PhenotypicConfig
+    from synthlearn.generation.conditioning import PhenotypicConfig
 
     conv = make_converter()
     assert conv.structure({"attributes": ["scanner"]}, PhenotypicConfig).attributes == [

@@ -8,9 +8,9 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
-from synthlearn import figures
 from synthlearn.data.types import ImageData
-from synthlearn.report import human_bytes, render_report, write_report
+from synthlearn.report import figures
+from synthlearn.report.markdown import human_bytes, render_report, write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

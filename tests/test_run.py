@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 from conftest import SHARED_DATA, run_cli, small_recipe, write_distribution
-from synthlearn.exchange import Payload
-from synthlearn.plugins import load_plugins
+from synthlearn.execution.run import Run
+from synthlearn.loading.manager import load_plugins
 from synthlearn.recipe import check_recipe
-from synthlearn.run import Run
+from synthlearn.sitework.exchange import Payload
 
 CONTRACT = {"accuracy", "balanced_accuracy", "auc", "bytes_to_server", "bytes_to_sites",
             "wall_s"}
@@ -183,8 +183,8 @@ def test_cli_run_progress_and_default_directory(tmp_path: Path, write_recipe, cl
 SITE_FAILS = """
 import attrs
 from synthlearn import ComponentSpec, SynthlearnError, hookimpl
-from synthlearn.exchange import Payload
-from synthlearn.sites import SiteTask
+from synthlearn.sitework.exchange import Payload
+from synthlearn.sitework.sites import SiteTask
 
 @attrs.define(frozen=True)
 class Cfg:

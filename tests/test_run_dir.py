@@ -18,11 +18,11 @@ from conftest import small_recipe
 from synthlearn import hookimpl
 from synthlearn.cli import main
 from synthlearn.errors import RecipeError
-from synthlearn.plugins import load_plugins
+from synthlearn.execution.run import Run
+from synthlearn.execution.run_dir import INCOMPLETE
+from synthlearn.loading.manager import load_plugins
 from synthlearn.recipe import check_recipe
-from synthlearn.report import slug
-from synthlearn.run import Run
-from synthlearn.run_dir import INCOMPLETE
+from synthlearn.report.markdown import slug
 
 
 def tiny(**changes: object) -> dict:
@@ -124,7 +124,7 @@ class _SecondRunMidway:
 
 def test_two_runs_in_the_same_second_get_two_directories(tmp_path: Path,
                                                          monkeypatch) -> None:
-    monkeypatch.setattr("synthlearn.run_dir.datetime", _FrozenClock)
+    monkeypatch.setattr("synthlearn.execution.run_dir.datetime", _FrozenClock)
     runs = tmp_path / "runs"
     data = {**tiny(), "output": {"dir": str(runs), "cache": None}}
     plugins = load_plugins()

@@ -1,5 +1,5 @@
 """Setups that would make a figure meaningless are refused, doubtful ones flagged, and
-divergence is caught where it happens (``synthlearn.sanity`` and the checks it drives)."""
+divergence is caught where it happens (``synthlearn.execution.sanity`` and the checks it drives)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,14 @@ from synthlearn.cli import main
 from synthlearn.data.phantom import PhantomConfig, PhantomDataset
 from synthlearn.data.types import Dataset, ImageData
 from synthlearn.errors import RecipeError
-from synthlearn.report import render_report
-from synthlearn.sanity import check_classes, collapse_reason, rare_classes, warn_single_class_sites
-from synthlearn.sites import Site
+from synthlearn.execution.sanity import (
+    check_classes,
+    collapse_reason,
+    rare_classes,
+    warn_single_class_sites,
+)
+from synthlearn.report.markdown import render_report
+from synthlearn.sitework.sites import Site
 
 TINY_MODEL = {"use": "timm", "params": {"arch": "resnet10t", "epochs": 1, "batch_size": 32,
                                          "device": "cpu"}}
@@ -26,7 +31,7 @@ WIDE_MODEL = """
 import attrs
 import torch.nn as nn
 from synthlearn import ComponentSpec, hookimpl
-from synthlearn.training import TrainSettings
+from synthlearn.models.training import TrainSettings
 
 @attrs.define(frozen=True)
 class Cfg:
@@ -54,7 +59,7 @@ import attrs
 import numpy as np
 import torch
 from synthlearn import ComponentSpec, hookimpl
-from synthlearn.exchange import Payload
+from synthlearn.sitework.exchange import Payload
 
 @attrs.define(frozen=True)
 class Cfg:

@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 from synthlearn.arms.site_batchnorm import pool_statistics
 from synthlearn.errors import SynthlearnError
-from synthlearn.exchange import Payload
-from synthlearn.training import batchnorm_layers, refresh_batchnorm
+from synthlearn.models.training import batchnorm_layers, refresh_batchnorm
+from synthlearn.sitework.exchange import Payload
 
 
 def _input_norm() -> nn.Module:

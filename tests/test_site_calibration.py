@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 from synthlearn.arms.site_calibration import apply_biases, fit_biases, output_bias
 from synthlearn.errors import SynthlearnError
-from synthlearn.exchange import Payload
+from synthlearn.sitework.exchange import Payload
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

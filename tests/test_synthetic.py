@@ -11,10 +11,10 @@ import pytest
 import torch
 import yaml
 from conftest import small_recipe
-from synthlearn.exchange import Payload
-from synthlearn.plugins import load_plugins
+from synthlearn.execution.run import Run
+from synthlearn.loading.manager import load_plugins
 from synthlearn.recipe import check_recipe
-from synthlearn.run import Run
+from synthlearn.sitework.exchange import Payload
 
 pytest.importorskip("synthlearn_gan", reason="the synthlearn-gan plugin is not installed")
 

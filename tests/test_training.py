@@ -12,9 +12,9 @@ from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score
 from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
-from synthlearn.evaluation import classification_metrics
-from synthlearn.timm_model import TimmConfig, TimmModel
-from synthlearn.training import (
+from synthlearn.evaluation.metrics import classification_metrics
+from synthlearn.models.timm_model import TimmConfig, TimmModel
+from synthlearn.models.training import (
     TrainSettings,
     predict_proba,
     resolve_device,
@@ -279,7 +279,7 @@ def test_single_class_auc_is_nan() -> None:
 
 
 def test_smoothed_onehot_rows_sum_to_one() -> None:
-    from synthlearn.training import smoothed_onehot
+    from synthlearn.models.training import smoothed_onehot
 
     targets = smoothed_onehot(np.array([0, 2, 1]), 3, 0.3)
     np.testing.assert_allclose(targets.sum(axis=1), 1.0, rtol=1e-6)

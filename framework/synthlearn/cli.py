@@ -24,7 +24,7 @@ from types import FrameType, TracebackType
 from synthlearn import __version__
 from synthlearn.components import KINDS
 from synthlearn.errors import RecipeError, SynthlearnError
-from synthlearn.plugins import PluginSet, load_plugins
+from synthlearn.loading.manager import PluginSet, load_plugins
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
@@ -82,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _sample(args: argparse.Namespace, plugins: PluginSet) -> int:
-    from synthlearn.generator_file import open_generator, save_samples
+    from synthlearn.generation.generator_file import open_generator, save_samples
 
     if args.n < 1:
         raise SynthlearnError(f"--n must be at least 1, got {args.n}")
@@ -247,7 +247,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     from synthlearn.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, plugins, args.overrides)
-    from synthlearn.run import Run, load_data
+    from synthlearn.execution.run import Run, load_data
 
     if args.command == "validate":
         dataset, sites = load_data(recipe)

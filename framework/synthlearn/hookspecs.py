@@ -7,7 +7,7 @@ group ``synthlearn`` of its distribution::
     [project.entry-points.synthlearn]
     my_plugin = "my_package.plugin"
 
-The core's own components are registered by ``synthlearn.builtin`` through these same
+The core's own components are registered by ``synthlearn.loading.builtin`` through these same
 hooks, so there is one path for built-ins and third-party plugins alike.
 
 Registration hooks (``synthlearn_register_<kind>s``) take no arguments and return a list

@@ -16,11 +16,11 @@ if TYPE_CHECKING:
     import torch.nn as nn
 
     from synthlearn.arms.context import ArmContext, ArmResult
-    from synthlearn.conditioning import Conditions
     from synthlearn.data.types import AttributeInfo, Dataset, ImageData
-    from synthlearn.exchange import Payload
-    from synthlearn.sites import Site, SiteEnv, SiteTask
-    from synthlearn.training import TrainSettings
+    from synthlearn.generation.conditioning import Conditions
+    from synthlearn.models.training import TrainSettings
+    from synthlearn.sitework.exchange import Payload
+    from synthlearn.sitework.sites import Site, SiteEnv, SiteTask
 
 
 @runtime_checkable
@@ -60,7 +60,7 @@ class ModelFactory(Protocol):
 @runtime_checkable
 class ConditioningScheme(Protocol):
     """kind ``conditioning``: what a generator is conditioned on (see
-    ``synthlearn.conditioning`` for the built-in schemes).
+    ``synthlearn.generation.conditioning`` for the built-in schemes).
 
     The statistics ``summarize`` returns are aggregate (counts, means, rates), JSON-able,
     and travel with a site's output; ``encode`` and ``sample`` need nothing else.
@@ -85,7 +85,7 @@ class ConditioningScheme(Protocol):
     # Optional: ``check_stats(stats, num_classes=None, where=None) -> None`` raises a
     # ``SynthlearnError`` naming ``where`` and the field when statistics that came from
     # a site or a file are malformed or sized beyond reason; it runs before ``encode``
-    # or ``sample`` see them (``synthlearn.conditioning.check_stats``). A scheme without
+    # or ``sample`` see them (``synthlearn.generation.conditioning.check_stats``). A scheme without
     # it only gets the check that the statistics are a JSON object.
 
     def sample(self, stats: dict[str, Any], n: int, rng: np.random.Generator

@@ -43,7 +43,7 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 
 from synthlearn.components import RegisteredComponent
 from synthlearn.errors import RecipeError, SynthlearnError
-from synthlearn.plugins import PluginSet
+from synthlearn.loading.manager import PluginSet
 
 # --- path fields ---------------------------------------------------------------------------
 
@@ -677,7 +677,7 @@ def _arm_file_name_problems(path: str, name: str, taken: dict[str, int]) -> list
     """An arm's name becomes file names (``roc-<slug>.png``, ``artifacts/<slug>/``):
     refuse one that is too long, or whose slug equals another arm's (ignoring case, as
     macOS and Windows do), since their figures and artifacts would overwrite each other."""
-    from synthlearn.report import slug
+    from synthlearn.report.markdown import slug
 
     if len(name.encode("utf-8")) > MAX_NAME_BYTES:
         return [f"{path}.name: arm name too long for a file name: "

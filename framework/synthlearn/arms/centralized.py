@@ -14,8 +14,8 @@ import torch
 from synthlearn.arms.context import ArmContext, ArmResult
 from synthlearn.arms.site_steps import check_site_steps, finish_at_sites
 from synthlearn.data.types import ImageData
-from synthlearn.exchange import Payload
-from synthlearn.sites import Site, SiteEnv, SiteTask
+from synthlearn.sitework.exchange import Payload
+from synthlearn.sitework.sites import Site, SiteEnv, SiteTask
 
 
 @attrs.define(frozen=True)

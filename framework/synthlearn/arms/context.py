@@ -18,13 +18,13 @@ import attrs
 import numpy as np
 import torch.nn as nn
 
-from synthlearn.cache import SiteCache, cache_key
-from synthlearn.code_identity import module_digest
 from synthlearn.data.types import AttributeInfo, ImageData
 from synthlearn.errors import SiteFailure, SynthlearnError
-from synthlearn.exchange import Ledger, Payload
-from synthlearn.sites import Site, SiteEnv, SiteTask, derive_seed, seeded_model
-from synthlearn.training import TrainSettings, train_classifier
+from synthlearn.loading.code_identity import module_digest
+from synthlearn.models.training import TrainSettings, train_classifier
+from synthlearn.sitework.cache import SiteCache, cache_key
+from synthlearn.sitework.exchange import Ledger, Payload
+from synthlearn.sitework.sites import Site, SiteEnv, SiteTask, derive_seed, seeded_model
 
 
 def _first_line(exc: BaseException) -> str:
@@ -237,7 +237,7 @@ class ArmContext:
         with the model's training settings (mixup and label smoothing included).
 
         ``soft_targets`` and ``redraw`` are those of
-        ``synthlearn.training.train_classifier`` (distillation targets, a fresh training
+        ``synthlearn.models.training.train_classifier`` (distillation targets, a fresh training
         set per epoch). An error in the training (e.g. it diverged) names this arm."""
         model = self.build_model(*tags)
         try:

@@ -11,9 +11,9 @@ import attrs
 
 from synthlearn.arms.context import ArmContext, ArmResult
 from synthlearn.arms.site_steps import check_site_steps, finish_site_model, steps_of
-from synthlearn.exchange import Payload, load_state, state_payload
-from synthlearn.sites import Site, SiteEnv, SiteTask
-from synthlearn.training import train_classifier
+from synthlearn.models.training import train_classifier
+from synthlearn.sitework.exchange import Payload, load_state, state_payload
+from synthlearn.sitework.sites import Site, SiteEnv, SiteTask
 
 
 @attrs.define(frozen=True)

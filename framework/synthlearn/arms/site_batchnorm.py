@@ -21,9 +21,9 @@ import torch
 import torch.nn as nn
 
 from synthlearn.errors import SynthlearnError
-from synthlearn.exchange import Payload, load_state, state_payload
-from synthlearn.sites import Site, SiteEnv, SiteTask
-from synthlearn.training import batchnorm_layers, refresh_batchnorm
+from synthlearn.models.training import batchnorm_layers, refresh_batchnorm
+from synthlearn.sitework.exchange import Payload, load_state, state_payload
+from synthlearn.sitework.sites import Site, SiteEnv, SiteTask
 
 if TYPE_CHECKING:
     from synthlearn.arms.context import ArmContext

@@ -27,9 +27,9 @@ import torch.nn as nn
 
 from synthlearn.arms.site_batchnorm import image_count
 from synthlearn.errors import SynthlearnError
-from synthlearn.exchange import Payload, load_state, state_payload
-from synthlearn.sites import Site, SiteEnv, SiteTask
-from synthlearn.training import predict_logits
+from synthlearn.models.training import predict_logits
+from synthlearn.sitework.exchange import Payload, load_state, state_payload
+from synthlearn.sitework.sites import Site, SiteEnv, SiteTask
 
 if TYPE_CHECKING:
     from synthlearn.arms.context import ArmContext

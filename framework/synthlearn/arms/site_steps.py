@@ -1,7 +1,7 @@
 """The steps a trained model takes at the sites before release, for every arm alike.
 
 They are part of the model's training settings (``model.params.adapt_bn`` and
-``model.params.calibrate``, ``synthlearn.training.TrainSettings``), so every arm of a
+``model.params.calibrate``, ``synthlearn.models.training.TrainSettings``), so every arm of a
 recipe takes the same ones: ``adapt_bn`` (the sites re-estimate the model's batch-norm
 statistics, ``synthlearn.arms.site_batchnorm``), then ``calibrate`` (the sites fit
 per-class output biases, ``synthlearn.arms.site_calibration``). An arm that ends with
@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from synthlearn.arms import site_batchnorm, site_calibration
-from synthlearn.training import TrainSettings, predict_logits, refresh_batchnorm
+from synthlearn.models.training import TrainSettings, predict_logits, refresh_batchnorm
 
 if TYPE_CHECKING:
     from synthlearn.arms.context import ArmContext

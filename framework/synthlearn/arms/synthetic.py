@@ -26,12 +26,12 @@ import torch
 
 from synthlearn.arms.context import ArmContext, ArmResult
 from synthlearn.arms.site_steps import check_site_steps, finish_at_sites
-from synthlearn.conditioning import MAX_IMAGES, check_stats
 from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
-from synthlearn.exchange import Payload
-from synthlearn.memorisation import near_copy_mask
-from synthlearn.sites import Site, SiteEnv, SiteTask, derive_seed
+from synthlearn.evaluation.memorisation import near_copy_mask
+from synthlearn.generation.conditioning import MAX_IMAGES, check_stats
+from synthlearn.sitework.exchange import Payload
+from synthlearn.sitework.sites import Site, SiteEnv, SiteTask, derive_seed
 
 SHARES: tuple[str, ...] = ("samples", "generator")
 
@@ -61,7 +61,7 @@ class SyntheticConfig:
     ``count`` images; setting both is an error. ``drop_near_copies`` (a quantile, e.g.
     0.01; only with ``share: samples``) has each site drop the synthetic images closer to
     one of its own images than that quantile of its images' distances to each other
-    (``synthlearn.memorisation``) before they leave; the report says how many.
+    (``synthlearn.evaluation.memorisation``) before they leave; the report says how many.
 
     ``regenerate_every: N`` trains the server's model on a fresh synthetic set every N
     epochs (null, the default: one fixed set), so it sees ``ceil(epochs / N)`` sets of
@@ -70,7 +70,7 @@ class SyntheticConfig:
 
     How the server trains and finishes the model (``mixup``, ``label_smoothing``,
     ``adapt_bn``, ``calibrate``) is the model's business, set under ``model.params`` for
-    every arm alike (``synthlearn.training.TrainSettings``).
+    every arm alike (``synthlearn.models.training.TrainSettings``).
     """
 
     __synthlearn_moved__: ClassVar[dict[str, str]] = {
@@ -314,7 +314,7 @@ def checked_n_real(meta: dict[str, Any], stats: dict[str, Any], limit: int, sour
                    ) -> int:
     """The site's image count ``n_real`` (it sizes the synthetic sets drawn for it):
     1..``limit``, and the sum of ``stats['class_counts']`` where the scheme keeps them.
-    Check ``stats`` first (``synthlearn.conditioning.check_stats``)."""
+    Check ``stats`` first (``synthlearn.generation.conditioning.check_stats``)."""
     n_real = received_count(meta, "n_real", 1, limit, source)
     counts = stats.get("class_counts")
     if isinstance(counts, list) and sum(counts) != n_real:

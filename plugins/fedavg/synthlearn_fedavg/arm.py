@@ -15,8 +15,8 @@ import math
 import numpy as np
 from synthlearn.arms.context import ArmContext, ArmResult
 from synthlearn.arms.site_steps import check_site_steps, finish_at_sites
-from synthlearn.exchange import Payload
-from synthlearn.sites import SiteTask
+from synthlearn.sitework.exchange import Payload
+from synthlearn.sitework.sites import SiteTask
 
 from synthlearn_fedavg.aggregate import average, check_update
 from synthlearn_fedavg.config import FedAvgConfig

@@ -7,9 +7,9 @@ from collections.abc import Callable
 import attrs
 import torch
 import torch.nn as nn
-from synthlearn.exchange import Payload, load_state, state_payload
-from synthlearn.sites import Site, SiteEnv
-from synthlearn.training import refresh_batchnorm, train_classifier
+from synthlearn.models.training import refresh_batchnorm, train_classifier
+from synthlearn.sitework.exchange import Payload, load_state, state_payload
+from synthlearn.sitework.sites import Site, SiteEnv
 
 
 @attrs.frozen

@@ -19,11 +19,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from synthlearn import SynthlearnError
-from synthlearn.conditioning import Conditions
 from synthlearn.data.types import Dataset, ImageData
-from synthlearn.exchange import Payload, load_state
-from synthlearn.sites import Site
-from synthlearn.training import deterministic_cudnn, resolve_device, to_float
+from synthlearn.generation.conditioning import Conditions
+from synthlearn.models.training import deterministic_cudnn, resolve_device, to_float
+from synthlearn.sitework.exchange import Payload, load_state
+from synthlearn.sitework.sites import Site
 from tqdm import tqdm
 
 from synthlearn_gan.augment import diff_augment

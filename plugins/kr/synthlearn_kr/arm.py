@@ -3,7 +3,7 @@
 The server's student learns from synthetic images only. Their targets mix the teachers'
 softened predictions with the label each image was generated for
 (``synthlearn_kr.targets``), and a fresh synthetic set replaces the last one every
-``regenerate_every`` epochs (``synthlearn.training.train_classifier``'s ``redraw``).
+``regenerate_every`` epochs (``synthlearn.models.training.train_classifier``'s ``redraw``).
 Where the sets come from depends on ``share``: the server draws and labels them with the
 generators and teachers the sites sent (``models``), or the sites sent them ready
 (``samples``).
@@ -25,12 +25,12 @@ from synthlearn.arms.synthetic import (
     load_generator,
     received_tensor,
 )
-from synthlearn.conditioning import MAX_IMAGES, check_stats
 from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
-from synthlearn.exchange import Payload, load_state
-from synthlearn.sites import SiteTask, seeded_model
-from synthlearn.training import predict_logits
+from synthlearn.generation.conditioning import MAX_IMAGES, check_stats
+from synthlearn.models.training import predict_logits
+from synthlearn.sitework.exchange import Payload, load_state
+from synthlearn.sitework.sites import SiteTask, seeded_model
 
 from synthlearn_kr.config import KRConfig
 from synthlearn_kr.site_work import (

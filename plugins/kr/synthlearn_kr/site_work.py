@@ -19,9 +19,9 @@ from synthlearn.arms.synthetic import (
     generator_label,
     load_generator,
 )
-from synthlearn.exchange import Payload, load_state, state_payload
-from synthlearn.sites import Site, SiteEnv, derive_seed, seeded_model
-from synthlearn.training import predict_logits, train_classifier
+from synthlearn.models.training import predict_logits, train_classifier
+from synthlearn.sitework.exchange import Payload, load_state, state_payload
+from synthlearn.sitework.sites import Site, SiteEnv, derive_seed, seeded_model
 
 from synthlearn_kr.config import KRConfig
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import attrs
 import torch.nn as nn
 from synthlearn import ComponentSpec, hookimpl
-from synthlearn.training import TrainSettings
+from synthlearn.models.training import TrainSettings
 
 
 @attrs.define(frozen=True)

@@ -5,7 +5,7 @@ scored per site) the audit builds a *candidate pool*: equal numbers of **members
 training images of the sites that model learned from; for a synthetic arm, the images
 its generators were fitted on) and **non-members** (real images no arm trained on: the
 held-out test split). Each attack in the recipe scores every candidate; the audit turns
-the scores into AUC, TPR at low FPR and balanced accuracy (``synthlearn.privacy``).
+the scores into AUC, TPR at low FPR and balanced accuracy (``synthlearn.evaluation.privacy``).
 
 Two more models make the figures honest:
 
@@ -23,7 +23,7 @@ Two more models make the figures honest:
   so every candidate is IN for half the models and OUT for the other half. Reference
   models are shared by every attack of the same target and kept for the arm.
 
-Nothing is trained twice (``synthlearn.audit_store``): a ``reference: real`` model
+Nothing is trained twice (``synthlearn.evaluation.audit_store``): a ``reference: real`` model
 depends only on the candidates, the data, the seed and the plain model, all the same for
 every arm of a run (the audit's seeds follow the recipe's seed, never the arm), so it is
 trained for the first arm that needs it and reused by the others; with a site cache
@@ -43,9 +43,10 @@ import attrs
 import numpy as np
 import torch.nn as nn
 
-from synthlearn import training
 from synthlearn.arms.site_steps import finish_site_model
-from synthlearn.audit_store import (
+from synthlearn.data.types import ImageData
+from synthlearn.errors import SynthlearnError
+from synthlearn.evaluation.audit_store import (
     CACHED,
     FORMAT,
     SHARED,
@@ -54,15 +55,14 @@ from synthlearn.audit_store import (
     AuditStore,
     Trainer,
 )
-from synthlearn.cache import cache_key
-from synthlearn.code_identity import code_versions
-from synthlearn.data.types import ImageData
-from synthlearn.errors import SynthlearnError
-from synthlearn.exchange import Ledger, state_payload
-from synthlearn.privacy import attack_metrics, roc_auc, roc_curve, tpr_at_fpr
+from synthlearn.evaluation.privacy import attack_metrics, roc_auc, roc_curve, tpr_at_fpr
+from synthlearn.loading.code_identity import code_versions
+from synthlearn.models import training
+from synthlearn.models.training import predict_logits
 from synthlearn.recipe import make_converter
-from synthlearn.sites import Site, derive_seed, seeded_model
-from synthlearn.training import predict_logits
+from synthlearn.sitework.cache import cache_key
+from synthlearn.sitework.exchange import Ledger, state_payload
+from synthlearn.sitework.sites import Site, derive_seed, seeded_model
 
 if TYPE_CHECKING:
     from synthlearn.arms.context import ArmContext, ArmResult
@@ -453,7 +453,7 @@ def audit_arm(ctx: ArmContext, pooling: Any, result: ArmResult, attacks: list[Co
               holdout: ImageData, store: AuditStore | None = None) -> ArmAudit:
     """Run every attack of the recipe against the models ``result`` released.
 
-    Per attack: the metrics of ``synthlearn.privacy.attack_metrics`` plus
+    Per attack: the metrics of ``synthlearn.evaluation.privacy.attack_metrics`` plus
     ``control_auc`` and ``control_tpr_at_fpr_0.01`` (the same attack against the control
     model), and whatever the attack's ``describe()`` adds (e.g. its reference mode). An
     arm with one model per site reports the mean over sites and every site under

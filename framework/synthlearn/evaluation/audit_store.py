@@ -12,7 +12,7 @@ lose it:
   so a re-run after a kill picks up where the killed run stopped.
 
 Entries are keyed by a hash of everything that determines them (``Trainer.key``,
-``synthlearn.audit.arm_audit_key``); whatever cannot be decoded into what it claims to
+``synthlearn.evaluation.audit.arm_audit_key``); whatever cannot be decoded into what it claims to
 be is recomputed, with a warning.
 """
 
@@ -28,10 +28,10 @@ import torch
 import torch.nn as nn
 
 from synthlearn import notices
-from synthlearn.cache import SiteCache, cache_key
 from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
-from synthlearn.exchange import Payload, load_state, state_payload
+from synthlearn.sitework.cache import SiteCache, cache_key
+from synthlearn.sitework.exchange import Payload, load_state, state_payload
 
 #: Bumped whenever the layout of a stored audit changes (it is part of every key).
 FORMAT = 1

@@ -2,7 +2,7 @@
 
 Plugins come from three places, in this order:
 
-1. the core's built-ins (``synthlearn.builtin``), registered like any plugin;
+1. the core's built-ins (``synthlearn.loading.builtin``), registered like any plugin;
 2. entry points in the group ``synthlearn`` of every installed distribution, unless
    ``SYNTHLEARN_DISABLE_PLUGIN_AUTOLOAD`` is set (to anything but ``0``/empty);
 3. modules named in ``SYNTHLEARN_PLUGINS`` (comma-separated import paths), which is how
@@ -141,7 +141,7 @@ def load_plugins() -> PluginSet:
         plugins.append(info)
         owner[id(obj)] = info
 
-    from synthlearn import builtin
+    from synthlearn.loading import builtin
 
     register(builtin, PluginInfo("builtin", "synthlearn", _core_version(), builtin.__name__))
 

@@ -3,7 +3,7 @@
 For every synthetic image: the distance to its closest **member** (an image its
 generator was fitted on) and to its closest **non-member** (a real image it never saw,
 from a set of the same size), in pixel space and in the fixed random feature space of
-``synthlearn.fidelity``. A generator that only learned the distribution puts its images
+``synthlearn.evaluation.fidelity``. A generator that only learned the distribution puts its images
 as close to non-members as to members (``closer_to_members`` about 0.5); one that
 memorised puts them closer to members.
 
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from synthlearn.fidelity import FeatureSpace, squared_distances
+from synthlearn.evaluation.fidelity import FeatureSpace, squared_distances
 
 #: Default quantile of the members' nearest-neighbour distances below which a synthetic
 #: image counts as a near-copy.

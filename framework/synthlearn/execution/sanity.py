@@ -38,12 +38,12 @@ import torch
 
 from synthlearn import notices
 from synthlearn.errors import RecipeError
-from synthlearn.sites import seeded_model
+from synthlearn.sitework.sites import seeded_model
 
 if TYPE_CHECKING:
     from synthlearn.data.types import Dataset, ImageData
     from synthlearn.recipe import Component, Recipe
-    from synthlearn.sites import Site
+    from synthlearn.sitework.sites import Site
 
 #: A training class with fewer images than this is flagged as rare.
 MIN_CLASS_IMAGES = 5

@@ -26,7 +26,7 @@ import torch
 
 from synthlearn import notices
 from synthlearn.errors import SynthlearnError
-from synthlearn.exchange import Payload
+from synthlearn.sitework.exchange import Payload
 
 RECORD_FORMAT = 1
 

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import torch
 
-from synthlearn.cache import SiteCache, cache_key
-from synthlearn.code_identity import code_versions, module_digest
 from synthlearn.data.types import AttributeInfo, ImageData
-from synthlearn.exchange import Payload
+from synthlearn.loading.code_identity import code_versions, module_digest
+from synthlearn.sitework.cache import SiteCache, cache_key
+from synthlearn.sitework.exchange import Payload
 
 if TYPE_CHECKING:
     import torch.nn as nn
@@ -77,7 +77,7 @@ class SiteEnv:
         leave the site (e.g. a fitted generator that one arm sends and another only
         samples from). ``parts`` must identify everything that determines the result
         (config, data fingerprint, seed). The versions and code identities
-        (``synthlearn.code_identity``) of the code that computes it are added: the
+        (``synthlearn.loading.code_identity``) of the code that computes it are added: the
         core's and those of ``components`` (recipe components, e.g. the generator), or,
         when not given, of every component of the arm, so work that depends only on a
         generator is shared by arms from different plugins; and the identity of the

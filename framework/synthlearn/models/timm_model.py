@@ -53,7 +53,7 @@ import torch
 import torch.nn as nn
 
 from synthlearn.errors import SynthlearnError
-from synthlearn.training import TrainSettings
+from synthlearn.models.training import TrainSettings
 
 STEMS: tuple[str, ...] = ("auto", "small", "full", "imagenet")
 
@@ -80,7 +80,7 @@ class TimmConfig:
     else ``imagenet``), ``small`` (one stride-2 left in the stem), ``full`` (no
     downsampling in the stem) or ``imagenet`` (the network unchanged); see the module
     docstring. ``drop_rate`` is the dropout before the classifier. The remaining fields
-    are the ``TrainSettings`` (see ``synthlearn.training``), flattened so a recipe
+    are the ``TrainSettings`` (see ``synthlearn.models.training``), flattened so a recipe
     writes ``params: {arch: resnet18, epochs: 10, lr: 0.001}``.
     """
 

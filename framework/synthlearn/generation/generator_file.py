@@ -19,11 +19,11 @@ import attrs
 import numpy as np
 
 from synthlearn.arms.synthetic import checked_n_real, draw_pool
-from synthlearn.conditioning import MAX_IMAGES, check_stats
 from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
-from synthlearn.exchange import Payload
-from synthlearn.plugins import PluginSet
+from synthlearn.generation.conditioning import MAX_IMAGES, check_stats
+from synthlearn.loading.manager import PluginSet
+from synthlearn.sitework.exchange import Payload
 
 #: Largest generator file read (bytes); it is read into memory whole.
 MAX_FILE_BYTES = 4 * 2**30
@@ -145,6 +145,6 @@ def save_samples(data: ImageData, out: str | Path, class_names: list[str], seed:
                   **{f"attr_{k}": v for k, v in data.attributes.items()}}
         np.savez_compressed(out, **arrays)
     else:
-        from synthlearn import figures
+        from synthlearn.report import figures
 
         figures.sample_grid(out, [(0, data)], class_names, seed=seed)

@@ -20,22 +20,23 @@ import numpy as np
 import torch
 import yaml
 
-from synthlearn import __version__, notices, sanity
+from synthlearn import __version__, notices
 from synthlearn.arms.context import ArmContext, ArmResult
-from synthlearn.audit import AuditStore, audit_arm
-from synthlearn.cache import SiteCache
-from synthlearn.code_identity import code_versions
 from synthlearn.data.types import Dataset, ImageData
 from synthlearn.errors import DataError, RecipeError, SynthlearnError
-from synthlearn.evaluation import classification_metrics
-from synthlearn.fidelity import fidelity
-from synthlearn.memorisation import memorisation
-from synthlearn.plugins import PluginSet
+from synthlearn.evaluation.audit import AuditStore, audit_arm
+from synthlearn.evaluation.fidelity import fidelity
+from synthlearn.evaluation.memorisation import memorisation
+from synthlearn.evaluation.metrics import classification_metrics
+from synthlearn.execution import sanity
+from synthlearn.execution.run_dir import cannot, new_run_dir, plain_file_name
+from synthlearn.loading.code_identity import code_versions
+from synthlearn.loading.manager import PluginSet
+from synthlearn.models.training import TrainSettings, predict_proba
 from synthlearn.recipe import Arm, Component, Recipe
-from synthlearn.report import slug, write_report
-from synthlearn.run_dir import cannot, new_run_dir, plain_file_name
-from synthlearn.sites import Site, derive_seed
-from synthlearn.training import TrainSettings, predict_proba
+from synthlearn.report.markdown import slug, write_report
+from synthlearn.sitework.cache import SiteCache
+from synthlearn.sitework.sites import Site, derive_seed
 
 METRIC_KEYS = ("accuracy", "balanced_accuracy", "auc")
 

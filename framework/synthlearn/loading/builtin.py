@@ -7,12 +7,6 @@ from synthlearn.arms.context import ArmContext, ArmResult
 from synthlearn.arms.local import LocalArm, LocalConfig
 from synthlearn.arms.synthetic import SyntheticArm, SyntheticConfig
 from synthlearn.components import ComponentSpec
-from synthlearn.conditioning import (
-    CategoricalConditioning,
-    CategoricalConfig,
-    PhenotypicConditioning,
-    PhenotypicConfig,
-)
 from synthlearn.data.digits import DigitsConfig, DigitsDataset
 from synthlearn.data.imagefolder import ImageFolderConfig, ImageFolderDataset
 from synthlearn.data.medmnist import MedMNISTConfig, MedMNISTDataset
@@ -25,9 +19,15 @@ from synthlearn.data.partitions import (
     IIDPartition,
 )
 from synthlearn.data.phantom import PhantomConfig, PhantomDataset
+from synthlearn.generation.conditioning import (
+    CategoricalConditioning,
+    CategoricalConfig,
+    PhenotypicConditioning,
+    PhenotypicConfig,
+)
 from synthlearn.hookspecs import hookimpl
-from synthlearn.runner import LocalRunner, LocalRunnerConfig
-from synthlearn.timm_model import TimmConfig, TimmModel
+from synthlearn.models.timm_model import TimmConfig, TimmModel
+from synthlearn.sitework.runner import LocalRunner, LocalRunnerConfig
 
 
 @hookimpl

@@ -31,7 +31,7 @@ import numpy as np
 
 from synthlearn.data.types import AttributeInfo, Dataset, ImageData
 from synthlearn.errors import SynthlearnError
-from synthlearn.sites import Site
+from synthlearn.sitework.sites import Site
 
 
 @attrs.define(frozen=True, eq=False)

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 
 import attrs
 
-from synthlearn.exchange import Payload
-from synthlearn.sites import Site, SiteEnv, SiteTask
+from synthlearn.sitework.exchange import Payload
+from synthlearn.sitework.sites import Site, SiteEnv, SiteTask
 
 
 @attrs.define(frozen=True)
@@ -39,6 +39,6 @@ class LocalRunner:
             result = task.fn(site, task.config, payload_in, envs[site.id])
             if not isinstance(result, Payload):
                 raise TypeError(f"site task {task.fn_path} returned {type(result).__name__}, "
-                                "expected synthlearn.exchange.Payload")
+                                "expected synthlearn.sitework.exchange.Payload")
             out[site.id] = result.to_bytes()
         return out

@@ -597,7 +597,7 @@ def write_report(run_dir: Path, metrics: dict, site_data: list[tuple[int, ImageD
     site's real images. ``rocs`` maps an arm name to its attacks' ROC curves (against
     the released model and the control): one ``roc-<arm>.png`` per arm.
     """
-    from synthlearn import figures  # matplotlib loads only when a report is written
+    from synthlearn.report import figures  # matplotlib loads only when a report is written
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

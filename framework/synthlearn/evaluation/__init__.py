@@ -1,0 +1,1 @@
+"""Scoring: test metrics, the membership audit, fidelity and memorisation of synthetic images."""

@@ -1,0 +1,1 @@
+"""Running a recipe: the run, its directory, setup sanity checks."""

@@ -1,0 +1,1 @@
+"""Synthetic data: conditioning schemes and sent generator files."""

@@ -1,0 +1,1 @@
+"""Downstream classifiers: training settings and loops, the timm model component."""

@@ -1,0 +1,1 @@
+"""The run's report: report.md and its PNG figures."""
