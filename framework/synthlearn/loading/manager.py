@@ -6,7 +6,10 @@ Plugins come from three places, in this order:
 2. entry points in the group ``synthlearn`` of every installed distribution, unless
    ``SYNTHLEARN_DISABLE_PLUGIN_AUTOLOAD`` is set (to anything but ``0``/empty);
 3. modules named in ``SYNTHLEARN_PLUGINS`` (comma-separated import paths), which is how
-   a plugin is used without installing it.
+   a plugin is used without installing it;
+4. plugin objects handed to ``load_plugins(extra=...)`` by the calling code (a module, or
+   any object with ``@hookimpl`` methods): how ``synthlearn.testing.run_recipe`` runs a
+   recipe with a plugin under test, in this process, without an entry point.
 
 ``SYNTHLEARN_BLOCK_PLUGINS`` (comma-separated entry-point or module names) keeps the
 named plugins out. A plugin that fails to import or to register, or two plugins that
@@ -21,6 +24,7 @@ import importlib
 import os
 from collections.abc import Iterable
 from importlib import metadata
+from types import ModuleType
 from typing import Any
 
 import attrs
@@ -34,6 +38,7 @@ ENTRY_POINT_GROUP = "synthlearn"
 ENV_DISABLE_AUTOLOAD = "SYNTHLEARN_DISABLE_PLUGIN_AUTOLOAD"
 ENV_BLOCK = "SYNTHLEARN_BLOCK_PLUGINS"
 ENV_PLUGINS = "SYNTHLEARN_PLUGINS"
+IN_PROCESS = "in-process"  # the distribution of plugin objects passed to load_plugins
 
 REGISTRATION_HOOKS: dict[str, str] = {
     kind: f"synthlearn_register_{kind}s" for kind in KINDS
@@ -118,8 +123,13 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
-def load_plugins() -> PluginSet:
+def load_plugins(extra: Iterable[object] = (), *, autoload: bool = True) -> PluginSet:
     """Build a plugin manager with every plugin that can be found, and collect components.
+
+    ``extra`` are plugin objects registered last, each under its ``__name__`` (or its
+    class's name) with the distribution ``in-process``; one already registered (e.g. the
+    module an entry point loaded) is not registered twice. ``autoload=False`` skips the
+    entry points, as ``SYNTHLEARN_DISABLE_PLUGIN_AUTOLOAD`` does.
 
     Never raises for a plugin's fault: problems are returned in ``PluginSet.problems``.
     """
@@ -145,7 +155,7 @@ def load_plugins() -> PluginSet:
 
     register(builtin, PluginInfo("builtin", "synthlearn", _core_version(), builtin.__name__))
 
-    if not _autoload_disabled():
+    if autoload and not _autoload_disabled():
         for ep, dist in _entry_points():
             if ep.name in blocked:
                 continue
@@ -167,6 +177,15 @@ def load_plugins() -> PluginSet:
             plugins.append(attrs.evolve(info, error=f"failed to import: {_one_line(exc)}"))
             continue
         register(obj, info)
+
+    for obj in extra:
+        module = obj.__name__ if isinstance(obj, ModuleType) else type(obj).__module__
+        name = getattr(obj, "__name__", None) or type(obj).__name__
+        if pm.is_registered(obj) or name in blocked:
+            continue
+        if pm.has_plugin(name):  # two objects of one class
+            name = f"{name}-{id(obj):x}"
+        register(obj, PluginInfo(name, IN_PROCESS, "", module))
 
     try:
         pm.check_pending()
