@@ -316,7 +316,7 @@ class Probe:
 
 
 @hookimpl
-def synthlearn_register_poolings():
+def synthlearn_register_arms():
     return [ComponentSpec("probe", Cfg, Probe, "sends one number per site")]
 """
 
@@ -357,7 +357,7 @@ def test_versions_carry_the_code_identity(probe) -> None:
     import acme_probe  # noqa: F401  (imported as loading the plugin would)
 
     plugins = load_plugins()
-    versions = code_identity.code_versions([plugins.get("pooling", "probe")])
+    versions = code_identity.code_versions([plugins.get("arm", "probe")])
     assert set(versions) == {"synthlearn", "acme-probe"}
     before = versions["acme-probe"]
     assert before.startswith("1.0+src.") and len(before) == len("1.0+src.") + 12
@@ -365,7 +365,7 @@ def test_versions_carry_the_code_identity(probe) -> None:
     probe(1.5)
     import acme_probe  # noqa: F401, F811
 
-    assert code_identity.code_versions([plugins.get("pooling", "probe")])["acme-probe"] \
+    assert code_identity.code_versions([plugins.get("arm", "probe")])["acme-probe"] \
         != before
 
 

@@ -69,7 +69,7 @@ def fitted_file(conditioning: str) -> Blob:
     data = PhantomDataset(PhantomConfig(n_train=40, n_test=10, size=16)).load(0)
     env = SiteEnv(seed=0, model=arm.model, num_classes=data.num_classes,
                   in_chans=data.channels, image_size=data.image_size, progress=False,
-                  attributes=data.attributes, parts=arm.component.slots)
+                  attributes=data.attributes, slots=arm.component.slots)
     return synthesize(Site(0, data.train), arm.component.config, None, env).to_bytes()
 
 

@@ -69,11 +69,11 @@ def test_unknown_keys_and_missing_keys(plugins) -> None:
 def test_unknown_component_lists_installed_names(plugins) -> None:
     data = small_recipe(arms=[{"use": "centralized"}, {"use": "fedavgg", "params": {}}])
     installed = ", ".join(f"{name} ({c.distribution})"
-                          for name, c in sorted(plugins.components["pooling"].items()))
+                          for name, c in sorted(plugins.components["arm"].items()))
     assert installed.startswith("centralized (synthlearn), ")  # with every installed plugin
-    hint = "; did you mean 'fedavg'? " if "fedavg" in plugins.components["pooling"] else "; "
+    hint = "; did you mean 'fedavg'? " if "fedavg" in plugins.components["arm"] else "; "
     assert problems_of(data, plugins) == [
-        f"$.arms[1].use: unknown pooling 'fedavgg'{hint}installed: {installed}"
+        f"$.arms[1].use: unknown arm 'fedavgg'{hint}installed: {installed}"
     ]
 
 
@@ -82,11 +82,11 @@ def test_all_problems_are_reported_not_just_the_first(plugins) -> None:
     data["sites"]["partition"] = {"use": "dirichlet", "params": {"alpha": "low"}}
     problems = problems_of(data, plugins)
     installed = ", ".join(f"{name} ({c.distribution})"
-                          for name, c in sorted(plugins.components["pooling"].items()))
+                          for name, c in sorted(plugins.components["arm"].items()))
     assert problems == [
         "$.sites.partition.params.alpha: expected number, got 'low'",
-        f"$.arms[0].use: unknown pooling 'nope'; installed: {installed}",
-        "$.arms[1].generator: pooling 'local' takes no 'generator' (its keys: use, name, "
+        f"$.arms[0].use: unknown arm 'nope'; installed: {installed}",
+        "$.arms[1].generator: arm 'local' takes no 'generator' (its keys: use, name, "
         "params, model)",
     ]
 

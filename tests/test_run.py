@@ -140,7 +140,7 @@ class Failing:
         raise SynthlearnError("site 1 has too few images for this arm", where="$.arms[1]")
 
 @hookimpl
-def synthlearn_register_poolings():
+def synthlearn_register_arms():
     return [ComponentSpec("failing", Cfg, Failing, "always fails")]
 """
 
@@ -203,7 +203,7 @@ class Arm:
         ctx.run_sites(SiteTask("work", work, self.config, shares="nothing"))
 
 @hookimpl
-def synthlearn_register_poolings():
+def synthlearn_register_arms():
     return [ComponentSpec("site_fails", Cfg, Arm, "fails at site 1")]
 """
 

@@ -244,7 +244,7 @@ class Failing:
         raise {error}
 
 @hookimpl
-def synthlearn_register_poolings():
+def synthlearn_register_arms():
     return [ComponentSpec("failing", Cfg, Failing, "always fails")]
 """
 

@@ -12,7 +12,7 @@ KINDS: tuple[str, ...] = (
     "partition",
     "conditioning",
     "generator",
-    "pooling",
+    "arm",
     "model",
     "attack",
     "runner",
@@ -32,7 +32,7 @@ class ComponentSpec:
     recipe's ``params:`` are structured into it (unknown keys are errors). ``factory`` is
     called with the structured config and returns the component object (its interface
     depends on the kind, see ``synthlearn.hookspecs``). ``slots`` maps extra recipe keys
-    a component accepts to the kind of component they name, e.g. a pooling arm that
+    a component accepts to the kind of component they name, e.g. an arm that
     takes ``generator: {use: gan}`` declares ``{"generator": "generator"}``; a slot whose
     value is ``None`` in ``slot_defaults`` is optional.
     """

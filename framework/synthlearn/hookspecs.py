@@ -81,12 +81,21 @@ def synthlearn_register_generators() -> list[ComponentSpec]:
 
 
 @hookspec
-def synthlearn_register_poolings() -> list[ComponentSpec]:
-    """Pooling strategies: the arms of the comparison (recipe list ``arms``).
+def synthlearn_register_arms() -> list[ComponentSpec]:
+    """The arms of the comparison (recipe list ``arms``).
 
-    The factory returns a ``PoolingArm``: a ``private`` flag and ``run(ctx)`` that does
-    site work through ``ctx.run_sites`` and returns the server-side model(s). A spec's
+    The factory returns an ``Arm``: a ``private`` flag and ``run(ctx)`` that does site
+    work through ``ctx.run_sites`` and returns the server-side model(s). A spec's
     ``slots`` declare the sub-components the arm takes (e.g. ``generator``).
+    """
+
+
+@hookspec
+def synthlearn_register_poolings() -> list[ComponentSpec]:
+    """Deprecated name of ``synthlearn_register_arms`` (the kind was called ``pooling``).
+
+    Still collected as arms, with one deprecation warning naming the distribution;
+    rename the function to ``synthlearn_register_arms``.
     """
 
 

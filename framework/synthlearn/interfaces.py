@@ -128,8 +128,8 @@ class Generator(Protocol):
 
 
 @runtime_checkable
-class PoolingArm(Protocol):
-    """kind ``pooling``: one arm of the comparison.
+class Arm(Protocol):
+    """kind ``arm``: one arm of the comparison.
 
     ``private`` is False only for arms whose site outputs include raw images (the
     report then marks the arm "not private"). ``run`` does the site-side work through
@@ -161,3 +161,15 @@ class Runner(Protocol):
         inbound: Mapping[int, bytes],
     ) -> dict[int, bytes]:
         ...
+
+
+def __getattr__(name: str) -> Any:
+    """``PoolingArm``, the old name of ``Arm``, still imports, with a DeprecationWarning."""
+    if name == "PoolingArm":
+        import warnings
+
+        warnings.warn("synthlearn.interfaces.PoolingArm is deprecated: use "
+                      "synthlearn.interfaces.Arm (the kind 'pooling' is now 'arm')",
+                      DeprecationWarning, stacklevel=2)
+        return Arm
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -155,9 +155,9 @@ class ComponentRef:
 
 @attrs.define
 class ArmRef:
-    """One entry of ``arms``: a pooling component, an optional display ``name``, and
-    sub-components in the slots the pooling declares (e.g. ``generator``), kept raw
-    here and structured once the pooling says which slots it takes."""
+    """One entry of ``arms``: an arm component, an optional display ``name``, and
+    sub-components in the slots the arm declares (e.g. ``generator``), kept raw here
+    and structured once the arm says which slots it takes."""
 
     use: str
     name: str | None = None
@@ -199,7 +199,7 @@ class RecipeFile:
 
 
 ARM_KEYS: tuple[str, ...] = ("use", "name", "params", "model")
-"""Keys every arm entry may have; the others name slots its pooling declares."""
+"""Keys every arm entry may have; the others name slots its component declares."""
 
 # --- strict structuring ------------------------------------------------------------------
 
@@ -456,7 +456,8 @@ class Component:
 
 @attrs.define(frozen=True)
 class Arm:
-    """One arm of the comparison: its display name and its pooling component."""
+    """One arm of the comparison: its display name, its component (kind ``arm``) and
+    the downstream model it trains."""
 
     name: str
     component: Component
@@ -901,7 +902,7 @@ def check_recipe(data: dict[str, Any], plugins: PluginSet, *, recipe_dir: str | 
         path = f"$.arms[{i}]"
         slots = dict(ref.slots)
         model_raw = slots.pop("model", None)
-        comp = check.resolve(ComponentRef(ref.use, ref.params), "pooling", path, slots)
+        comp = check.resolve(ComponentRef(ref.use, ref.params), "arm", path, slots)
         arm_model = model
         if model_raw is not None:
             model_ref, errs = structure_at(check.conv, model_raw, ComponentRef, f"{path}.model")

@@ -1,5 +1,5 @@
 """A plugin the recipe corpus loads (``SYNTHLEARN_PLUGINS=corpus_plugin``), written as a
-plugin author would write one, to exercise what the core plugins do not have: a pooling
+plugin author would write one, to exercise what the core plugins do not have: an arm
 with a required slot and a param that moved, and a dataset whose config nests attrs
 classes holding input paths. Its components are only ever checked, never run."""
 
@@ -43,7 +43,7 @@ class PairedData:
 
 @attrs.define(frozen=True)
 class PairedArmConfig:
-    """A pooling whose ``epochs`` moved to its partner model."""
+    """An arm whose ``epochs`` moved to its partner model."""
 
     __synthlearn_moved__: ClassVar[dict[str, str]] = {
         "epochs": "$.arms[i].partner.params.epochs"}
@@ -52,7 +52,7 @@ class PairedArmConfig:
 
 
 class PairedArm:
-    """A pooling that only exists to be checked."""
+    """An arm that only exists to be checked."""
 
     def __init__(self, config: PairedArmConfig) -> None:
         self.config = config
@@ -65,7 +65,7 @@ def synthlearn_register_datasets() -> list[ComponentSpec]:
 
 
 @hookimpl
-def synthlearn_register_poolings() -> list[ComponentSpec]:
+def synthlearn_register_arms() -> list[ComponentSpec]:
     return [ComponentSpec("paired", PairedArmConfig, PairedArm,
-                          "corpus: a pooling with a required slot",
+                          "corpus: an arm with a required slot",
                           slots={"partner": "model"})]

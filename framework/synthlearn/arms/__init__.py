@@ -1,4 +1,4 @@
-"""Pooling strategies (arms) and the context they run in."""
+"""The arms of the comparison and the context they run in."""
 
 from synthlearn.arms.context import ArmContext, ArmResult
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -84,8 +85,17 @@ class ArmContext:
         return self.arm.name
 
     @property
+    def model_component(self) -> Component:
+        """The recipe component of the downstream model this arm trains (the recipe's
+        ``model``, or the arm's own): ``.build()`` gives its ``ModelFactory``."""
+        return self.arm.model
+
+    @property
     def model(self) -> Component:
-        """The downstream model this arm trains (the recipe's, or the arm's own)."""
+        """Deprecated alias of ``model_component`` (it is a recipe component, not a
+        network); kept for one release."""
+        warnings.warn("ArmContext.model is deprecated: use ArmContext.model_component",
+                      DeprecationWarning, stacklevel=2)
         return self.arm.model
 
     def seed_for(self, *tags: object) -> int:
@@ -95,13 +105,13 @@ class ArmContext:
     def site_env(self, site: Site, task: SiteTask) -> SiteEnv:
         return SiteEnv(
             seed=derive_seed(self.seed, "site", site.id, task.name),
-            model=self.model,
+            model=self.model_component,
             num_classes=self.num_classes,
             in_chans=self.in_chans,
             image_size=self.image_size,
             progress=self.progress,
             attributes=self.attributes,
-            parts=self.arm.component.slots,
+            slots=self.arm.component.slots,
             store=self.cache,
             versions=self.versions,
         )
@@ -115,7 +125,7 @@ class ArmContext:
             "task": task.fn_path,
             "name": task.name,
             "config": config,
-            "model": self.model.to_dict(conv),
+            "model": self.model_component.to_dict(conv),
             "parts": {k: c.to_dict(conv) for k, c in self.arm.component.slots.items()},
             "site": site.id,
             "data": site.data.fingerprint(),
@@ -220,15 +230,15 @@ class ArmContext:
 
     def build_model(self, *tags: object) -> nn.Module:
         """A fresh downstream model for this dataset's shape, initialised from ``tags``."""
-        return seeded_model(self.model.build(), self.seed_for("init", *tags), self.in_chans,
-                            self.num_classes, self.image_size)
+        return seeded_model(self.model_component.build(), self.seed_for("init", *tags),
+                            self.in_chans, self.num_classes, self.image_size)
 
     @property
     def training(self) -> TrainSettings:
         """How this arm's downstream model is trained and finished (the model's
         ``TrainSettings``: every arm of a recipe reads the same ones unless it brings
         its own ``model:``)."""
-        return self.model.build().training
+        return self.model_component.build().training
 
     def train(self, data: ImageData, *tags: object, soft_targets: np.ndarray | None = None,
               redraw: Callable[[int], tuple[ImageData, np.ndarray | None] | None] | None = None,

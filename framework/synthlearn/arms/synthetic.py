@@ -124,8 +124,8 @@ def _fit_parts(site: Site, env: SiteEnv) -> dict[str, Any]:
     conv = make_converter()
     return {
         "fit": "generator",
-        "generator": env.parts["generator"].to_dict(conv),
-        "conditioning": env.parts["conditioning"].to_dict(conv),
+        "generator": env.slots["generator"].to_dict(conv),
+        "conditioning": env.slots["conditioning"].to_dict(conv),
         "data": site.data.fingerprint(),
         "seed": derive_seed(env.seed, "fit"),
         "shape": [env.num_classes, env.in_chans, list(env.image_size)],
@@ -220,17 +220,17 @@ def fit_site_generator(site: Site, env: SiteEnv) -> tuple[Any, dict[str, Any], P
     attributes with the arm's conditioning scheme and fit the arm's generator on the
     site's images, once (the fit is kept at the site, ``SiteEnv.memo``). Returns the
     scheme, its statistics and the fitted generator's state."""
-    scheme = env.parts["conditioning"].build()
+    scheme = env.slots["conditioning"].build()
     stats = scheme.summarize(site.data, env.num_classes, env.attributes)
 
     def fit() -> Payload:
-        generator = env.parts["generator"].build()
+        generator = env.slots["generator"].build()
         conditions = scheme.encode(site.data.labels, site.data.attributes, stats)
         generator.fit(site.data, conditions, env.num_classes, derive_seed(env.seed, "fit"),
                       progress=env.progress, desc=f"site {site.id}: fit generator")
         return generator.state()
 
-    parts = (env.parts["generator"], env.parts["conditioning"])
+    parts = (env.slots["generator"], env.slots["conditioning"])
     return scheme, stats, env.memo(_fit_parts(site, env), fit, components=parts)
 
 
@@ -248,13 +248,13 @@ def synthesize(site: Site, config: SyntheticConfig, inbound: Payload | None, env
     scheme, stats, state = fit_site_generator(site, env)
     n_real = len(site.data)
     meta: dict[str, Any] = {"share": config.share, "stats": stats, "n_real": n_real,
-                            **describe_parts(env.parts)}
+                            **describe_parts(env.slots)}
     if config.share == "generator":
         return Payload(state.tensors, {**meta, "generator": state.meta})
-    generator = load_generator(env.parts["generator"], state, f"site {site.id} generator")
+    generator = load_generator(env.slots["generator"], state, f"site {site.id} generator")
     sets = config.sets_for(env.model.build().training.epochs)
     pools = [draw_pool(generator, scheme, stats, config.images_for(n_real),
-                       set_seed(env.seed, index), label=generator_label(env.parts["generator"]),
+                       set_seed(env.seed, index), label=generator_label(env.slots["generator"]),
                        image_shape=(env.in_chans, *env.image_size))
              for index in range(sets)]
     if config.drop_near_copies is not None:
@@ -356,7 +356,7 @@ class SyntheticArm:
                   else "synthetic images with labels/attributes, and aggregate statistics")
         task = SiteTask("synthesize", synthesize, config, shares=shares)
         received = ctx.run_sites(task)
-        sets = config.sets_for(ctx.model.build().training.epochs)
+        sets = config.sets_for(ctx.model_component.build().training.epochs)
         pools: list[dict[int, ImageData]] = [{} for _ in range(sets)]
         artifacts: dict[str, bytes] = {}
         for site in ctx.sites:

@@ -344,7 +344,7 @@ def _shape(ctx: ArmContext) -> list[Any]:
 
 def _skeleton(ctx: ArmContext) -> Callable[[], nn.Module]:
     def build() -> nn.Module:
-        return seeded_model(ctx.model.build(), 0, ctx.in_chans, ctx.num_classes,
+        return seeded_model(ctx.model_component.build(), 0, ctx.in_chans, ctx.num_classes,
                             ctx.image_size)
     return build
 
@@ -357,10 +357,10 @@ def real_trainer(ctx: ArmContext) -> Trainer:
     Nothing of the arm but its model enters, so every arm with the same model shares
     it."""
     conv = make_converter()
-    code = sorted({"synthlearn", ctx.model.registered.distribution})
+    code = sorted({"synthlearn", ctx.model_component.registered.distribution})
 
     def train(parts: list[ImageData], seed: int) -> nn.Module:
-        factory = ctx.model.build()
+        factory = ctx.model_component.build()
         model = seeded_model(factory, derive_seed(seed, "init"), ctx.in_chans,
                              ctx.num_classes, ctx.image_size)
         data = ImageData.concat(parts)
@@ -369,7 +369,7 @@ def real_trainer(ctx: ArmContext) -> Trainer:
         finish_site_model(model, data, ctx.num_classes, factory.training)
         return model
 
-    identity = {"trainer": "real", "model": ctx.model.to_dict(conv), "shape": _shape(ctx),
+    identity = {"trainer": "real", "model": ctx.model_component.to_dict(conv), "shape": _shape(ctx),
                 "versions": {d: ctx.versions.get(d) for d in code}}
     return Trainer(train=train, identity=identity, skeleton=_skeleton(ctx), shared=True)
 
@@ -389,7 +389,7 @@ def arm_trainer(ctx: ArmContext, pooling: Any, site_ids: list[int], per_site: bo
         return model
 
     identity = {"trainer": "arm", "arm": ctx.arm.component.to_dict(conv),
-                "model": ctx.model.to_dict(conv), "sites": site_ids, "per_site": per_site,
+                "model": ctx.model_component.to_dict(conv), "sites": site_ids, "per_site": per_site,
                 "shape": _shape(ctx), "versions": dict(ctx.versions)}
     return Trainer(train=train, identity=identity, skeleton=_skeleton(ctx))
 
@@ -402,7 +402,7 @@ def _audits(ctx: ArmContext, pooling: Any, result: ArmResult, holdout: ImageData
     control generators, fitted once at each site, serve every synthetic arm)."""
     by_id = {s.id: s for s in ctx.sites}
     common = {"holdout": holdout, "num_classes": ctx.num_classes, "store": store,
-              "arm": ctx.name, "device": ctx.model.build().training.device,
+              "arm": ctx.name, "device": ctx.model_component.build().training.device,
               "progress": ctx.progress}
     plain = real_trainer(ctx)
     if result.model is not None:
@@ -425,7 +425,7 @@ def arm_audit_key(ctx: ArmContext, audits: list[Audit], attacks: list[Component]
     return cache_key({
         "arm_audit": FORMAT,
         "arm": ctx.arm.component.to_dict(conv),
-        "model": ctx.model.to_dict(conv),
+        "model": ctx.model_component.to_dict(conv),
         "seed": ctx.seed,
         "shape": _shape(ctx),
         "versions": dict(ctx.versions),

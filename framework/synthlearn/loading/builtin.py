@@ -65,7 +65,7 @@ def synthlearn_register_models() -> list[ComponentSpec]:
 
 
 @hookimpl
-def synthlearn_register_poolings() -> list[ComponentSpec]:
+def synthlearn_register_arms() -> list[ComponentSpec]:
     return [
         ComponentSpec("centralized", CentralizedConfig, CentralizedArm,
                       "pool every site's raw images at the server (not private)"),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import warnings
 from collections.abc import Iterable
 from importlib import metadata
 from types import ModuleType
@@ -43,6 +44,9 @@ IN_PROCESS = "in-process"  # the distribution of plugin objects passed to load_p
 REGISTRATION_HOOKS: dict[str, str] = {
     kind: f"synthlearn_register_{kind}s" for kind in KINDS
 }
+
+DEPRECATED_HOOKS: dict[str, str] = {"synthlearn_register_poolings": "arm"}
+"""Old registration hook names still collected, with a deprecation warning: name -> kind."""
 
 
 @attrs.define(frozen=True)
@@ -68,6 +72,7 @@ class PluginSet:
     plugins: list[PluginInfo]
     components: dict[str, dict[str, RegisteredComponent]]
     problems: list[str]
+    deprecations: list[str] = attrs.field(factory=list)
 
     def raise_problems(self) -> None:
         """Stop with the first problem (broken plugin or name clash), as one line."""
@@ -197,12 +202,33 @@ def load_plugins(extra: Iterable[object] = (), *, autoload: bool = True) -> Plug
             owner.pop(id(exc.plugin))
 
     components, clash_problems, plugins = _collect_components(pm, owner, plugins)
+    deprecations = _deprecations(pm, owner)
+    for message in deprecations:  # for Python callers; the CLI shows them as warnings
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
     problems = [
         f"plugin {p.name!r} from distribution {p.distribution} is broken: {p.error}"
         for p in plugins
         if not p.ok
     ] + clash_problems
-    return PluginSet(pm, plugins, components, problems)
+    return PluginSet(pm, plugins, components, problems, deprecations)
+
+
+def _deprecations(pm: pluggy.PluginManager, owner: dict[int, PluginInfo]) -> list[str]:
+    """One line per plugin that implements an old registration hook name."""
+    lines = []
+    for old, kind in DEPRECATED_HOOKS.items():
+        for impl in getattr(pm.hook, old).get_hookimpls():
+            info = owner.get(id(impl.plugin))
+            if info is not None:
+                lines.append(f"plugin {info.name!r} from distribution {_dist_label(info)} "
+                             f"implements {old}, a deprecated name: rename it "
+                             f"{REGISTRATION_HOOKS[kind]}")
+    return lines
+
+
+def _dist_label(info: PluginInfo) -> str:
+    """``name version`` of the plugin's distribution (just the name when unversioned)."""
+    return f"{info.distribution} {info.version}".strip()
 
 
 def _collect_components(
@@ -214,7 +240,9 @@ def _collect_components(
     components: dict[str, dict[str, RegisteredComponent]] = {kind: {} for kind in KINDS}
     problems: list[str] = []
     failed: dict[str, str] = {}  # plugin name -> why its registration failed
-    for kind, hook_name in REGISTRATION_HOOKS.items():
+    hook_kinds = [*((hook_name, kind) for kind, hook_name in REGISTRATION_HOOKS.items()),
+                  *DEPRECATED_HOOKS.items()]
+    for hook_name, kind in hook_kinds:
         hook = getattr(pm.hook, hook_name)
         for impl in hook.get_hookimpls():  # registration order: built-ins first
             info = owner.get(id(impl.plugin))

@@ -9,6 +9,7 @@ distributed runner can run it where the data lives.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +55,7 @@ class Site:
 @attrs.define(frozen=True)
 class SiteEnv:
     """What a site task may use besides its data: the arm's model recipe and its other
-    components (``parts``: the arm's slots, e.g. ``generator`` and ``conditioning``), the
+    components (``slots``: the arm's slots, e.g. ``generator`` and ``conditioning``), the
     dataset's shape and phenotype attributes, a seed for this site and task, whether to
     show progress, and the site's own store for work worth keeping (``memo``)."""
 
@@ -65,9 +66,17 @@ class SiteEnv:
     image_size: tuple[int, int]
     progress: bool = True
     attributes: tuple[AttributeInfo, ...] = ()
-    parts: Mapping[str, Component] = attrs.field(factory=dict)
+    slots: Mapping[str, Component] = attrs.field(factory=dict)
     store: SiteCache | None = None
     versions: Mapping[str, str] = attrs.field(factory=dict)
+
+    @property
+    def parts(self) -> Mapping[str, Component]:
+        """Deprecated alias of ``slots`` (the same word as ``ComponentSpec.slots``);
+        kept for one release."""
+        warnings.warn("SiteEnv.parts is deprecated: use SiteEnv.slots",
+                      DeprecationWarning, stacklevel=2)
+        return self.slots
 
     def memo(self, parts: Mapping[str, Any], compute: Callable[[], Payload], *,
              components: Iterable[Any] | None = None) -> Payload:

@@ -50,7 +50,7 @@ class FedAvgArm:
     def run(self, ctx: ArmContext) -> ArmResult:
         cfg = self.config
         check_site_steps(ctx)  # before any round
-        base_lr = cfg.local_lr or ctx.model.build().training.lr
+        base_lr = cfg.local_lr or ctx.model_component.build().training.lr
         model = ctx.build_model("global")
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         parameters = {name for name, _ in model.named_parameters()}

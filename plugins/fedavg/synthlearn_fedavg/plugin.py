@@ -9,7 +9,7 @@ from synthlearn_fedavg.config import FedAvgConfig
 
 
 @hookimpl
-def synthlearn_register_poolings() -> list[ComponentSpec]:
+def synthlearn_register_arms() -> list[ComponentSpec]:
     """The ``fedavg`` arm: its config class, factory and one-line summary."""
     return [
         ComponentSpec("fedavg", FedAvgConfig, FedAvgArm,

@@ -167,7 +167,7 @@ class ModelsSource:
                  seeds: dict[int, int]) -> None:
         self.ctx, self.config, self.received, self.seeds = ctx, config, received, seeds
         slots = ctx.arm.component.slots
-        teacher_factory = (slots.get("teacher") or ctx.model).build()
+        teacher_factory = (slots.get("teacher") or ctx.model_component).build()
         self.generators: dict[int, Any] = {}
         self.teachers: dict[int, nn.Module] = {}
         self.stats: dict[int, Any] = {}

@@ -9,7 +9,7 @@ from synthlearn_kr.config import KRConfig
 
 
 @hookimpl
-def synthlearn_register_poolings() -> list[ComponentSpec]:
+def synthlearn_register_arms() -> list[ComponentSpec]:
     """The ``kr`` arm: a generator and conditioning like ``synthetic``, and an optional
     ``teacher:`` model (default: the arm's model)."""
     return [

@@ -45,7 +45,7 @@ def set_seed(env_seed: int, index: int) -> int:
 
 def teacher_component(env: SiteEnv) -> Any:
     """The recipe's ``teacher:`` model, else the arm's model."""
-    return env.parts.get("teacher") or env.model
+    return env.slots.get("teacher") or env.model
 
 
 def teacher_seed(prepare_seed: int) -> int:
@@ -93,16 +93,16 @@ def prepare(site: Site, work: SiteWork, inbound: Payload | None, env: SiteEnv) -
     teacher = site_teacher(site, env, teacher_seed(env.seed))
     n_real = len(site.data)
     meta: dict[str, Any] = {"share": work.kr.share, "n_real": n_real,
-                            **describe_parts(env.parts)}
+                            **describe_parts(env.slots)}
     if work.kr.share == "models":
         tensors = {**prefixed("generator", state.tensors),
                    **prefixed("teacher", teacher.state_dict())}
         return Payload(tensors, {**meta, "stats": stats, "generator": state.meta})
-    generator = load_generator(env.parts["generator"], state, f"site {site.id} generator")
+    generator = load_generator(env.slots["generator"], state, f"site {site.id} generator")
     tensors = {}
     for index in range(work.sets):
         pool = draw_pool(generator, scheme, stats, work.kr.images_for(n_real),
-                         set_seed(env.seed, index), label=generator_label(env.parts["generator"]),
+                         set_seed(env.seed, index), label=generator_label(env.slots["generator"]),
                          image_shape=(env.in_chans, *env.image_size))
         tensors[f"set.{index}.images"] = torch.from_numpy(pool.images)
         tensors[f"set.{index}.labels"] = torch.from_numpy(pool.labels)
