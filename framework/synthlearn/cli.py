@@ -1,4 +1,5 @@
-"""The ``synthlearn`` command: ``plugins``, ``validate``, ``run`` and ``sample``.
+"""The ``synthlearn`` command: ``plugins``, ``validate``, ``run``, ``sample``,
+``schema`` and ``describe``.
 
 A mistake the user can fix prints one line (``error: <where>: <what>``) and exits with
 status 2; a recipe with several problems prints one line per problem. A file-system
@@ -78,7 +79,55 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--out", required=True,
                    help="output file: .png (example grid per class) or .npz (arrays)")
+
+    p = sub.add_parser("schema", parents=[common],
+                       help="print the JSON Schema of recipes (with every installed "
+                       "plugin's params) or of metrics.json")
+    p.add_argument("what", choices=("recipe", "metrics"), help="which schema")
+
+    p = sub.add_parser("describe", parents=[common],
+                       help="a component's summary, params (type, default, doc), slots "
+                       "and distribution")
+    p.add_argument("kind", nargs="?", help=f"one of {', '.join(KINDS)}")
+    p.add_argument("name", nargs="?", help="the component's name (what `use:` says)")
+    p.add_argument("--markdown", action="store_true",
+                   help="the params as the Markdown table the docs carry")
+    p.add_argument("--update-docs", nargs="+", metavar="FILE", default=None,
+                   help="regenerate the tables between <!-- params:KIND:NAME --> and "
+                   "<!-- /params --> in FILEs")
     return parser
+
+
+def _schema(args: argparse.Namespace, plugins: PluginSet) -> int:
+    if args.what == "metrics":
+        from synthlearn.execution.results import metrics_schema
+
+        schema = metrics_schema()
+    else:
+        from synthlearn.schema.recipe_schema import recipe_schema
+
+        schema = recipe_schema(plugins)
+    print(json.dumps(schema, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _describe(args: argparse.Namespace, plugins: PluginSet) -> int:
+    from pathlib import Path
+
+    from synthlearn.schema import describe
+
+    if args.update_docs is not None:
+        if args.kind or args.name:
+            raise SynthlearnError("describe: give either KIND NAME or --update-docs FILE...")
+        changed = describe.update_docs([Path(p) for p in args.update_docs], plugins)
+        print(f"updated: {', '.join(changed)}" if changed else "every table is current")
+        return 0
+    if not args.kind or not args.name:
+        raise SynthlearnError(f"describe: give KIND NAME (KIND: {', '.join(KINDS)})")
+    comp = describe.lookup(plugins, args.kind, args.name)
+    print(describe.describe_markdown(comp) if args.markdown
+          else describe.describe_text(comp), end="\n" if not args.markdown else "")
+    return 0
 
 
 def _sample(args: argparse.Namespace, plugins: PluginSet) -> int:
@@ -243,6 +292,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     plugins.raise_problems()
     if args.command == "sample":
         return _sample(args, plugins)
+    if args.command == "schema":
+        return _schema(args, plugins)
+    if args.command == "describe":
+        return _describe(args, plugins)
 
     from synthlearn.recipe import load_recipe
 

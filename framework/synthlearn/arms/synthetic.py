@@ -77,11 +77,29 @@ class SyntheticConfig:
         name: f"$.model.params.{name}"
         for name in ("mixup", "label_smoothing", "adapt_bn", "calibrate")}
 
-    share: str = attrs.field(default="samples", validator=attrs.validators.in_(SHARES))
-    multiple: float | None = attrs.field(default=None, validator=_positive_or_none)
-    count: int | None = attrs.field(default=None, validator=_positive_or_none)
-    drop_near_copies: float | None = attrs.field(default=None, validator=_positive_or_none)
-    regenerate_every: int | None = attrs.field(default=None, validator=_every)
+    share: str = attrs.field(
+        default="samples", validator=attrs.validators.in_(SHARES),
+        metadata={"doc": "`samples` (synthetic images cross) or `generator` (the fitted "
+                         "generator crosses and the server samples)"})
+    multiple: float | None = attrs.field(
+        default=None, validator=_positive_or_none,
+        metadata={"doc": "synthetic images per site, as a multiple of its real images (null: "
+                         "1.0)"})
+    count: int | None = attrs.field(
+        default=None, validator=_positive_or_none,
+        metadata={"doc": "exactly this many synthetic images per site instead of `multiple` (not"
+                         " both)"})
+    drop_near_copies: float | None = attrs.field(
+        default=None, validator=_positive_or_none,
+        metadata={"doc": "a quantile in (0, 1), e.g. 0.01 (only with `share: samples`): each "
+                         "site drops the synthetic images closer to one of its own images than "
+                         "that quantile of its images' distances to each other, before they "
+                         "leave"})
+    regenerate_every: int | None = attrs.field(
+        default=None, validator=_every,
+        metadata={"doc": "train the server's model on a fresh synthetic set every N epochs "
+                         "(null: one fixed set); with `share: samples` each site sends that many"
+                         " sets"})
 
     def __attrs_post_init__(self) -> None:
         if self.multiple is not None and self.count is not None:

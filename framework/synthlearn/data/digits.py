@@ -16,8 +16,12 @@ from synthlearn.errors import DataError
 class DigitsConfig:
     """Image side length after resizing, and the share of each class held out for test."""
 
-    size: int = 16
-    test_fraction: float = 0.25
+    size: int = attrs.field(
+        default=16,
+        metadata={"doc": "image side length after resizing"})
+    test_fraction: float = attrs.field(
+        default=0.25,
+        metadata={"doc": "share of each class held out for test"})
 
 
 def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:

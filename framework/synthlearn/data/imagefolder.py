@@ -27,10 +27,18 @@ class ImageFolderConfig:
     ``train``/``test`` pair of folders. A relative ``root`` written in a recipe file is
     relative to that file's folder."""
 
-    root: str = input_path_field()
-    size: int = 28
-    channels: int = 0
-    test_fraction: float = 0.2
+    root: str = input_path_field(
+        metadata={"doc": "the folder: one subfolder per class, or `train`/`test` folders of them"
+                         " (relative: to the recipe's folder)"})
+    size: int = attrs.field(
+        default=28,
+        metadata={"doc": "side length images are resized to"})
+    channels: int = attrs.field(
+        default=0,
+        metadata={"doc": "1 or 3; 0: from the first image (1 if it is grey, else 3)"})
+    test_fraction: float = attrs.field(
+        default=0.2,
+        metadata={"doc": "test share when there is no `train`/`test` pair of folders"})
 
 
 def _class_dirs(folder: Path) -> list[Path]:

@@ -58,13 +58,27 @@ class MedMNISTConfig:
     scored on (``test_split``: ``test``, the default, or ``val``, which comes from the
     training images' own distribution where a file's test split does not)."""
 
-    subset: str = "pneumoniamnist"
-    root: str = input_path_field(default="~/.medmnist")
-    size: int = 28
-    download: bool = True
-    merge_val: bool = False
-    test_split: str = attrs.field(default="test", validator=attrs.validators.in_(
-        ("test", "val")))
+    subset: str = attrs.field(
+        default="pneumoniamnist",
+        metadata={"doc": "the MedMNIST subset, e.g. `pneumoniamnist`"})
+    root: str = input_path_field(
+        default="~/.medmnist",
+        metadata={"doc": "folder holding `<subset>[_<size>].npz` (relative: to the recipe's "
+                         "folder)"})
+    size: int = attrs.field(
+        default=28,
+        metadata={"doc": "image size of the file: 28, 64, 128 or 224"})
+    download: bool = attrs.field(
+        default=True,
+        metadata={"doc": "download the file through the `medmnist` package when it is missing"})
+    merge_val: bool = attrs.field(
+        default=False,
+        metadata={"doc": "append the validation split to the training split"})
+    test_split: str = attrs.field(
+        default="test", validator=attrs.validators.in_(         ("test", "val")),
+        metadata={"doc": "the split the arms are scored on: `test`, or `val`, which comes from "
+                         "the training images' own distribution where a file's test split does "
+                         "not"})
 
     def __attrs_post_init__(self) -> None:
         if self.merge_val and self.test_split == "val":

@@ -87,8 +87,13 @@ class DirichletConfig:
     Every site gets at least ``min_per_site`` images (and never fewer than one).
     """
 
-    alpha: float = 0.5
-    min_per_site: int = 10
+    alpha: float = attrs.field(
+        default=0.5,
+        metadata={"doc": "per class, site shares ~ Dirichlet(alpha); small alpha: strong label "
+                         "skew"})
+    min_per_site: int = attrs.field(
+        default=10,
+        metadata={"doc": "images every site gets at least (never fewer than one)"})
 
 
 def _round_shares(shares: np.ndarray, total: int) -> np.ndarray:
@@ -178,8 +183,15 @@ class ByAttributeConfig:
     whole numbers with at most 16 distinct values, else continuous.
     """
 
-    attribute: str = "scanner"
-    kind: str = "auto"
+    attribute: str = attrs.field(
+        default="scanner",
+        metadata={"doc": "the phenotype attribute that decides a site, e.g. one scanner per "
+                         "hospital"})
+    kind: str = attrs.field(
+        default="auto",
+        metadata={"doc": "`categorical` (distinct values dealt round-robin onto sites), "
+                         "`continuous` (equal-size quantile bins) or `auto` (categorical when "
+                         "all values are whole numbers with at most 16 distinct values)"})
 
 
 class ByAttributePartition:

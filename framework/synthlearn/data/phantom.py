@@ -59,13 +59,27 @@ class PhantomConfig:
     ``noise`` is the base standard deviation of pixel noise (intensities in 0..1).
     """
 
-    n_train: int = 1200
-    n_test: int = 400
-    size: int = 28
-    classes: int = 2
-    scanners: int = 3
-    scanner_shift: float = 1.0
-    noise: float = 0.08
+    n_train: int = attrs.field(
+        default=1200,
+        metadata={"doc": "training images, split among the sites"})
+    n_test: int = attrs.field(
+        default=400,
+        metadata={"doc": "held-out test images"})
+    size: int = attrs.field(
+        default=28,
+        metadata={"doc": "image side length in pixels"})
+    classes: int = attrs.field(
+        default=2,
+        metadata={"doc": "number of classes, 2..4 (round, ring, bar, pair)"})
+    scanners: int = attrs.field(
+        default=3,
+        metadata={"doc": "number of scanner profiles (an attribute a partition can split by)"})
+    scanner_shift: float = attrs.field(
+        default=1.0,
+        metadata={"doc": "how much the scanner profiles differ (0: all identical)"})
+    noise: float = attrs.field(
+        default=0.08,
+        metadata={"doc": "base standard deviation of the pixel noise (intensities in 0..1)"})
 
 
 @attrs.define(frozen=True)

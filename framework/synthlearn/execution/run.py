@@ -29,12 +29,32 @@ from synthlearn.evaluation.fidelity import fidelity
 from synthlearn.evaluation.memorisation import memorisation
 from synthlearn.evaluation.metrics import classification_metrics
 from synthlearn.execution import sanity
+from synthlearn.execution.results import (
+    ArmEntry,
+    ArmFigures,
+    AttackEntry,
+    AuditInfo,
+    CurvePoint,
+    DatasetInfo,
+    FidelityFigures,
+    FidelityReference,
+    Memorisation,
+    ModelInfo,
+    RunMetrics,
+    Scores,
+    SiteBytes,
+    SiteInfo,
+    SiteScores,
+    SyntheticFidelity,
+    ValidationScores,
+)
 from synthlearn.execution.run_dir import cannot, new_run_dir, plain_file_name
 from synthlearn.loading.code_identity import code_versions
 from synthlearn.loading.manager import PluginSet
 from synthlearn.models.training import TrainSettings, predict_proba
 from synthlearn.recipe import Arm, Component, Recipe
 from synthlearn.report.markdown import slug, write_report
+from synthlearn.schema.from_attrs import ABSENT, from_json, to_json
 from synthlearn.sitework.cache import SiteCache
 from synthlearn.sitework.sites import Site, derive_seed
 
@@ -201,8 +221,9 @@ class Run:
             dataset, sites = load_data(recipe)
             self.progress.say(f"{len(sites)} sites: " + ", ".join(
                 f"site {s.id} {len(s.data)} images" for s in sites))
-            metrics = self._run_arms(dataset, sites)
-            metrics["wall_s"] = time.perf_counter() - started
+            results = self._run_arms(dataset, sites)
+            results.wall_s = time.perf_counter() - started
+            metrics = to_json(results)
             try:
                 self._write(run_dir.path, metrics, dataset, sites)
             except OSError as exc:
@@ -220,7 +241,7 @@ class Run:
         components the arm uses (part of its cache keys: editing code invalidates)."""
         return code_versions(comp.registered for comp in [*_arm_components(arm), arm.model])
 
-    def _run_arms(self, dataset: Dataset, sites: list[Site]) -> dict[str, Any]:
+    def _run_arms(self, dataset: Dataset, sites: list[Site]) -> RunMetrics:
         recipe = self.recipe
         test = dataset.test
 
@@ -233,7 +254,7 @@ class Run:
                                       "(its training diverged: try a lower learning rate)")
             return _clean(classification_metrics(probs, test.labels))
 
-        arms_out = []
+        arms_out: list[ArmEntry] = []
         training = {arm.name: arm.model.build().training for arm in recipe.arms}
         warn_unlike_training(training)
         for i, arm in enumerate(recipe.arms):
@@ -256,88 +277,91 @@ class Run:
                                       f"{arm.component.registered.distribution}) returned "
                                       f"{type(result).__name__}, expected ArmResult")
             entry = self._score(arm, pooling, ctx, result, evaluator)
-            entry["training"] = attrs.asdict(training[arm.name])
+            entry.training = training[arm.name]
             if result.site_models:  # scored per site: a one-class site's model is moot
                 sanity.warn_single_class_sites(arm.name, sorted(result.site_models), sites,
                                                dataset.class_names)
             if dataset.validation is not None:
-                entry["validation"] = self._validation(result, dataset.validation, device)
-            entry["metrics"]["wall_s"] = time.perf_counter() - start
-            entry["curve"] = _curve(ctx.curve, entry["metrics"])
+                entry.validation = self._validation(result, dataset.validation, device)
+            entry.metrics.wall_s = time.perf_counter() - start
+            entry.curve = [from_json(CurvePoint, p)
+                           for p in _curve(ctx.curve, to_json(entry.metrics))]
             if result.synthetic:
                 self.progress.say(f"  {arm.name}: fidelity of the synthetic images")
-                entry["fidelity"] = self._fidelity(result.synthetic, test.images)
+                fidelity_figures = self._fidelity(result.synthetic, test.images)
+                entry.fidelity = from_json(SyntheticFidelity, fidelity_figures)
                 sanity.warn_collapsed_generators(arm.name, result.synthetic,
-                                                 entry["fidelity"])
+                                                 fidelity_figures)
                 self.synthetic[arm.name] = result.synthetic
-                entry["figures"] = {"synthetic": f"synthetic-{slug(arm.name)}.png"}
+                entry.figures = ArmFigures(synthetic=f"synthetic-{slug(arm.name)}.png")
             if result.artifacts:
                 self.artifacts[arm.name] = result.artifacts
-                entry["artifacts"] = [f"artifacts/{slug(arm.name)}/{name}"
-                                      for name in sorted(result.artifacts)]
+                entry.artifacts = [f"artifacts/{slug(arm.name)}/{name}"
+                                   for name in sorted(result.artifacts)]
             if recipe.attacks:
                 self.progress.say(f"  {arm.name}: membership audit "
                                   f"({', '.join(a.use for a in recipe.attacks)})")
                 audit_start = time.perf_counter()
                 audited = audit_arm(ctx, pooling, result, list(recipe.attacks), test,
                                     store=self.audit_store)
-                entry["attacks"] = audited.attacks
-                entry["audit"] = {**audited.info,
-                                  "wall_s": time.perf_counter() - audit_start}
+                entry.attacks = {name: from_json(AttackEntry, figures)
+                                 for name, figures in audited.attacks.items()}
+                entry.audit = from_json(AuditInfo, {
+                    **audited.info, "wall_s": time.perf_counter() - audit_start})
                 self.rocs[arm.name] = audited.rocs
                 if result.synthetic:
-                    entry["memorisation"] = self._memorisation(result.synthetic, sites,
-                                                               test.images)
-                entry.setdefault("figures", {})["roc"] = f"roc-{slug(arm.name)}.png"
-            self.plugins.hook.synthlearn_on_arm_end(arm=arm.name, metrics=entry)
-            m = entry["metrics"]
-            self.progress.say(f"  {arm.name}: accuracy {m['accuracy']:.3f}, "
-                              f"{m['bytes_to_server']} bytes to server, {m['wall_s']:.1f} s")
+                    entry.memorisation = from_json(Memorisation, self._memorisation(
+                        result.synthetic, sites, test.images))
+                if entry.figures is ABSENT:
+                    entry.figures = ArmFigures()
+                entry.figures.roc = f"roc-{slug(arm.name)}.png"
+            self.plugins.hook.synthlearn_on_arm_end(arm=arm.name, metrics=to_json(entry))
+            m = entry.metrics
+            self.progress.say(f"  {arm.name}: accuracy {m.accuracy:.3f}, "
+                              f"{m.bytes_to_server} bytes to server, {m.wall_s:.1f} s")
             arms_out.append(entry)
 
         factory = recipe.model.build()
         factory.build(dataset.channels, dataset.num_classes, dataset.image_size)
         model_desc = dict(factory.describe())  # after a build: it knows the parameter count
-        extra: dict[str, Any] = {}
+        reference: FidelityReference | Any = ABSENT
         if self.synthetic:
             real = np.concatenate([s.data.images for s in sites])
-            extra["fidelity_reference"] = {"real_train_vs_test": fidelity(test.images, real)}
-        return {
-            "name": recipe.name,
-            "seed": recipe.seed,
-            "synthlearn_version": __version__,
-            "warnings": notices.collected(),  # every warning of the run so far, in order
-            "dataset": {
-                "use": recipe.data.use,
-                "num_classes": dataset.num_classes,
-                "class_names": list(dataset.class_names),
-                "attributes": [a.name for a in dataset.attributes],
-                "image_size": list(dataset.image_size),
-                "channels": dataset.channels,
-                "n_train": len(dataset.train),
-                "n_test": len(dataset.test),
-                "n_validation": (None if dataset.validation is None
-                                 else len(dataset.validation)),
-            },
-            "model": {"use": recipe.model.use, **model_desc},
-            "sites": [
-                {"site": s.id, "n": len(s.data),
-                 "class_counts": s.data.class_counts(dataset.num_classes)}
-                for s in sites
-            ],
-            "arms": arms_out,
-            **extra,
-        }
+            reference = FidelityReference(
+                real_train_vs_test=from_json(FidelityFigures, fidelity(test.images, real)))
+        return RunMetrics(
+            name=recipe.name,
+            seed=recipe.seed,
+            synthlearn_version=__version__,
+            warnings=notices.collected(),  # every warning of the run so far, in order
+            dataset=DatasetInfo(
+                use=recipe.data.use,
+                num_classes=dataset.num_classes,
+                class_names=list(dataset.class_names),
+                attributes=[a.name for a in dataset.attributes],
+                image_size=list(dataset.image_size),
+                channels=dataset.channels,
+                n_train=len(dataset.train),
+                n_test=len(dataset.test),
+                n_validation=None if dataset.validation is None else len(dataset.validation),
+            ),
+            model=ModelInfo(use=recipe.model.use, described=model_desc),
+            sites=[SiteInfo(site=s.id, n=len(s.data),
+                            class_counts=s.data.class_counts(dataset.num_classes))
+                   for s in sites],
+            arms=arms_out,
+            fidelity_reference=reference,
+        )
 
     @staticmethod
-    def _validation(result: ArmResult, data: ImageData, device: str) -> dict[str, Any]:
+    def _validation(result: ArmResult, data: ImageData, device: str) -> ValidationScores:
         """The released model's figures on the validation split (the mean over sites for
         an arm scored per site), beside the headline test-split figures."""
         models = ([result.model] if result.model is not None
                   else [result.site_models[sid] for sid in sorted(result.site_models)])
         rows = [_clean(classification_metrics(predict_proba(m, data.images, device=device),
                                               data.labels)) for m in models]
-        return {"n": len(data), **_mean(rows)}
+        return ValidationScores(n=len(data), **_mean(rows))
 
     @staticmethod
     def _fidelity(pools: dict[int, ImageData], test_images: np.ndarray) -> dict[str, Any]:
@@ -362,7 +386,7 @@ class Run:
             for sid in sorted(pools) if sid in by_id and len(pools[sid])]}
 
     def _score(self, arm: Arm, pooling: Any, ctx: ArmContext, result: ArmResult,
-               evaluator: Any) -> dict[str, Any]:
+               evaluator: Any) -> ArmEntry:
         site_rows = []
         if result.model is not None:
             headline = evaluator(result.model)
@@ -373,24 +397,22 @@ class Run:
         else:
             raise SynthlearnError(f"arm {arm.name!r} produced no model to evaluate")
         ledger = ctx.ledger
-        return {
-            "name": arm.name,
-            "use": arm.component.use,
-            "summary": arm.component.registered.spec.summary,
-            "private": bool(getattr(pooling, "private", True)),
-            "metrics": {
-                **{k: headline.get(k) for k in METRIC_KEYS},
-                "bytes_to_server": ledger.bytes_to_server,
-                "bytes_to_sites": ledger.bytes_to_sites,
-                "wall_s": 0.0,
-            },
-            "shared": list(ledger.shared),
-            "cached_sites": ledger.cached_sites,
-            "site_bytes": [{"site": s, **b} for s, b in sorted(ledger.per_site.items())],
-            "sites": site_rows,
-            "details": result.details,
-            "attacks": {},
-        }
+        return ArmEntry(
+            name=arm.name,
+            use=arm.component.use,
+            summary=arm.component.registered.spec.summary,
+            private=bool(getattr(pooling, "private", True)),
+            metrics=Scores(**{k: headline.get(k) for k in METRIC_KEYS},
+                           bytes_to_server=ledger.bytes_to_server,
+                           bytes_to_sites=ledger.bytes_to_sites, wall_s=0.0),
+            shared=list(ledger.shared),
+            cached_sites=ledger.cached_sites,
+            site_bytes=[SiteBytes(site=s, **b) for s, b in sorted(ledger.per_site.items())],
+            sites=[from_json(SiteScores, row) for row in site_rows],
+            details=result.details,
+            attacks={},
+            training=ctx.training,
+        )
 
     def _write(self, run_dir: Path, metrics: dict[str, Any], dataset: Dataset,
                sites: list[Site]) -> None:

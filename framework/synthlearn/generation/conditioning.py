@@ -233,7 +233,10 @@ class PhenotypicConfig:
     """``attributes``: the phenotype attributes to condition on, by name; empty means
     every attribute the dataset has."""
 
-    attributes: list[str] = attrs.field(factory=list)
+    attributes: list[str] = attrs.field(
+        factory=list,
+        metadata={"doc": "the phenotype attributes to condition on, by name; empty: every "
+                         "attribute the dataset has"})
 
 
 #: Smallest standard deviation used to standardise a continuous attribute.

@@ -66,9 +66,10 @@ _TRACE_SIDE = 128
 
 
 def _train_field(name: str) -> Any:
-    """An attrs field with the default and validator of ``TrainSettings.<name>``."""
+    """An attrs field with the default, validator and doc of ``TrainSettings.<name>``."""
     field = getattr(attrs.fields(TrainSettings), name)
-    return attrs.field(default=field.default, validator=field.validator)
+    return attrs.field(default=field.default, validator=field.validator,
+                       metadata=dict(field.metadata))
 
 
 @attrs.frozen
@@ -84,11 +85,18 @@ class TimmConfig:
     writes ``params: {arch: resnet18, epochs: 10, lr: 0.001}``.
     """
 
-    arch: str = "resnet18"
-    stem: str = attrs.field(default="auto", validator=attrs.validators.in_(STEMS))
+    arch: str = attrs.field(
+        default="resnet18",
+        metadata={"doc": "any name from `timm.list_models()`, built with random weights (never "
+                         "downloaded)"})
+    stem: str = attrs.field(
+        default="auto", validator=attrs.validators.in_(STEMS),
+        metadata={"doc": "`auto` (`small` up to 64 px a side, else `imagenet`), `small` (one "
+                         "stride-2 left in the stem), `full` (no downsampling in the stem) or "
+                         "`imagenet` (unchanged)"})
     drop_rate: float = attrs.field(
-        default=0.0, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)]
-    )
+        default=0.0, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)],
+        metadata={"doc": "dropout before the classifier"})
     epochs: int = _train_field("epochs")
     batch_size: int = _train_field("batch_size")
     lr: float = _train_field("lr")

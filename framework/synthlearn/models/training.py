@@ -67,19 +67,47 @@ class TrainSettings:
     so a recipe that sets them on ``model`` compares arms like for like.
     """
 
-    epochs: int = attrs.field(default=10, validator=attrs.validators.ge(1))
-    batch_size: int = attrs.field(default=64, validator=attrs.validators.ge(1))
-    lr: float = attrs.field(default=1e-3, validator=attrs.validators.gt(0.0))
-    weight_decay: float = attrs.field(default=1e-4, validator=attrs.validators.ge(0.0))
-    optimizer: str = attrs.field(default="adamw", validator=attrs.validators.in_(OPTIMIZERS))
-    schedule: str = attrs.field(default="cosine", validator=attrs.validators.in_(SCHEDULES))
-    augment: bool = False
-    device: str = attrs.field(default="auto", validator=_check_device_name)
-    mixup: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
+    epochs: int = attrs.field(
+        default=10, validator=attrs.validators.ge(1),
+        metadata={"doc": "training epochs"})
+    batch_size: int = attrs.field(
+        default=64, validator=attrs.validators.ge(1),
+        metadata={"doc": "images per step"})
+    lr: float = attrs.field(
+        default=1e-3, validator=attrs.validators.gt(0.0),
+        metadata={"doc": "learning rate"})
+    weight_decay: float = attrs.field(
+        default=1e-4, validator=attrs.validators.ge(0.0),
+        metadata={"doc": "weight decay"})
+    optimizer: str = attrs.field(
+        default="adamw", validator=attrs.validators.in_(OPTIMIZERS),
+        metadata={"doc": "`adamw`, or `sgd` (momentum 0.9)"})
+    schedule: str = attrs.field(
+        default="cosine", validator=attrs.validators.in_(SCHEDULES),
+        metadata={"doc": "`cosine` (per-step cosine decay to zero) or `constant`"})
+    augment: bool = attrs.field(
+        default=False,
+        metadata={"doc": "a random shift of up to 2 px (zero padding) and a random horizontal "
+                         "flip"})
+    device: str = attrs.field(
+        default="auto", validator=_check_device_name,
+        metadata={"doc": "`auto` (CUDA when available, else CPU), `cpu`, `cuda` or `cuda:N`"})
+    mixup: float = attrs.field(
+        default=0.0, validator=attrs.validators.ge(0.0),
+        metadata={"doc": "> 0: train on convex mixtures of each batch with a shuffled copy of "
+                         "itself (weight ~ Beta(mixup, mixup), targets mixed alike)"})
     label_smoothing: float = attrs.field(
-        default=0.0, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])
-    adapt_bn: bool = False
-    calibrate: bool = False
+        default=0.0, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)],
+        metadata={"doc": "train against `1 - s` on the label plus `s / num_classes` everywhere "
+                         "(the hard-label part of a soft target)"})
+    adapt_bn: bool = attrs.field(
+        default=False,
+        metadata={"doc": "site step: each site re-estimates the released model's batch-norm "
+                         "statistics on its own images (aggregates only come back)"})
+    calibrate: bool = attrs.field(
+        default=False,
+        metadata={"doc": "site step: each site fits one output bias per class to its own class "
+                         "mix (aggregates only come back)"})
 
 
 def resolve_device(name: str) -> torch.device:

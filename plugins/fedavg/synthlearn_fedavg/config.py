@@ -66,18 +66,49 @@ class FedAvgConfig:
     __synthlearn_moved__: ClassVar[dict[str, str]] = {
         name: f"$.model.params.{name}" for name in ("adapt_bn", "calibrate")}
 
-    rounds: int = attrs.field(default=10, validator=_int_at_least(1))
-    local_epochs: int = attrs.field(default=1, validator=_int_at_least(1))
-    fraction: float = attrs.field(default=1.0, validator=_fraction)
-    weighting: str = attrs.field(default="examples", validator=attrs.validators.in_(WEIGHTINGS))
-    server_lr: float = attrs.field(default=1.0, validator=attrs.validators.gt(0.0))
-    mu: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
-    lr_decay: str = attrs.field(default="cosine", validator=attrs.validators.in_(LR_DECAYS))
-    eval_every: int = attrs.field(default=1, validator=_int_at_least(1))
+    rounds: int = attrs.field(
+        default=10, validator=_int_at_least(1),
+        metadata={"doc": "communication rounds (>= 1)"})
+    local_epochs: int = attrs.field(
+        default=1, validator=_int_at_least(1),
+        metadata={"doc": "epochs each site trains the global model per round (>= 1)"})
+    fraction: float = attrs.field(
+        default=1.0, validator=_fraction,
+        metadata={"doc": "share of the sites that take part in a round, in (0, 1]; at least one,"
+                         " drawn with the recipe's seed"})
+    weighting: str = attrs.field(
+        default="examples", validator=attrs.validators.in_(WEIGHTINGS),
+        metadata={"doc": "average the sites' weights by their number of images (`examples`) or "
+                         "equally (`uniform`)"})
+    server_lr: float = attrs.field(
+        default=1.0, validator=attrs.validators.gt(0.0),
+        metadata={"doc": "how far the global model moves towards the average each round (1.0: "
+                         "plain FedAvg)"})
+    mu: float = attrs.field(
+        default=0.0, validator=attrs.validators.ge(0.0),
+        metadata={"doc": "FedProx proximal term `mu/2 * ||w - w_global||^2` on every local step;"
+                         " > 0 keeps non-IID sites from drifting apart"})
+    lr_decay: str = attrs.field(
+        default="cosine", validator=attrs.validators.in_(LR_DECAYS),
+        metadata={"doc": "local learning rate over the rounds: `cosine` (as a centralized "
+                         "schedule decays over its epochs) or `constant`"})
+    eval_every: int = attrs.field(
+        default=1, validator=_int_at_least(1),
+        metadata={"doc": "score the global model on the test set every this many rounds, and "
+                         "after the last (>= 1)"})
     local_batch_size: int | None = attrs.field(
-        default=None, validator=attrs.validators.optional(_int_at_least(1)))
+        default=None, validator=attrs.validators.optional(_int_at_least(1)),
+        metadata={"doc": "the sites' batch size (null: the model's); a smaller one gives a small"
+                         " site back the steps per epoch centralized training takes"})
     local_optimizer: str | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.in_(OPTIMIZERS)))
+        default=None, validator=attrs.validators.optional(attrs.validators.in_(OPTIMIZERS)),
+        metadata={"doc": "the sites' optimizer (null: the model's); each round starts a fresh "
+                         "one, as in FedAvg"})
     local_lr: float | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.gt(0.0)))
-    refresh_bn: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0.0)),
+        metadata={"doc": "the sites' learning rate (null: the model's `lr`)"})
+    refresh_bn: bool = attrs.field(
+        default=True, validator=attrs.validators.instance_of(bool),
+        metadata={"doc": "each site recomputes its model's batch-norm statistics on its own "
+                         "images before sending it (one forward pass, no extra bytes); without "
+                         "it the averaged model can score at chance in eval mode"})

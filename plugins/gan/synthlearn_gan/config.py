@@ -79,20 +79,54 @@ class GanConfig:
     CPU; on a GPU, a larger ``width`` (e.g. 64) and ``batch_size`` (64) cost little.
     """
 
-    steps: int = attrs.field(default=2500, validator=_int_at_least(1))
-    batch_size: int = attrs.field(default=32, validator=_int_at_least(1))
-    lr_g: float = attrs.field(default=2e-4, validator=_positive)
-    lr_d: float = attrs.field(default=2e-4, validator=_positive)
-    beta1: float = attrs.field(default=0.0, validator=_unit_interval)
-    beta2: float = attrs.field(default=0.9, validator=_unit_interval)
-    latent_dim: int = attrs.field(default=64, validator=_int_at_least(1))
-    width: int = attrs.field(default=16, validator=_int_at_least(1))
-    loss: str = attrs.field(default="hinge", validator=_loss)
-    ema: float = attrs.field(default=0.999, validator=_unit_interval)
-    augment: bool = attrs.field(default=False, validator=_bool)
-    d_steps: int = attrs.field(default=1, validator=_int_at_least(1))
-    min_images: int = attrs.field(default=32, validator=_int_at_least(1))
-    device: str = attrs.field(default="auto", validator=_device)
+    steps: int = attrs.field(
+        default=2500, validator=_int_at_least(1),
+        metadata={"doc": "training budget in generator updates, each preceded by `d_steps` "
+                         "discriminator updates (>= 1)"})
+    batch_size: int = attrs.field(
+        default=32, validator=_int_at_least(1),
+        metadata={"doc": "real and fake images per update, each (>= 1)"})
+    lr_g: float = attrs.field(
+        default=2e-4, validator=_positive,
+        metadata={"doc": "Adam learning rate of the generator (> 0)"})
+    lr_d: float = attrs.field(
+        default=2e-4, validator=_positive,
+        metadata={"doc": "Adam learning rate of the discriminator (> 0)"})
+    beta1: float = attrs.field(
+        default=0.0, validator=_unit_interval,
+        metadata={"doc": "Adam beta1 of both optimisers, in [0, 1)"})
+    beta2: float = attrs.field(
+        default=0.9, validator=_unit_interval,
+        metadata={"doc": "Adam beta2 of both optimisers, in [0, 1)"})
+    latent_dim: int = attrs.field(
+        default=64, validator=_int_at_least(1),
+        metadata={"doc": "noise size; the class embedding has the same size (>= 1)"})
+    width: int = attrs.field(
+        default=16, validator=_int_at_least(1),
+        metadata={"doc": "channels at full resolution; doubles at each halving of the "
+                         "resolution, capped at 8x (>= 1)"})
+    loss: str = attrs.field(
+        default="hinge", validator=_loss,
+        metadata={"doc": "adversarial loss: `hinge` or `nonsaturating`"})
+    ema: float = attrs.field(
+        default=0.999, validator=_unit_interval,
+        metadata={"doc": "decay of the moving average of the generator weights used for sampling"
+                         " (with a warm-up so short runs work), in [0, 1)"})
+    augment: bool = attrs.field(
+        default=False, validator=_bool,
+        metadata={"doc": "differentiable augmentation (translation, brightness/contrast, cutout)"
+                         " of real and fake images before the discriminator, against a "
+                         "discriminator that memorises a small site; worth turning on for long "
+                         "fits or sites of a few hundred images"})
+    d_steps: int = attrs.field(
+        default=1, validator=_int_at_least(1),
+        metadata={"doc": "discriminator updates per generator update (>= 1)"})
+    min_images: int = attrs.field(
+        default=32, validator=_int_at_least(1),
+        metadata={"doc": "the smallest site it fits on (>= 1)"})
+    device: str = attrs.field(
+        default="auto", validator=_device,
+        metadata={"doc": "`auto` (CUDA when available), `cpu`, `cuda` or `cuda:N`"})
 
     def to_dict(self) -> dict[str, Any]:
         """The params as a JSON-able dict (what ``state()`` writes into its meta)."""

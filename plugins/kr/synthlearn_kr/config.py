@@ -64,13 +64,33 @@ class KRConfig:
         name: f"$.model.params.{name}"
         for name in ("mixup", "label_smoothing", "adapt_bn", "calibrate")}
 
-    share: str = attrs.field(default="models", validator=attrs.validators.in_(SHARES))
-    labels: str = attrs.field(default="site", validator=attrs.validators.in_(LABELLERS))
-    alpha: float = attrs.field(default=0.5, validator=_within(0.0, 1.0))
-    temperature: float = attrs.field(default=2.0,
-                                     validator=_within(0.0, math.inf, open_low=True))
-    multiple: float = attrs.field(default=1.0, validator=_within(0.0, math.inf, open_low=True))
-    regenerate_every: int | None = attrs.field(default=1, validator=_every)
+    share: str = attrs.field(
+        default="models", validator=attrs.validators.in_(SHARES),
+        metadata={"doc": "`models`: each site sends its fitted generator and teacher and the "
+                         "server draws and labels the sets; `samples`: the site sends every set,"
+                         " pre-drawn and labelled by its teacher (the same numbers for the same "
+                         "seed)"})
+    labels: str = attrs.field(
+        default="site", validator=attrs.validators.in_(LABELLERS),
+        metadata={"doc": "which teacher labels an image: `site` (the teacher of the site whose "
+                         "generator made it) or `ensemble` (the mean of every site's softened "
+                         "teacher)"})
+    alpha: float = attrs.field(
+        default=0.5, validator=_within(0.0, 1.0),
+        metadata={"doc": "weight of the teacher's soft label in the target; the rest is the "
+                         "conditioning label, in [0, 1]"})
+    temperature: float = attrs.field(
+        default=2.0, validator=_within(0.0, math.inf, open_low=True),
+        metadata={"doc": "softening of the teacher's output: `teacher(x) ** (1 / temperature)`, "
+                         "normalised (> 0)"})
+    multiple: float = attrs.field(
+        default=1.0, validator=_within(0.0, math.inf, open_low=True),
+        metadata={"doc": "synthetic images per set, as a multiple of the sites' real images (> "
+                         "0)"})
+    regenerate_every: int | None = attrs.field(
+        default=1, validator=_every,
+        metadata={"doc": "draw a fresh synthetic set every this many epochs of the student's "
+                         "training (null: one fixed set; 1: never the same image twice)"})
 
     def sets_for(self, epochs: int) -> int:
         """How many synthetic sets a student trained for ``epochs`` epochs uses."""

@@ -17,7 +17,9 @@ def _int_at_least(low: int) -> Any:
 
 
 def _reference_field() -> Any:
-    return attrs.field(default="arm", validator=attrs.validators.in_(REFERENCES))
+    return attrs.field(default="arm", validator=attrs.validators.in_(REFERENCES), metadata={
+        "doc": "what the reference models train with: `arm` (the arm's own procedure) or "
+               "`real` (a plain classifier on real images, an approximation)"})
 
 
 @attrs.frozen
@@ -39,12 +41,21 @@ class LiraConfig:
     ``auto`` uses it below 64 reference models, where per-candidate variances are noise.
     """
 
-    reference_models: int = attrs.field(default=4, validator=_int_at_least(2))
+    reference_models: int = attrs.field(
+        default=4, validator=_int_at_least(2),
+        metadata={"doc": "reference models trained on the non-candidate training images plus "
+                         "random halves of the candidate pool (>= 2)"})
     reference: str = _reference_field()
-    variant: str = attrs.field(default="auto",
-                               validator=attrs.validators.in_(("auto", "online", "offline")))
-    global_variance: str = attrs.field(default="auto",
-                                       validator=attrs.validators.in_(("auto", "yes", "no")))
+    variant: str = attrs.field(
+        default="auto", validator=attrs.validators.in_(("auto", "online", "offline")),
+        metadata={"doc": "`online` compares each candidate's signal with the models that trained"
+                         " on it and those that did not; `offline` uses the latter only; `auto`:"
+                         " online when every candidate has both"})
+    global_variance: str = attrs.field(
+        default="auto", validator=attrs.validators.in_(("auto", "yes", "no")),
+        metadata={"doc": "one variance over all candidates instead of one per candidate; `auto` "
+                         "uses it below 64 reference models, where per-candidate variances are "
+                         "noise"})
 
 
 @attrs.frozen
@@ -57,8 +68,17 @@ class RmiaConfig:
     ``z`` (the other candidates) whose likelihood ratio it beats by more than ``gamma``.
     """
 
-    reference_models: int = attrs.field(default=4, validator=_int_at_least(2))
+    reference_models: int = attrs.field(
+        default=4, validator=_int_at_least(2),
+        metadata={"doc": "reference models trained on the non-candidate training images plus "
+                         "random halves of the candidate pool (>= 2)"})
     reference: str = _reference_field()
-    a: float = attrs.field(default=0.3, validator=[attrs.validators.ge(0.0),
-                                                   attrs.validators.le(1.0)])
-    gamma: float = attrs.field(default=1.0, validator=attrs.validators.gt(0.0))
+    a: float = attrs.field(
+        default=0.3, validator=[attrs.validators.ge(0.0),
+        attrs.validators.le(1.0)],
+        metadata={"doc": "corrects for OUT models underestimating `Pr(x)`: `Pr(x) = ((1 + a) * "
+                         "mean p_out(x) + (1 - a)) / 2`, in [0, 1]"})
+    gamma: float = attrs.field(
+        default=1.0, validator=attrs.validators.gt(0.0),
+        metadata={"doc": "a candidate's score is the share of population samples whose "
+                         "likelihood ratio it beats by more than `gamma` (> 0)"})
