@@ -40,8 +40,9 @@ from synthlearn.sitework.exchange import META_KEY, Payload, load_state
 
 pytest.importorskip("synthlearn_gan", reason="the synthlearn-gan plugin is not installed")
 
-from synthlearn.arms.synthetic import draw_pool, synthesize  # noqa: E402
+from synthlearn.arms.synthetic import synthesize  # noqa: E402
 from synthlearn.data.phantom import PhantomConfig, PhantomDataset  # noqa: E402
+from synthlearn.generation.sharing import draw_pool  # noqa: E402
 from synthlearn.sitework.sites import Site, SiteEnv  # noqa: E402
 from synthlearn_gan import GanConfig, GanGenerator  # noqa: E402
 

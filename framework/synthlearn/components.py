@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 
+#: The kinds of component, one registration hook each (``synthlearn_register_<kind>s``).
 KINDS: tuple[str, ...] = (
     "dataset",
     "partition",

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 PROJECT = "synthlearn"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
+#: Marks a plugin's function as the implementation of the hook of the same name
+#: (``@hookimpl``; ``@hookimpl(wrapper=True)`` wraps the other implementations).
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 

@@ -19,50 +19,32 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import math
 import os
 import re
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import cattrs
 import yaml
-from cattrs.cols import (
-    homogenous_tuple_structure_factory,
-    is_any_set,
-    is_frozenset,
-    is_mapping,
-    is_mutable_sequence,
-    is_sequence,
-    list_structure_factory,
-)
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
+from synthlearn import params
 from synthlearn.components import RegisteredComponent
 from synthlearn.errors import RecipeError, SynthlearnError
-from synthlearn.loading.manager import PluginSet
+from synthlearn.loading import contract
+from synthlearn.params import PATH_METADATA
+from synthlearn.params import TypeMismatch as _TypeMismatch
+from synthlearn.params import describe_value as _describe
+from synthlearn.params import input_path_field as input_path_field  # kept importable here
+from synthlearn.text import slug
 
-# --- path fields ---------------------------------------------------------------------------
+if TYPE_CHECKING:
+    from synthlearn.loading.manager import PluginSet
 
-PATH_METADATA = "path"
-"""The attrs metadata key that marks a config field as a path (value ``"input"``)."""
-
-
-def input_path_field(default: Any = attrs.NOTHING, **kwargs: Any) -> Any:
-    """An attrs field for a path a component reads (a data folder, a file).
-
-    A relative value written in the recipe file is resolved against the recipe file's
-    directory, one given by ``--set`` (or in a recipe built in code) against the current
-    directory; ``~`` and environment variables are expanded. The component gets, and the
-    run's ``recipe.yaml`` keeps, the absolute path. Use it in place of ``attrs.field``::
-
-        root: str = input_path_field(default="~/.medmnist")
-    """
-    metadata = {**(kwargs.pop("metadata", None) or {}), PATH_METADATA: "input"}
-    return attrs.field(default=default, metadata=metadata, **kwargs)
+# --- path fields (``input_path_field`` itself lives in ``synthlearn.params``) ------------
 
 
 def absolute_path(value: str, base: Path) -> str:
@@ -204,111 +186,6 @@ ARM_KEYS: tuple[str, ...] = ("use", "name", "params", "model")
 # --- strict structuring ------------------------------------------------------------------
 
 
-class _TypeMismatch(ValueError):
-    pass
-
-
-def _describe(value: Any) -> str:
-    try:
-        text = repr(value)
-    except ValueError:  # an int too long to print
-        text = f"<a {type(value).__name__}>"
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _strict(expected: type, accept: tuple[type, ...], name: str):
-    def structure(value: Any, _type: Any) -> Any:
-        if isinstance(value, bool) and expected is not bool:
-            raise _TypeMismatch(f"expected {name}, got {_describe(value)}")
-        if not isinstance(value, accept):
-            raise _TypeMismatch(f"expected {name}, got {_describe(value)}")
-        return expected(value)
-
-    return structure
-
-
-def _finite_float(value: Any, _type: Any) -> float:
-    """A number (int or float, not bool) that is neither NaN nor infinite."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _TypeMismatch(f"expected number, got {_describe(value)}")
-    try:
-        number = float(value)
-    except OverflowError:
-        number = math.inf
-    if not math.isfinite(number):
-        raise _TypeMismatch(f"expected a finite number, got {_describe(value)}")
-    return number
-
-
-def _is_collection(type_: Any) -> bool:
-    """Lists, sequences, tuples and sets (not ``str``, not mappings)."""
-    if type_ in (str, bytes):
-        return False
-    return bool(is_sequence(type_) or is_any_set(type_)
-                or typing.get_origin(type_) is tuple)
-
-
-def _strict_collection(conv: cattrs.Converter) -> Callable[[Any], Any]:
-    """A hook factory for collections that accepts only YAML lists (never a string,
-    which cattrs would split into characters, nor a mapping, whose keys it would take)."""
-
-    def factory(type_: Any) -> Any:
-        args = typing.get_args(type_)
-        if is_any_set(type_):
-            make = frozenset if is_frozenset(type_) else set
-            items = list[args[0]] if args else list  # type: ignore[valid-type]
-            inner = lambda value, _t: make(conv.structure(list(value), items))  # noqa: E731
-        elif typing.get_origin(type_) is tuple and args and args[-1] is not Ellipsis:
-            inner = conv.gen_structure_hetero_tuple(type_)
-        elif is_mutable_sequence(type_):
-            inner = list_structure_factory(type_, conv)
-        else:
-            inner = homogenous_tuple_structure_factory(type_, conv)
-
-        def structure(value: Any, t: Any) -> Any:
-            if not isinstance(value, (list, tuple, set, frozenset)):
-                raise _TypeMismatch(f"expected a list, got {_describe(value)}")
-            return inner(value, t)
-
-        return structure
-
-    return factory
-
-
-def _strict_mapping(conv: cattrs.Converter) -> Callable[[Any], Any]:
-    """A hook factory for ``dict[...]`` fields that accepts only YAML mappings."""
-
-    def factory(type_: Any) -> Any:
-        inner = conv.gen_structure_mapping(type_)
-
-        def structure(value: Any, t: Any) -> Any:
-            if not isinstance(value, Mapping):
-                raise _TypeMismatch(f"expected a mapping, got {_describe(value)}")
-            return inner(value, t)
-
-        return structure
-
-    return factory
-
-
-def _strict_attrs(conv: cattrs.Converter) -> Callable[[Any], Any]:
-    """A hook factory for attrs classes that names their keys when given a non-mapping."""
-
-    def factory(cls: type) -> Any:
-        inner = conv.gen_structure_attrs_fromdict(cls)
-
-        def structure(value: Any, t: Any) -> Any:
-            if not isinstance(value, Mapping):
-                keys = ", ".join(f.name for f in attrs.fields(cls))
-                shape = f"a mapping with keys {keys}" if keys else "a mapping ({})"
-                raise _TypeMismatch(f"expected {shape}, got {_describe(value)}")
-            return inner(value, t)
-
-        return structure
-
-    return factory
-
-
 def _as_mapping(value: Any, what: str) -> Mapping[str, Any]:
     """A component written as a bare name means ``{use: name}``."""
     if isinstance(value, str):
@@ -320,18 +197,10 @@ def _as_mapping(value: Any, what: str) -> Mapping[str, Any]:
 
 
 def make_converter() -> cattrs.Converter:
-    """A cattrs converter that never coerces ('10' is not an int, 1.5 is not an int, a
-    string is not a list, ``.inf`` is not a number) and rejects unknown keys. Plugins
-    may use it to structure their own nested params."""
-    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
-    conv.register_structure_hook(int, _strict(int, (int,), "int"))
-    conv.register_structure_hook(float, _finite_float)
-    conv.register_structure_hook(str, _strict(str, (str,), "string"))
-    conv.register_structure_hook(bool, _strict(bool, (bool,), "true or false"))
-    conv.register_structure_hook_factory(attrs.has, _strict_attrs(conv))
-    conv.register_structure_hook_factory(_is_collection, _strict_collection(conv))
-    conv.register_structure_hook_factory(
-        lambda t: is_mapping(t) and not attrs.has(t), _strict_mapping(conv))
+    """The recipe's converter: ``synthlearn.params.make_converter`` (strict, no
+    coercion, no unknown keys) plus the hooks for component references (``{use:
+    name}`` or a bare name) and arm entries."""
+    conv = params.make_converter()
     component_fields = conv.gen_structure_attrs_fromdict(ComponentRef)
     arm_fields = conv.gen_structure_attrs_fromdict(ArmRef)
 
@@ -678,8 +547,6 @@ def _arm_file_name_problems(path: str, name: str, taken: dict[str, int]) -> list
     """An arm's name becomes file names (``roc-<slug>.png``, ``artifacts/<slug>/``):
     refuse one that is too long, or whose slug equals another arm's (ignoring case, as
     macOS and Windows do), since their figures and artifacts would overwrite each other."""
-    from synthlearn.report.markdown import slug
-
     if len(name.encode("utf-8")) > MAX_NAME_BYTES:
         return [f"{path}.name: arm name too long for a file name: "
                 f"{len(name.encode('utf-8'))} bytes, at most {MAX_NAME_BYTES}"]
@@ -840,9 +707,10 @@ class _Checker:
         return resolved if ok else None
 
     def built(self, component: Component) -> Component | None:
-        """``component`` once its factory accepted its config (its own checks)."""
+        """``component`` once its factory accepted its config (its own checks) and the
+        object it made meets its kind's contract (``synthlearn.loading.contract``)."""
         try:
-            component.build()
+            obj = component.build()
         except (SynthlearnError, ValueError) as exc:  # the component's own checks
             self.problems.append(f"{component.path}.params: {exception_message(exc)}")
             return None
@@ -851,7 +719,12 @@ class _Checker:
                                  f"(distribution {component.registered.distribution}) "
                                  f"failed to build: {type(exc).__name__}: {exc}")
             return None
-        return component
+        broken = contract.problems(component.kind, obj)
+        reg = component.registered
+        origin = f"{reg.distribution} {reg.version}".strip()
+        self.problems.extend(f"{component.path}: {origin} ({component.kind} "
+                             f"{component.use!r}): {what}" for what in broken)
+        return None if broken else component
 
 
 def check_recipe(data: dict[str, Any], plugins: PluginSet, *, recipe_dir: str | Path | None = None,

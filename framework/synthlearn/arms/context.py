@@ -23,6 +23,7 @@ from synthlearn.data.types import AttributeInfo, ImageData
 from synthlearn.errors import SiteFailure, SynthlearnError
 from synthlearn.loading.code_identity import module_digest
 from synthlearn.models.training import TrainSettings, train_classifier
+from synthlearn.params import make_converter
 from synthlearn.sitework.cache import SiteCache, cache_key
 from synthlearn.sitework.exchange import Ledger, Payload
 from synthlearn.sitework.sites import Site, SiteEnv, SiteTask, derive_seed, seeded_model
@@ -117,8 +118,6 @@ class ArmContext:
         )
 
     def _key(self, task: SiteTask, site: Site, inbound: bytes | None) -> str:
-        from synthlearn.recipe import make_converter
-
         conv = make_converter()
         config = conv.unstructure(task.config)
         return cache_key({

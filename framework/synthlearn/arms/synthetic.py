@@ -13,6 +13,8 @@ either
 
 Both modes draw the same pool for the same seed (the fitted generator is kept at the
 site, so switching modes, or a second arm with the same generator, does not refit).
+Fitting, drawing and loading are ``synthlearn.generation.sharing``'s, shared with any
+arm that synthesises (the ``kr`` plugin's too).
 """
 
 from __future__ import annotations
@@ -30,13 +32,20 @@ from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
 from synthlearn.evaluation.memorisation import near_copy_mask
 from synthlearn.generation.conditioning import MAX_IMAGES, check_stats
+from synthlearn.generation.sharing import (
+    SHARED_FIT_TASK,
+    checked_n_real,
+    describe_slots,
+    draw_pool,
+    fit_site_generator,
+    generator_label,
+    load_generator,
+)
 from synthlearn.sitework.exchange import Payload
+from synthlearn.sitework.received import received_count, received_tensor
 from synthlearn.sitework.sites import Site, SiteEnv, SiteTask, derive_seed
 
 SHARES: tuple[str, ...] = ("samples", "generator")
-
-#: Images per call to a generator's ``sample``.
-SAMPLE_CHUNK = 512
 
 
 def _positive_or_none(_instance: object, attribute: attrs.Attribute, value: Any) -> None:
@@ -136,128 +145,9 @@ def set_prefix(index: int) -> str:
     return "" if index == 0 else f"set.{index}."
 
 
-def _fit_parts(site: Site, env: SiteEnv) -> dict[str, Any]:
-    from synthlearn.recipe import make_converter
-
-    conv = make_converter()
-    return {
-        "fit": "generator",
-        "generator": env.slots["generator"].to_dict(conv),
-        "conditioning": env.slots["conditioning"].to_dict(conv),
-        "data": site.data.fingerprint(),
-        "seed": derive_seed(env.seed, "fit"),
-        "shape": [env.num_classes, env.in_chans, list(env.image_size)],
-    }
-
-
-def describe_parts(parts: Any) -> dict[str, Any]:
-    """The arm's generator and conditioning by ``use`` and ``params`` (JSON), so a saved
-    site output says how to rebuild them."""
-    from synthlearn.recipe import make_converter
-
-    conv = make_converter()
-    return {"components": {slot: {"use": comp.use, "params": conv.unstructure(comp.config)}
-                           for slot, comp in sorted(parts.items())}}
-
-
 def _image_limit(ctx: ArmContext) -> int:
     """Most images a site can claim: every training image the server split into sites."""
     return sum(len(site.data) for site in ctx.sites) or MAX_IMAGES
-
-
-def generator_label(component: Any) -> str:
-    """``generator 'gan' (synthlearn-gan)``: a recipe's generator component by its
-    ``use`` and the distribution that registered it, for error messages."""
-    registered = getattr(component, "registered", None)
-    distribution = getattr(registered, "distribution", None)
-    return f"generator {component.use!r}" + (f" ({distribution})" if distribution else "")
-
-
-def _sample_problem(images: Any, n: int, image_shape: tuple[int, ...] | None) -> str | None:
-    """What is wrong with one chunk a generator's ``sample`` returned for ``n``
-    conditions (``image_shape``: the (C, H, W) it must have, when known), or None."""
-    want = ", ".join(map(str, image_shape)) if image_shape else "C, H, W"
-    expected = f"expected uint8 ({n}, {want}), one image per condition"
-    if not isinstance(images, np.ndarray):
-        return f"sample returned {type(images).__name__}, {expected}"
-    if (images.dtype != np.uint8 or images.ndim != 4 or images.shape[0] != n
-            or (image_shape is not None and images.shape[1:] != tuple(image_shape))):
-        return f"sample returned {images.dtype} {tuple(images.shape)}, {expected}"
-    return None
-
-
-def draw_pool(generator: Any, scheme: Any, stats: dict[str, Any], n: int, seed: int, *,
-              label: str = "generator", image_shape: tuple[int, ...] | None = None,
-              where: str | None = None, max_bytes: int | None = None) -> ImageData:
-    """``n`` synthetic images whose conditions follow ``stats``, deterministic in ``seed``.
-
-    Conditions are encoded and sampled ``SAMPLE_CHUNK`` at a time. Every chunk the
-    generator returns is checked (uint8, (N, C, H, W), one image per condition, the
-    ``image_shape`` when given, the same shape throughout); a broken rule is a
-    ``SynthlearnError`` naming ``label`` (the generator) and ``where``. ``max_bytes``
-    bounds the images drawn, checked once the first chunk shows their size.
-    """
-    if n < 1:
-        raise SynthlearnError(f"cannot draw {n} synthetic images", where=where)
-    labels, attributes = scheme.sample(stats, n, np.random.default_rng(derive_seed(seed, "c")))
-    labels = np.asarray(labels)
-    if (labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer)
-            or any(np.shape(v) != (n,) for v in attributes.values())):
-        raise SynthlearnError(f"conditioning {type(scheme).__name__}: sample returned labels "
-                              f"{labels.dtype} {labels.shape}, expected integers ({n},) and "
-                              f"one value per image for each attribute", where=where)
-    images: np.ndarray | None = None
-    for i, start in enumerate(range(0, n, SAMPLE_CHUNK)):
-        index = np.arange(start, min(n, start + SAMPLE_CHUNK))
-        part = scheme.encode(labels[index], {k: np.asarray(v)[index]
-                                             for k, v in attributes.items()}, stats)
-        try:
-            chunk = generator.sample(part, derive_seed(seed, "z", i))
-        except SynthlearnError as exc:  # the generator's own refusal, e.g. its conditions
-            raise SynthlearnError(f"{label}: {exc.message}", where=exc.where or where
-                                  ) from None
-        problem = _sample_problem(chunk, len(index), image_shape)
-        if problem:
-            raise SynthlearnError(f"{label}: {problem}", where=where)
-        if images is None:
-            image_shape = tuple(chunk.shape[1:])
-            size = n * math.prod(image_shape)
-            if max_bytes is not None and size > max_bytes:
-                raise SynthlearnError(f"{n} images of shape {image_shape} take {size:,} "
-                                      f"bytes, more than the {max_bytes:,} allowed",
-                                      where=where)
-            images = np.empty((n, *image_shape), dtype=np.uint8)
-        images[start:start + len(index)] = chunk
-    assert images is not None
-    return ImageData(images=images, labels=labels,
-                     attributes={k: np.asarray(v, np.float32) for k, v in attributes.items()})
-
-
-def fit_site_generator(site: Site, env: SiteEnv) -> tuple[Any, dict[str, Any], Payload]:
-    """Site work shared by every arm that synthesises: summarise the site's labels and
-    attributes with the arm's conditioning scheme and fit the arm's generator on the
-    site's images, once (the fit is kept at the site, ``SiteEnv.memo``). Returns the
-    scheme, its statistics and the fitted generator's state."""
-    scheme = env.slots["conditioning"].build()
-    stats = scheme.summarize(site.data, env.num_classes, env.attributes)
-
-    def fit() -> Payload:
-        generator = env.slots["generator"].build()
-        conditions = scheme.encode(site.data.labels, site.data.attributes, stats)
-        generator.fit(site.data, conditions, env.num_classes, derive_seed(env.seed, "fit"),
-                      progress=env.progress, desc=f"site {site.id}: fit generator")
-        return generator.state()
-
-    parts = (env.slots["generator"], env.slots["conditioning"])
-    return scheme, stats, env.memo(_fit_parts(site, env), fit, components=parts)
-
-
-def load_generator(component: Any, state: Payload, source: str) -> Any:
-    """A generator built from its recipe ``component`` with ``state`` loaded (a site's
-    fitted weights; ``source`` names it in errors)."""
-    generator = component.build()
-    generator.load(state, source)
-    return generator
 
 
 def synthesize(site: Site, config: SyntheticConfig, inbound: Payload | None, env: SiteEnv
@@ -266,7 +156,7 @@ def synthesize(site: Site, config: SyntheticConfig, inbound: Payload | None, env
     scheme, stats, state = fit_site_generator(site, env)
     n_real = len(site.data)
     meta: dict[str, Any] = {"share": config.share, "stats": stats, "n_real": n_real,
-                            **describe_parts(env.slots)}
+                            **describe_slots(env.slots)}
     if config.share == "generator":
         return Payload(state.tensors, {**meta, "generator": state.meta})
     generator = load_generator(env.slots["generator"], state, f"site {site.id} generator")
@@ -303,44 +193,6 @@ def _drop_near_copies(pools: list[ImageData], real: np.ndarray, quantile: float
     return [pool.subset(np.arange(size)) for pool in kept], dropped, threshold
 
 
-def received_tensor(tensors: dict[str, torch.Tensor], name: str, dtype: torch.dtype,
-                    shape: tuple[int | None, ...], source: str) -> np.ndarray:
-    """Tensor ``name`` a site sent, as a numpy array, checked to have exactly ``dtype``
-    and ``shape`` (None: any size there) before it is used; errors name ``source``."""
-    tensor = tensors.get(name)
-    want = "(" + ", ".join("N" if d is None else str(d) for d in shape) + ")"
-    if tensor is None:
-        raise SynthlearnError(f"no tensor {name!r} ({dtype} {want}) was sent", where=source)
-    if tensor.dtype != dtype or tensor.dim() != len(shape) or any(
-            d is not None and d != got for d, got in zip(shape, tensor.shape, strict=True)):
-        raise SynthlearnError(f"tensor {name!r} is {tensor.dtype} {tuple(tensor.shape)}, "
-                              f"expected {dtype} {want}", where=source)
-    return tensor.numpy()
-
-
-def received_count(meta: dict[str, Any], key: str, low: int, high: int, source: str) -> int:
-    """Integer ``meta[key]`` a site sent, checked to lie in ``low..high``."""
-    value = meta.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        text = repr(value) if len(repr(value)) < 40 else repr(value)[:37] + "..."
-        raise SynthlearnError(f"{key} must be an integer in {low}..{high}, got {text}",
-                              where=source)
-    return value
-
-
-def checked_n_real(meta: dict[str, Any], stats: dict[str, Any], limit: int, source: str
-                   ) -> int:
-    """The site's image count ``n_real`` (it sizes the synthetic sets drawn for it):
-    1..``limit``, and the sum of ``stats['class_counts']`` where the scheme keeps them.
-    Check ``stats`` first (``synthlearn.generation.conditioning.check_stats``)."""
-    n_real = received_count(meta, "n_real", 1, limit, source)
-    counts = stats.get("class_counts")
-    if isinstance(counts, list) and sum(counts) != n_real:
-        raise SynthlearnError(f"n_real is {n_real}, but the class counts add up to "
-                              f"{sum(counts)}", where=source)
-    return n_real
-
-
 def _received_pool(payload: Payload, source: str, ctx: ArmContext, index: int = 0
                    ) -> ImageData:
     """Synthetic set ``index`` a site sent, checked against the dataset's shape: uint8
@@ -372,7 +224,7 @@ class SyntheticArm:
         shares = ("fitted generator weights and aggregate label/attribute statistics"
                   if config.share == "generator"
                   else "synthetic images with labels/attributes, and aggregate statistics")
-        task = SiteTask("synthesize", synthesize, config, shares=shares)
+        task = SiteTask(SHARED_FIT_TASK, synthesize, config, shares=shares)
         received = ctx.run_sites(task)
         sets = config.sets_for(ctx.model_component.build().training.epochs)
         pools: list[dict[int, ImageData]] = [{} for _ in range(sets)]

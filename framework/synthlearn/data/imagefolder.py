@@ -12,7 +12,7 @@ import numpy as np
 from synthlearn.data.partitions import stratified_split
 from synthlearn.data.types import Dataset, ImageData
 from synthlearn.errors import DataError
-from synthlearn.recipe import input_path_field
+from synthlearn.params import input_path_field
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -12,7 +12,7 @@ import numpy as np
 
 from synthlearn.data.types import AttributeInfo, Dataset, ImageData
 from synthlearn.errors import DataError
-from synthlearn.recipe import input_path_field
+from synthlearn.params import input_path_field
 
 SIZES: tuple[int, ...] = (28, 64, 128, 224)
 KEYS: tuple[str, ...] = ("train_images", "train_labels", "val_images", "val_labels",

@@ -59,7 +59,7 @@ from synthlearn.evaluation.privacy import attack_metrics, roc_auc, roc_curve, tp
 from synthlearn.loading.code_identity import code_versions
 from synthlearn.models import training
 from synthlearn.models.training import predict_logits
-from synthlearn.recipe import make_converter
+from synthlearn.params import make_converter
 from synthlearn.sitework.cache import cache_key
 from synthlearn.sitework.exchange import Ledger, state_payload
 from synthlearn.sitework.sites import Site, derive_seed, seeded_model

@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import stat
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
 
-from synthlearn.arms.synthetic import checked_n_real, draw_pool
 from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
 from synthlearn.generation.conditioning import MAX_IMAGES, check_stats
-from synthlearn.loading.manager import PluginSet
+from synthlearn.generation.sharing import checked_n_real, draw_pool
+from synthlearn.params import make_converter
 from synthlearn.sitework.exchange import Payload
+
+if TYPE_CHECKING:
+    from synthlearn.loading.manager import PluginSet
 
 #: Largest generator file read (bytes); it is read into memory whole.
 MAX_FILE_BYTES = 4 * 2**30
@@ -64,8 +67,6 @@ class SavedGenerator:
 
 def _component(plugins: PluginSet, kind: str, entry: Any, source: str) -> tuple[Any, str]:
     """The component ``entry`` (``{use, params}``) names, built, and its label."""
-    from synthlearn.recipe import make_converter
-
     if not isinstance(entry, dict) or not isinstance(entry.get("use"), str):
         raise SynthlearnError(f"no {kind} named in the file's metadata", where=source)
     registered = plugins.get(kind, entry["use"])

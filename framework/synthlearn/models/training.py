@@ -24,6 +24,7 @@ from tqdm import tqdm
 from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
 
+#: The optimizers ``TrainSettings.optimizer`` accepts.
 OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd")
 SCHEDULES: tuple[str, ...] = ("cosine", "constant")
 
@@ -193,6 +194,8 @@ def _check_targets(data: ImageData, soft: np.ndarray | None, n: int) -> None:
 
 @contextlib.contextmanager
 def deterministic_cudnn(active: bool) -> Iterator[None]:
+    """With ``active``, run the block with cuDNN's deterministic algorithms and without
+    its benchmark autotuning (same seed, same numbers on a GPU), then restore both."""
     if not active:
         yield
         return

@@ -8,12 +8,12 @@ section is left out or says so.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from synthlearn.data.types import ImageData
+from synthlearn.text import slug
 
 FIGURES = {
     "arms": "arms.png",
@@ -125,15 +125,6 @@ def _class_names(metrics: dict[str, Any]) -> list[str]:
     if _is_number(num) and int(num) > len(names):
         names += [f"class {c}" for c in range(len(names), int(num))]
     return names
-
-
-def slug(name: str) -> str:
-    """An arm name made safe as part of a file name (and as a folder name under
-    ``artifacts/``): characters other than letters, digits, ``.``, ``_`` and ``-`` become
-    ``_``, and so does a leading ``.`` (no hidden files, no ``.`` or ``..``). Two names can
-    share a slug (``x/y``, ``x_y``): the recipe check refuses such arms."""
-    safe = re.sub(r"[^\w.-]", "_", name)
-    return ("_" + safe[1:] if safe.startswith(".") else safe) or "arm"
 
 
 # --------------------------------------------------------------------------- sections

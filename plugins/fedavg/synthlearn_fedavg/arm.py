@@ -13,10 +13,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from synthlearn.arms.context import ArmContext, ArmResult
-from synthlearn.arms.site_steps import check_site_steps, finish_at_sites
-from synthlearn.sitework.exchange import Payload
-from synthlearn.sitework.sites import SiteTask
+from synthlearn.api import (
+    ArmContext,
+    ArmResult,
+    Payload,
+    SiteTask,
+    check_site_steps,
+    finish_at_sites,
+)
 
 from synthlearn_fedavg.aggregate import average, check_update
 from synthlearn_fedavg.config import FedAvgConfig

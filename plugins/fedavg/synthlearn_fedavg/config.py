@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import attrs
-from synthlearn.models.training import OPTIMIZERS
+from synthlearn.api import OPTIMIZERS
 
 WEIGHTINGS: tuple[str, ...] = ("examples", "uniform")
 LR_DECAYS: tuple[str, ...] = ("cosine", "constant")

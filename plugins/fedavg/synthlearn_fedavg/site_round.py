@@ -7,9 +7,15 @@ from collections.abc import Callable
 import attrs
 import torch
 import torch.nn as nn
-from synthlearn.models.training import refresh_batchnorm, train_classifier
-from synthlearn.sitework.exchange import Payload, load_state, state_payload
-from synthlearn.sitework.sites import Site, SiteEnv
+from synthlearn.api import (
+    Payload,
+    Site,
+    SiteEnv,
+    load_state,
+    refresh_batchnorm,
+    state_payload,
+    train_classifier,
+)
 
 
 @attrs.frozen

@@ -18,12 +18,18 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from synthlearn import SynthlearnError
-from synthlearn.data.types import Dataset, ImageData
-from synthlearn.generation.conditioning import Conditions
-from synthlearn.models.training import deterministic_cudnn, resolve_device, to_float
-from synthlearn.sitework.exchange import Payload, load_state
-from synthlearn.sitework.sites import Site
+from synthlearn.api import (
+    Conditions,
+    Dataset,
+    ImageData,
+    Payload,
+    Site,
+    SynthlearnError,
+    deterministic_cudnn,
+    load_state,
+    resolve_device,
+    to_float,
+)
 from tqdm import tqdm
 
 from synthlearn_gan.augment import diff_augment

@@ -3,7 +3,7 @@
 The server's student learns from synthetic images only. Their targets mix the teachers'
 softened predictions with the label each image was generated for
 (``synthlearn_kr.targets``), and a fresh synthetic set replaces the last one every
-``regenerate_every`` epochs (``synthlearn.models.training.train_classifier``'s ``redraw``).
+``regenerate_every`` epochs (``synthlearn.api.train_classifier``'s ``redraw``).
 Where the sets come from depends on ``share``: the server draws and labels them with the
 generators and teachers the sites sent (``models``), or the sites sent them ready
 (``samples``).
@@ -16,21 +16,26 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-from synthlearn.arms.context import ArmContext, ArmResult
-from synthlearn.arms.site_steps import check_site_steps, finish_at_sites
-from synthlearn.arms.synthetic import (
+from synthlearn.api import (
+    MAX_IMAGES,
+    ArmContext,
+    ArmResult,
+    ImageData,
+    Payload,
+    SiteTask,
+    SynthlearnError,
+    check_site_steps,
+    check_stats,
     checked_n_real,
     draw_pool,
+    finish_at_sites,
     generator_label,
     load_generator,
+    load_state,
+    predict_logits,
     received_tensor,
+    seeded_model,
 )
-from synthlearn.data.types import ImageData
-from synthlearn.errors import SynthlearnError
-from synthlearn.generation.conditioning import MAX_IMAGES, check_stats
-from synthlearn.models.training import predict_logits
-from synthlearn.sitework.exchange import Payload, load_state
-from synthlearn.sitework.sites import SiteTask, seeded_model
 
 from synthlearn_kr.config import KRConfig
 from synthlearn_kr.site_work import (

@@ -12,22 +12,31 @@ import attrs
 import numpy as np
 import torch
 import torch.nn as nn
-from synthlearn.arms.synthetic import (
-    describe_parts,
+from synthlearn.api import (
+    SHARED_FIT_TASK,
+    Payload,
+    Site,
+    SiteEnv,
+    derive_seed,
+    describe_slots,
     draw_pool,
     fit_site_generator,
     generator_label,
     load_generator,
+    load_state,
+    make_converter,
+    predict_logits,
+    seeded_model,
+    state_payload,
+    train_classifier,
 )
-from synthlearn.models.training import predict_logits, train_classifier
-from synthlearn.sitework.exchange import Payload, load_state, state_payload
-from synthlearn.sitework.sites import Site, SiteEnv, derive_seed, seeded_model
 
 from synthlearn_kr.config import KRConfig
 
-#: The first site task. It has the ``synthetic`` arm's task name on purpose: the
-#: generator's fitting seed derives from it, so a site fits one generator for both arms.
-TASK = "synthesize"
+#: The first site task: ``synthlearn.api.SHARED_FIT_TASK``, the name under which the
+#: ``synthetic`` arm fits its generators too (the fit's seed derives from it), so a
+#: site fits one generator for both arms.
+TASK = SHARED_FIT_TASK
 
 
 @attrs.frozen
@@ -57,8 +66,6 @@ def site_teacher(site: Site, env: SiteEnv, seed: int) -> nn.Module:
     """The site's teacher: its model trained on the site's own images from ``seed``
     (once; kept at the site, so both ways of sharing and the labelling task use the
     same one)."""
-    from synthlearn.recipe import make_converter
-
     component = teacher_component(env)
     factory = component.build()
 
@@ -93,7 +100,7 @@ def prepare(site: Site, work: SiteWork, inbound: Payload | None, env: SiteEnv) -
     teacher = site_teacher(site, env, teacher_seed(env.seed))
     n_real = len(site.data)
     meta: dict[str, Any] = {"share": work.kr.share, "n_real": n_real,
-                            **describe_parts(env.slots)}
+                            **describe_slots(env.slots)}
     if work.kr.share == "models":
         tensors = {**prefixed("generator", state.tensors),
                    **prefixed("teacher", teacher.state_dict())}

@@ -4,7 +4,7 @@ label. Pure functions of arrays, so the maths is tested on its own."""
 from __future__ import annotations
 
 import numpy as np
-from synthlearn.models.training import smoothed_onehot
+from synthlearn.api import smoothed_onehot
 
 
 def softened(logits: np.ndarray, temperature: float) -> np.ndarray:

@@ -5,8 +5,10 @@
 A plugin is a module with ``@hookimpl`` functions named after hooks in
 ``synthlearn.hookspecs``. Each registration hook returns ``ComponentSpec``s: a name, an
 attrs config class (the recipe's ``params:`` are checked against it), a factory, and a
-one-line summary. The factory's product must offer what ``synthlearn.interfaces`` asks
-of its kind (here ``ModelFactory``: ``training``, ``build(...)``, ``describe()``).
+one-line summary. The factory's product must offer what its kind's Protocol in
+``synthlearn.api`` asks (here ``ModelFactory``: ``training``, ``build(...)``,
+``describe()``). Import only from ``synthlearn`` and ``synthlearn.api``: the rest of
+synthlearn is internal and may change.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import attrs
 import torch.nn as nn
 from synthlearn import ComponentSpec, hookimpl
-from synthlearn.models.training import TrainSettings
+from synthlearn.api import TrainSettings
 
 
 @attrs.define(frozen=True)

@@ -1,0 +1,181 @@
+"""The public API for plugins: the one module a plugin imports from, besides the
+top-level ``synthlearn`` (which keeps its light names) and, in its tests,
+``synthlearn.testing``. **Everything else in synthlearn is internal and may change**;
+the names below keep their meaning, and a rename goes through a deprecation.
+
+The contract (what a plugin registers and what its objects must offer)
+    ``hookimpl`` (mark hook implementations; the hooks are ``synthlearn.hookspecs``),
+    ``ComponentSpec``, ``NoParams``, ``KINDS``; one Protocol per kind: ``DatasetSource``,
+    ``Partitioner``, ``ConditioningScheme``, ``Generator``, ``Arm``, ``ModelFactory``,
+    ``Attack``, ``Runner``; optional methods: ``Checked`` (``check(dataset, sites)``),
+    ``StatsChecked`` (a conditioning's ``check_stats``), ``Described`` (an attack's
+    ``describe()``).
+
+Errors
+    ``SynthlearnError`` (one line for the user, with ``where``), ``RecipeError``,
+    ``PluginError``, ``DataError``, ``SiteFailure``; ``warn(message, where)`` for
+    something that makes a figure doubtful (stderr, ``metrics.json``, the report).
+
+Component params
+    ``input_path_field`` (a param that is a path the component reads),
+    ``make_converter`` (the strict cattrs converter, for nested params of your own).
+
+Data
+    ``ImageData`` (uint8 images, int64 labels, float32 attributes), ``Dataset`` (train
+    and test splits), ``AttributeInfo`` (a phenotype attribute).
+
+Sites and what crosses
+    ``Site``, ``SiteEnv``, ``SiteTask``; ``derive_seed``, ``seeded_model``; ``Payload``
+    (named tensors plus JSON, as safetensors), ``state_payload``/``load_state`` (a
+    network's weights, checked on load); ``received_tensor``/``received_count`` (read
+    what a site sent, checked against a dtype, shape or range).
+
+Arms
+    ``ArmContext`` (what ``Arm.run`` gets), ``ArmResult`` (what it returns);
+    ``check_site_steps`` (call first) and ``finish_at_sites`` (after training: the
+    model's site steps, ``adapt_bn``/``calibrate``).
+
+Models and training
+    ``TrainSettings`` (how a model trains: the ``training`` of a ``ModelFactory``),
+    ``OPTIMIZERS``; ``train_classifier``, ``predict_logits``, ``predict_proba``,
+    ``refresh_batchnorm``, ``smoothed_onehot``, ``resolve_device``, ``to_float``,
+    ``deterministic_cudnn``.
+
+Synthetic images
+    ``Conditions`` (what a generator is conditioned on), ``check_stats``,
+    ``MAX_IMAGES``; shared by every arm that synthesises: ``SHARED_FIT_TASK`` (name your
+    fitting site task so to share generator fits with the ``synthetic`` arm),
+    ``fit_site_generator``, ``draw_pool``, ``load_generator``, ``generator_label``,
+    ``describe_slots``, ``checked_n_real``.
+
+Attacks
+    ``AttackContext``: what ``Attack.score`` gets (candidates, the target model, its
+    logits and probabilities, reference models). The audit that builds it, the
+    candidate pool and the metrics are the core's.
+
+Importing this module imports torch; plugin entry-point modules that only register
+components can import from ``synthlearn`` alone and keep ``synthlearn plugins`` quick.
+"""
+
+from __future__ import annotations
+
+from synthlearn.arms.context import ArmContext, ArmResult
+from synthlearn.arms.site_steps import check_site_steps, finish_at_sites
+from synthlearn.components import KINDS, ComponentSpec, NoParams
+from synthlearn.data.types import AttributeInfo, Dataset, ImageData
+from synthlearn.errors import DataError, PluginError, RecipeError, SiteFailure, SynthlearnError
+from synthlearn.evaluation.audit import AttackContext
+from synthlearn.generation.conditioning import MAX_IMAGES, Conditions, check_stats
+from synthlearn.generation.sharing import (
+    SHARED_FIT_TASK,
+    checked_n_real,
+    describe_slots,
+    draw_pool,
+    fit_site_generator,
+    generator_label,
+    load_generator,
+)
+from synthlearn.hookspecs import hookimpl
+from synthlearn.interfaces import (
+    Arm,
+    Attack,
+    Checked,
+    ConditioningScheme,
+    DatasetSource,
+    Described,
+    Generator,
+    ModelFactory,
+    Partitioner,
+    Runner,
+    StatsChecked,
+)
+from synthlearn.models.training import (
+    OPTIMIZERS,
+    TrainSettings,
+    deterministic_cudnn,
+    predict_logits,
+    predict_proba,
+    refresh_batchnorm,
+    resolve_device,
+    smoothed_onehot,
+    to_float,
+    train_classifier,
+)
+from synthlearn.notices import warn
+from synthlearn.params import input_path_field, make_converter
+from synthlearn.sitework.exchange import Payload, load_state, state_payload
+from synthlearn.sitework.received import received_count, received_tensor
+from synthlearn.sitework.sites import Site, SiteEnv, SiteTask, derive_seed, seeded_model
+
+__all__ = [
+    # the contract
+    "KINDS",
+    "Arm",
+    "Attack",
+    "Checked",
+    "ComponentSpec",
+    "ConditioningScheme",
+    "DatasetSource",
+    "Described",
+    "Generator",
+    "ModelFactory",
+    "NoParams",
+    "Partitioner",
+    "Runner",
+    "StatsChecked",
+    "hookimpl",
+    # errors and warnings
+    "DataError",
+    "PluginError",
+    "RecipeError",
+    "SiteFailure",
+    "SynthlearnError",
+    "warn",
+    # component params
+    "input_path_field",
+    "make_converter",
+    # data
+    "AttributeInfo",
+    "Dataset",
+    "ImageData",
+    # sites and what crosses
+    "Payload",
+    "Site",
+    "SiteEnv",
+    "SiteTask",
+    "derive_seed",
+    "load_state",
+    "received_count",
+    "received_tensor",
+    "seeded_model",
+    "state_payload",
+    # arms
+    "ArmContext",
+    "ArmResult",
+    "check_site_steps",
+    "finish_at_sites",
+    # models and training
+    "OPTIMIZERS",
+    "TrainSettings",
+    "deterministic_cudnn",
+    "predict_logits",
+    "predict_proba",
+    "refresh_batchnorm",
+    "resolve_device",
+    "smoothed_onehot",
+    "to_float",
+    "train_classifier",
+    # synthetic images
+    "MAX_IMAGES",
+    "SHARED_FIT_TASK",
+    "Conditions",
+    "check_stats",
+    "checked_n_real",
+    "describe_slots",
+    "draw_pool",
+    "fit_site_generator",
+    "generator_label",
+    "load_generator",
+    # attacks
+    "AttackContext",
+]
