@@ -155,12 +155,12 @@ class Validator:
         if "anyOf" in schema:
             results = [self._check(sub, value, path) for sub in schema["anyOf"]]
             if all(results):
-                out += min(results, key=len)  # the closest alternative's problems
+                out += _closest(results, path)
         if "oneOf" in schema:
             results = [self._check(sub, value, path) for sub in schema["oneOf"]]
             passed = sum(not r for r in results)
             if passed == 0:
-                out += min(results, key=len)
+                out += _closest(results, path)
             elif passed > 1:
                 out.append(f"{path}: matches {passed} alternatives, expected exactly one")
         if "if" in schema:
@@ -170,6 +170,14 @@ class Validator:
         if "not" in schema and not self._check(schema["not"], value, path):
             out.append(f"{path}: matches a schema it must not")
         return out
+
+
+def _closest(results: list[list[str]], path: str) -> list[str]:
+    """The problems of the alternative that came closest: one whose type matched (its
+    problems lie deeper than a type mismatch at ``path``), with the fewest problems."""
+    wrong_type = f"{path}: expected "
+    matched = [r for r in results if not (len(r) == 1 and r[0].startswith(wrong_type))]
+    return min(matched or results, key=len)
 
 
 def _short(value: Any) -> str:
