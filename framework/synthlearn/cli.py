@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType, TracebackType
 
-from synthlearn import __version__
+from synthlearn import __version__, notices
 from synthlearn.components import KINDS
 from synthlearn.errors import RecipeError, SynthlearnError
 from synthlearn.loading.manager import PluginSet, load_plugins
@@ -286,6 +286,9 @@ def _where(tb: TracebackType | None) -> str | None:
 
 def _dispatch(args: argparse.Namespace) -> int:
     plugins = load_plugins()
+    if args.command != "run":  # a run gives them itself, into its metrics.json warnings
+        for line in plugins.deprecations:
+            notices.warn(line)
     if args.command == "plugins":
         print(_plugins_json(plugins) if args.json else _plugins_table(plugins))
         return 1 if plugins.problems else 0

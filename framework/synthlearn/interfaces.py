@@ -2,7 +2,15 @@
 
 These are structural (``typing.Protocol``): a plugin does not subclass anything, it only
 provides these attributes and methods. ``hookspecs.py`` says which hook registers which
-kind.
+kind; ``PROTOCOLS`` maps each kind to its Protocol and ``OPTIONAL`` to the methods a
+component of that kind may add (the core calls them when they exist).
+
+The contract is checked when a recipe is checked (``synthlearn validate`` and before
+``synthlearn run`` does any work): the object the factory returns for the recipe's
+params must have every attribute and method of its kind's Protocol, and each method (an
+optional one too, when present) must accept the call the core makes: the positional
+arguments of the Protocol's method, and its keyword-only arguments by name
+(``synthlearn.loading.contract``).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ if TYPE_CHECKING:
 
     from synthlearn.arms.context import ArmContext, ArmResult
     from synthlearn.data.types import AttributeInfo, Dataset, ImageData
+    from synthlearn.evaluation.audit import AttackContext
     from synthlearn.generation.conditioning import Conditions
     from synthlearn.models.training import TrainSettings
     from synthlearn.sitework.exchange import Payload
@@ -66,10 +75,6 @@ class ConditioningScheme(Protocol):
     and travel with a site's output; ``encode`` and ``sample`` need nothing else.
     """
 
-    def check(self, dataset: Dataset, sites: list[Site]) -> None:
-        """Raise ``SynthlearnError`` if this dataset cannot support the scheme."""
-        ...
-
     def summarize(self, data: ImageData, num_classes: int,
                   attributes: Sequence[AttributeInfo]) -> dict[str, Any]:
         """Aggregate statistics of one site's labels and attributes."""
@@ -81,12 +86,6 @@ class ConditioningScheme(Protocol):
         row (the server encodes a large draw in chunks, so row ``i`` may depend only on
         image ``i`` and ``stats``)."""
         ...
-
-    # Optional: ``check_stats(stats, num_classes=None, where=None) -> None`` raises a
-    # ``SynthlearnError`` naming ``where`` and the field when statistics that came from
-    # a site or a file are malformed or sized beyond reason; it runs before ``encode``
-    # or ``sample`` see them (``synthlearn.generation.conditioning.check_stats``). A scheme without
-    # it only gets the check that the statistics are a JSON object.
 
     def sample(self, stats: dict[str, Any], n: int, rng: np.random.Generator
                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -101,12 +100,9 @@ class Generator(Protocol):
     The factory's object is unfitted; ``fit`` trains it, ``load`` restores a fitted one
     from what ``state`` produced (weights as tensors, architecture and config as JSON
     meta: loading never unpickles). ``sample`` must be deterministic for a given seed.
+    A generator should also offer ``check`` (``Checked``) to refuse a site too small to
+    fit on, or an image shape it cannot make, before any work.
     """
-
-    def check(self, dataset: Dataset, sites: list[Site]) -> None:
-        """Raise ``SynthlearnError`` naming the site if a site is too small to fit on,
-        or the image shape is one the generator cannot make."""
-        ...
 
     def fit(self, data: ImageData, conditions: Conditions, num_classes: int, seed: int, *,
             progress: bool = True, desc: str = "generator") -> None:
@@ -131,15 +127,41 @@ class Generator(Protocol):
 class Arm(Protocol):
     """kind ``arm``: one arm of the comparison.
 
-    ``private`` is False only for arms whose site outputs include raw images (the
-    report then marks the arm "not private"). ``run`` does the site-side work through
-    ``ctx.run_sites`` (which counts every byte that crosses) and returns the server-side
-    model(s) to evaluate.
+    ``private`` (a bool, required) is False only for arms whose site outputs include raw
+    images (the report then marks the arm "not private").
     """
 
     private: bool
 
     def run(self, ctx: ArmContext) -> ArmResult:
+        """Do the arm's site-side work through ``ctx.run_sites`` (which counts every byte
+        that crosses), train at the server (``ctx.train``) and return an ``ArmResult``
+        with the server-side model, or one model per site. Called once for the arm and
+        again by the membership audit (on other sites, with a context whose hooks are
+        silent), so it must depend only on ``ctx``. Raise ``SynthlearnError`` for a
+        problem the user can fix."""
+        ...
+
+
+@runtime_checkable
+class Attack(Protocol):
+    """kind ``attack``: a membership-inference attack, run against every released model.
+
+    The core (``synthlearn.evaluation.audit``) builds the audit: a candidate pool of
+    members and non-members, a control model trained on the same kind of data without
+    the members, and reference models on demand. It calls ``score`` once against each
+    arm's released model (once per site's model for an arm scored per site) and once
+    against its control, and turns the scores into AUC, TPR at low FPR and the like.
+    """
+
+    def score(self, ctx: AttackContext) -> np.ndarray:
+        """One finite float per candidate, higher meaning "more likely a member"
+        (shape ``(len(ctx.candidates),)``). ``ctx`` gives the candidate images (never
+        who is a member), the model under attack (``ctx.target``), its logits and
+        probabilities on the candidates (``ctx.logits(model)``, ``ctx.predict(model)``)
+        and reference models with their membership masks
+        (``ctx.reference_models(n, reference)``). Must be deterministic; a wrong shape
+        or a non-finite score is an error naming the attack's YAML path."""
         ...
 
 
@@ -160,7 +182,75 @@ class Runner(Protocol):
         envs: Mapping[int, SiteEnv],
         inbound: Mapping[int, bytes],
     ) -> dict[int, bytes]:
+        """Run the task at each of ``sites`` (with ``envs[site.id]`` and the site's
+        ``inbound`` bytes, when there are some) and return ``{site.id: payload bytes}``
+        for every site. An exception raised by the task is a site failure: let it
+        propagate (the caller names the arm, site and round)."""
         ...
+
+
+# --- optional methods: called when a component has them -------------------------------
+
+
+@runtime_checkable
+class Checked(Protocol):
+    """Optional for every component of an arm (the arm itself, its generator, its
+    conditioning, its models): looked at with the loaded data by ``validate`` and
+    before ``run`` does any work."""
+
+    def check(self, dataset: Dataset, sites: list[Site]) -> None:
+        """Raise ``SynthlearnError`` (naming the site when it is one site's fault) if this
+        component cannot work with this dataset and these sites."""
+        ...
+
+
+@runtime_checkable
+class StatsChecked(Protocol):
+    """Optional for a conditioning scheme: validates statistics that came from a site or
+    a file before ``encode`` or ``sample`` see them. A scheme without it only gets the
+    check that the statistics are a JSON object
+    (``synthlearn.generation.conditioning.check_stats``)."""
+
+    def check_stats(self, stats: Any, num_classes: int | None, where: str | None) -> None:
+        """Raise ``SynthlearnError`` naming ``where`` and the field when ``stats`` are
+        malformed or sized beyond reason (``num_classes`` is the dataset's, when
+        known)."""
+        ...
+
+
+@runtime_checkable
+class Described(Protocol):
+    """Optional for an attack: what it adds to its metrics.json entry."""
+
+    def describe(self) -> Mapping[str, Any]:
+        """JSON-able facts about the attack (e.g. its reference mode), merged into its
+        entry of ``arms[i].attacks``."""
+        ...
+
+
+PROTOCOLS: dict[str, type] = {
+    "dataset": DatasetSource,
+    "partition": Partitioner,
+    "conditioning": ConditioningScheme,
+    "generator": Generator,
+    "arm": Arm,
+    "model": ModelFactory,
+    "attack": Attack,
+    "runner": Runner,
+}
+"""The Protocol the object of each kind must satisfy (every kind of ``KINDS``)."""
+
+OPTIONAL: dict[str, tuple[type, ...]] = {
+    "dataset": (),
+    "partition": (),
+    "conditioning": (Checked, StatsChecked),
+    "generator": (Checked,),
+    "arm": (Checked,),
+    "model": (Checked,),
+    "attack": (Described,),
+    "runner": (),
+}
+"""Protocols of optional methods per kind: checked only when the object has them."""
 
 
 def __getattr__(name: str) -> Any:

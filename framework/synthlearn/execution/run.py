@@ -196,6 +196,7 @@ class Run:
     def __init__(self, recipe: Recipe, plugins: PluginSet, *, quiet: bool = False) -> None:
         self.recipe = recipe
         self.plugins = plugins
+        self.events = plugins.events  # event hooks: read-only copies, failures are warnings
         self.progress = Progress(not quiet)
         self.cache = SiteCache(recipe.cache_dir) if recipe.cache_dir else None
         if self.cache is not None:  # a cache path that cannot be written: stop now
@@ -213,6 +214,8 @@ class Run:
         (``KeyboardInterrupt``, or any ``BaseException``), what it wrote is removed."""
         recipe = self.recipe
         notices.start()  # this run's warnings only (metrics.json "warnings")
+        for line in self.plugins.deprecations:
+            notices.warn(line)
         run_dir = new_run_dir(recipe, out)
         try:
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -232,9 +235,20 @@ class Run:
         except BaseException:
             run_dir.discard()
             raise
-        self.plugins.hook.synthlearn_on_run_end(run_dir=run_dir.path, metrics=metrics)
+        self.events.synthlearn_on_run_end(run_dir=run_dir.path, metrics=metrics)
+        self._note_late_warnings(run_dir.path, metrics)
         self.progress.say(f"results: {run_dir.path}")
         return run_dir.path
+
+    @staticmethod
+    def _note_late_warnings(path: Path, metrics: dict[str, Any]) -> None:
+        """Add to ``metrics.json`` the warnings given after it was written (an
+        ``on_run_end`` hook that failed), so the file still says what went wrong."""
+        late = [w for w in notices.collected() if w not in metrics.get("warnings", [])]
+        if late:
+            metrics["warnings"] = [*metrics.get("warnings", []), *late]
+            (path / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n",
+                                               encoding="utf-8")
 
     def _versions(self, arm: Arm) -> dict[str, str]:
         """The version and code identity of the core and of every distribution whose
@@ -264,7 +278,7 @@ class Run:
                 arm=arm, pooling=pooling, seed=recipe.seed, sites=sites,
                 num_classes=dataset.num_classes, in_chans=dataset.channels,
                 image_size=dataset.image_size, runner=recipe.runner.build(), cache=self.cache,
-                hook=self.plugins.hook, evaluator=evaluator, progress=self.progress.enabled,
+                hook=self.events, evaluator=evaluator, progress=self.progress.enabled,
                 versions=self._versions(arm), attributes=dataset.attributes,
             )
             start = time.perf_counter()
@@ -315,7 +329,7 @@ class Run:
                 if entry.figures is ABSENT:
                     entry.figures = ArmFigures()
                 entry.figures.roc = f"roc-{slug(arm.name)}.png"
-            self.plugins.hook.synthlearn_on_arm_end(arm=arm.name, metrics=to_json(entry))
+            self.events.synthlearn_on_arm_end(arm=arm.name, metrics=to_json(entry))
             m = entry.metrics
             self.progress.say(f"  {arm.name}: accuracy {m.accuracy:.3f}, "
                               f"{m.bytes_to_server} bytes to server, {m.wall_s:.1f} s")

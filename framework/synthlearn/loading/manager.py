@@ -34,6 +34,7 @@ import pluggy
 from synthlearn import hookspecs
 from synthlearn.components import KINDS, ComponentSpec, RegisteredComponent
 from synthlearn.errors import PluginError
+from synthlearn.loading.events import EventHooks
 
 ENTRY_POINT_GROUP = "synthlearn"
 ENV_DISABLE_AUTOLOAD = "SYNTHLEARN_DISABLE_PLUGIN_AUTOLOAD"
@@ -94,6 +95,12 @@ class PluginSet:
     def hook(self) -> Any:
         return self.manager.hook
 
+    @property
+    def events(self) -> EventHooks:
+        """The hooks as the run calls them: event hooks get read-only copies and one that
+        raises is a warning naming its distribution (``synthlearn.loading.events``)."""
+        return EventHooks(self.manager, {p.name: _dist_label(p) for p in self.plugins})
+
 
 def _env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
@@ -122,10 +129,18 @@ def _entry_points() -> Iterable[tuple[metadata.EntryPoint, metadata.Distribution
             yield ep, dist
 
 
+MAX_REASON = 500
+"""Characters of an exception's text kept in a plugin's one-line error."""
+
+
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    """``Type: text`` on one line: every line of the exception's text joined with "; "
+    (pluggy puts the reason a hookimpl is refused on its last line), at most
+    ``MAX_REASON`` characters."""
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    if len(text) > MAX_REASON:
+        text = text[:MAX_REASON - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def load_plugins(extra: Iterable[object] = (), *, autoload: bool = True) -> PluginSet:
@@ -192,14 +207,15 @@ def load_plugins(extra: Iterable[object] = (), *, autoload: bool = True) -> Plug
             name = f"{name}-{id(obj):x}"
         register(obj, PluginInfo(name, IN_PROCESS, "", module))
 
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        bad = owner.get(id(exc.plugin))
-        if bad is not None:
+    while True:  # each plugin with a hook no spec knows is set aside, then check again
+        try:
+            pm.check_pending()
+            break
+        except pluggy.PluginValidationError as exc:
+            bad = owner.pop(id(exc.plugin), None)
             pm.unregister(exc.plugin)
-            plugins[plugins.index(bad)] = attrs.evolve(bad, error=_one_line(exc))
-            owner.pop(id(exc.plugin))
+            if bad is not None:
+                plugins[plugins.index(bad)] = attrs.evolve(bad, error=_one_line(exc))
 
     components, clash_problems, plugins = _collect_components(pm, owner, plugins)
     deprecations = _deprecations(pm, owner)
