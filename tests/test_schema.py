@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from synthlearn.execution.results import SCHEMA_VERSION, RunMetrics, metrics_schema
 from synthlearn.loading.manager import load_plugins
 from synthlearn.schema.check import validate
