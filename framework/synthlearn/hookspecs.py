@@ -14,16 +14,27 @@ Registration hooks (``synthlearn_register_<kind>s``) take no arguments and retur
 of ``synthlearn.ComponentSpec``. Every implementation is called; a component name must be
 unique within its kind across all installed distributions (a clash stops the run and
 names both distributions). What the object made by ``ComponentSpec.factory`` must offer
-is in ``synthlearn.interfaces``.
+is in ``synthlearn.interfaces``; ``synthlearn validate`` (and ``run``, before any work)
+checks it. A hookimpl whose arguments are not the spec's makes its plugin broken, with
+pluggy's reason in the one-line error.
 
-Event hooks are called by the run as it goes; they return nothing and must not change
-what they are given. ``synthlearn_run_arm`` is the one hook that does work: the core
-implements it, and a plugin may wrap it (``@hookimpl(wrapper=True)``) to time, trace or
-profile every arm.
+Event hooks (``synthlearn_on_*``) are called by the run as it goes, to watch it
+(trackers, loggers, dashboards); they return nothing and cannot change the run: each
+gets read-only deep copies of its arguments (mappings are read-only ``dict`` subclasses,
+lists are tuples), so a change raises and never reaches ``metrics.json``. An event hook
+that raises is reported in one line naming the hook, its plugin and distribution, on
+stderr and in ``metrics.json`` ``warnings``; the other plugins' hooks and the run go on,
+its results are written and the exit status is not changed by it (a watcher's bug is not
+a failed comparison; read ``warnings`` to catch it in CI).
+
+``synthlearn_run_arm`` is the one hook that does work: the core implements it, and a
+plugin may wrap it (``@hookimpl(wrapper=True)``) to time, trace or profile every arm; an
+error there is the arm's error and stops the run.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -112,7 +123,12 @@ def synthlearn_register_models() -> list[ComponentSpec]:
 
 @hookspec
 def synthlearn_register_attacks() -> list[ComponentSpec]:
-    """Privacy attacks run against every arm's released model (recipe list ``attacks``)."""
+    """Privacy attacks run against every arm's released model (recipe list ``attacks``).
+
+    The factory returns an ``Attack``: ``score(ctx)`` gives one membership score per
+    candidate image of the audit (``synthlearn.evaluation.audit.AttackContext``); an
+    optional ``describe()`` adds JSON-able facts to its metrics.json entry.
+    """
 
 
 @hookspec
@@ -141,7 +157,7 @@ def synthlearn_run_arm(ctx: ArmContext) -> ArmResult:
 
 
 @hookspec
-def synthlearn_on_site_done(arm: str, site: int, outputs: dict[str, Any]) -> None:
+def synthlearn_on_site_done(arm: str, site: int, outputs: Mapping[str, Any]) -> None:
     """A site finished one task for ``arm`` and its payload crossed to the server.
 
     ``outputs`` holds ``task`` (its name), ``bytes`` (size of what crossed), ``cached``
@@ -150,7 +166,7 @@ def synthlearn_on_site_done(arm: str, site: int, outputs: dict[str, Any]) -> Non
 
 
 @hookspec
-def synthlearn_on_round_end(arm: str, round: int, metrics: dict[str, Any]) -> None:
+def synthlearn_on_round_end(arm: str, round: int, metrics: Mapping[str, Any]) -> None:
     """A multi-round arm (e.g. FedAvg) finished round ``round`` (0-based).
 
     ``metrics`` holds at least ``bytes_to_server`` and ``bytes_to_sites`` so far, and the
@@ -159,10 +175,13 @@ def synthlearn_on_round_end(arm: str, round: int, metrics: dict[str, Any]) -> No
 
 
 @hookspec
-def synthlearn_on_arm_end(arm: str, metrics: dict[str, Any]) -> None:
-    """An arm finished and was evaluated; ``metrics`` is its entry of metrics.json."""
+def synthlearn_on_arm_end(arm: str, metrics: Mapping[str, Any]) -> None:
+    """An arm finished and was evaluated; ``metrics`` is (a read-only copy of) its entry
+    of metrics.json."""
 
 
 @hookspec
-def synthlearn_on_run_end(run_dir: Path, metrics: dict[str, Any]) -> None:
-    """The run finished and its directory is complete; ``metrics`` is metrics.json."""
+def synthlearn_on_run_end(run_dir: Path, metrics: Mapping[str, Any]) -> None:
+    """The run finished and its directory is complete; ``metrics`` is (a read-only copy
+    of) metrics.json. The files in ``run_dir`` are the run's: read them, do not change
+    them."""

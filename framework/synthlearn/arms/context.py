@@ -62,7 +62,12 @@ class ArmResult:
 
 @attrs.define
 class ArmContext:
-    """Everything one arm may use. Built by the run for each arm in turn."""
+    """Everything one arm may use. Built by the run for each arm in turn.
+
+    ``hook`` is what the event hooks are called through: the run passes
+    ``PluginSet.events`` (read-only copies, a failing hook is a warning naming its
+    distribution: ``synthlearn.loading.events``); the membership audit passes a silent
+    one."""
 
     arm: Arm
     pooling: Any

@@ -10,8 +10,9 @@ through ``EventHooks`` (``PluginSet.events``), which:
   nothing a hook does reaches ``metrics.json`` or the run;
 * calls the implementations one plugin at a time (in pluggy's order, its wrappers
   included), so a hook that raises is reported naming its plugin's distribution and the
-  hook (``synthlearn.notices.warn``: stderr and ``metrics.json`` ``warnings``), and the
-  other plugins' hooks and the run go on. It does not change the exit status.
+  hook (``synthlearn.notices.warn``: stderr and ``metrics.json`` ``warnings``, once per
+  hook, plugin and error), and the other plugins' hooks and the run go on. It does not
+  change the exit status.
 
 Every other hook (``synthlearn_run_arm``) is pluggy's own, unchanged.
 """
@@ -81,6 +82,7 @@ class EventHooks:
     def __init__(self, manager: pluggy.PluginManager, origins: Mapping[str, str]) -> None:
         self._manager = manager
         self._origins = dict(origins)
+        self._reported: set[str] = set()  # a hook failing at every site is told once
 
     def __getattr__(self, name: str) -> Any:
         hook = getattr(self._manager.hook, name)
@@ -109,6 +111,9 @@ class EventHooks:
             except Exception as exc:  # a watcher's bug must not cost the run its results
                 plugin_name = self._manager.get_name(plugin) or "?"
                 origin = self._origins.get(plugin_name, "unknown distribution")
-                notices.warn(f"event hook {name} of plugin {plugin_name!r} (distribution "
-                             f"{origin}) failed: {_first_line(exc)}; it was skipped and "
-                             f"the results are unaffected")
+                message = (f"event hook {name} of plugin {plugin_name!r} (distribution "
+                           f"{origin}) failed: {_first_line(exc)}; it was skipped and the "
+                           f"results are unaffected")
+                if message not in self._reported:
+                    self._reported.add(message)
+                    notices.warn(message)
