@@ -1,6 +1,8 @@
 """synthlearn: compare centralized, local, federated and synthetic learning from one recipe.
 
-The public API for plugin authors is what this module exports.
+This module exports the light names a plugin's registration module needs (``hookimpl``,
+``ComponentSpec``, ``NoParams``, ``KINDS``, the errors) without importing torch. The
+whole public API for plugin authors is ``synthlearn.api``; everything else is internal.
 """
 
 from synthlearn.components import KINDS, ComponentSpec, NoParams
