@@ -22,9 +22,10 @@ import synthlearn.api as api
 from conftest import REPO
 
 CORE = REPO / "framework" / "synthlearn"
-PLUGIN_SOURCES = sorted(
-    [*REPO.glob("plugins/*/synthlearn_*/**/*.py"), *REPO.glob("plugins/*/tests/**/*.py"),
-     *REPO.glob("templates/plugin/**/*.py")])
+PLUGIN_SOURCES = sorted([*REPO.glob("plugins/*/synthlearn_*/**/*.py"),
+                         *REPO.glob("templates/plugin/synthlearn_*/**/*.py")])
+PLUGIN_TESTS = sorted([*REPO.glob("plugins/*/tests/**/*.py"),
+                       *REPO.glob("templates/plugin/tests/**/*.py")])
 ALLOWED = ("synthlearn", "synthlearn.api", "synthlearn.testing")
 
 
@@ -122,6 +123,14 @@ def test_plugin_sources_are_found() -> None:
 
 def test_in_tree_plugins_import_only_the_public_api() -> None:
     problems = public_api_violations(PLUGIN_SOURCES)
+    assert not problems, "\n".join(problems)
+
+
+def test_plugin_tests_import_only_the_public_api_and_the_kit() -> None:
+    """A plugin's own tests (``plugins/<name>/tests``, the template's) go through
+    ``synthlearn.testing`` (``run_recipe``, fixtures, conformance checks), not the core's
+    internals, so they keep working when those change."""
+    problems = public_api_violations(PLUGIN_TESTS)
     assert not problems, "\n".join(problems)
 
 
