@@ -267,6 +267,7 @@ def synthlearn_on_arm_end(arm, metrics):
 @hookimpl
 def synthlearn_on_run_end(run_dir, metrics):
     dict.__setitem__(metrics, "hacked", True)
+    list.append(metrics["warnings"], "hacked")
     metrics["arms"][0]["name"] = "renamed"
 """
 
@@ -301,9 +302,12 @@ def test_read_only_copies_are_deep_json_able_and_detached() -> None:
     live = {"a": [1, {"b": 2}], "c": np.arange(3), "d": {"e"}}
     frozen = read_only(live)
     assert isinstance(frozen, FrozenDict) and isinstance(frozen["a"][1], FrozenDict)
+    assert frozen["a"] == [1, {"b": 2}]  # equal to what it copies
     assert json.loads(json.dumps({k: frozen[k] for k in ("a",)})) == {"a": [1, {"b": 2}]}
     with pytest.raises(TypeError, match="read-only"):
         frozen["a"][1]["b"] = 3
+    with pytest.raises(TypeError, match="read-only"):
+        frozen["a"].append(3)
     with pytest.raises(TypeError, match="read-only"):
         frozen.update(x=1)
     with pytest.raises(ValueError):

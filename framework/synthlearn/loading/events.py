@@ -5,9 +5,10 @@ The run and ``ArmContext`` call the event hooks (``synthlearn_on_site_done``,
 through ``EventHooks`` (``PluginSet.events``), which:
 
 * hands each implementation a read-only deep copy of every argument (``read_only``):
-  mappings become ``FrozenDict`` (still a ``dict``, so ``json.dumps`` takes it), lists
-  become tuples, arrays are copies that cannot be written; changing one raises, and
-  nothing a hook does reaches ``metrics.json`` or the run;
+  mappings become ``FrozenDict`` and lists ``FrozenList`` (still a ``dict`` and a
+  ``list``: they compare equal to the originals and ``json.dumps`` takes them), arrays
+  are copies that cannot be written; changing one raises, and nothing a hook does
+  reaches ``metrics.json`` or the run;
 * calls the implementations one plugin at a time (in pluggy's order, its wrappers
   included), so a hook that raises is reported naming its plugin's distribution and the
   hook (``synthlearn.notices.warn``: stderr and ``metrics.json`` ``warnings``, once per
@@ -50,13 +51,35 @@ class FrozenDict(dict):  # type: ignore[type-arg]
         return (FrozenDict, (dict(self),))
 
 
+class FrozenList(list):  # type: ignore[type-arg]
+    """A ``list`` that refuses every change (what an event hook gets for a list): it
+    still equals, and serialises as, the list it copies."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("read-only: an event hook gets a copy it must not change")
+
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse  # type: ignore[assignment]
+    append = extend = insert = pop = remove = clear = sort = reverse = _refuse  # type: ignore[assignment]
+
+    def __copy__(self) -> FrozenList:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> FrozenList:
+        return self
+
+    def __reduce__(self) -> tuple[type, tuple[list[Any]]]:
+        return (FrozenList, (list(self),))
+
+
 def read_only(value: Any) -> Any:
     """A deep copy of ``value`` that cannot be changed: mappings -> ``FrozenDict``,
-    lists and tuples -> tuples, sets -> frozensets, arrays -> read-only copies; scalars,
-    strings and paths as they are; anything else deep-copied."""
+    lists -> ``FrozenList``, tuples stay tuples, sets -> frozensets, arrays -> read-only
+    copies; scalars and strings as they are; anything else deep-copied."""
     if isinstance(value, Mapping):
         return FrozenDict({k: read_only(v) for k, v in value.items()})
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, list):
+        return FrozenList(read_only(v) for v in value)
+    if isinstance(value, tuple):
         return tuple(read_only(v) for v in value)
     if isinstance(value, (set, frozenset)):
         return frozenset(read_only(v) for v in value)
