@@ -20,6 +20,7 @@ And these functions (``from synthlearn.testing import ...``):
   :func:`check_conditioning`, :func:`check_dataset`, :func:`check_partition`,
   :func:`check_attack`, :func:`check_runner`. Each raises :class:`ConformanceError` (an
   ``AssertionError``) naming the rule broken;
+* :func:`installed` finds an installed component (is my entry point registering it?);
 * :func:`offer` registers a component object under a name, in process (for
   ``run_recipe(plugins=[offer("generator", "mine", MyGenerator(...))])``);
 * :func:`small_recipe`, :func:`tiny_dataset`, :func:`tiny_sites`,
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
         write_distribution,
         write_recipe_file,
     )
-    from synthlearn.testing.run import RunResult, run_recipe
+    from synthlearn.testing.run import RunResult, installed, run_recipe
 
 _WHERE = {
     **dict.fromkeys(["ConformanceError", "check_arm", "check_attack", "check_conditioning",
@@ -70,6 +71,7 @@ _WHERE = {
                      "write_recipe_file"], "synthlearn.testing.recipes"),
     "RunResult": "synthlearn.testing.run",
     "run_recipe": "synthlearn.testing.run",
+    "installed": "synthlearn.testing.run",
 }
 
 __all__ = [
@@ -84,6 +86,7 @@ __all__ = [
     "check_model",
     "check_partition",
     "check_runner",
+    "installed",
     "make_arm_context",
     "offer",
     "run_cli",

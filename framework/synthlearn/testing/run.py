@@ -9,11 +9,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from synthlearn.components import RegisteredComponent
 from synthlearn.execution.run import Run
 from synthlearn.loading.manager import PluginSet, load_plugins
 from synthlearn.recipe import Recipe, check_recipe
 
-__all__ = ["RunResult", "check_in_process", "run_recipe"]
+__all__ = ["RunResult", "check_in_process", "installed", "run_recipe"]
 
 
 class RunResult(dict):
@@ -62,3 +63,18 @@ def run_recipe(recipe: dict[str, Any], plugins: Iterable[object] = (),
     result = RunResult(json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")))
     result.run_dir = run_dir
     return result
+
+
+def installed(kind: str, name: str) -> RegisteredComponent:
+    """The installed component ``name`` of ``kind`` as the plugin manager found it
+    through the entry points (``.distribution``, ``.plugin``, ``.spec``: its
+    ``ComponentSpec``): a test that the plugin's entry point registers what it should.
+    Raises ``AssertionError`` listing what is installed when it is not there, or naming
+    the problem when a plugin is broken."""
+    loaded = load_plugins()
+    found = loaded.get(kind, name)
+    if found is None:
+        raise AssertionError(f"{kind} {name!r} is not installed; installed: "
+                             f"{loaded.describe_names(kind)}"
+                             + (f"; problems: {loaded.problems}" if loaded.problems else ""))
+    return found

@@ -8,15 +8,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import small_recipe
 
 pytest.importorskip("synthlearn_mia", reason="the synthlearn-mia plugin is not installed")
 
-from synthlearn.evaluation.privacy import roc_auc  # noqa: E402
-from synthlearn.execution.run import Run  # noqa: E402
-from synthlearn.loading.manager import load_plugins  # noqa: E402
-from synthlearn.recipe import check_recipe  # noqa: E402
-from synthlearn_mia.attacks import lira_scores, rmia_scores  # noqa: E402
+from sklearn.metrics import roc_auc_score  # noqa: E402
+from synthlearn.testing import check_attack, installed, run_recipe, small_recipe  # noqa: E402
+from synthlearn_mia.attacks import (  # noqa: E402
+    LiraAttack,
+    LossAttack,
+    RmiaAttack,
+    lira_scores,
+    rmia_scores,
+)
+from synthlearn_mia.config import LiraConfig, LossConfig, RmiaConfig  # noqa: E402
 from synthlearn_mia.signals import scaled_logit, true_class_logit_probability  # noqa: E402
 
 
@@ -91,9 +95,8 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
                  {"use": "rmia", "params": {"reference_models": 2, "reference": "real"}}],
         output={"dir": str(tmp / "runs"), "cache": None},
     )
-    plugins = load_plugins()
-    out = Run(check_recipe(recipe, plugins), plugins, quiet=True).execute(str(tmp / "run"))
-    return json.loads((out / "metrics.json").read_text()), out
+    metrics = run_recipe(recipe, tmp_path=tmp)
+    return metrics, metrics.run_dir
 
 
 def test_overfitted_model_leaks_and_its_control_does_not(audited) -> None:
@@ -153,3 +156,23 @@ def test_per_site_models_are_audited_each_with_the_arms_own_procedure(tmp_path: 
     assert arm["audit"]["models"] == ["site 0", "site 1", "site 2"]
     assert arm["audit"]["reference_models"] == {"arm": 6}
     assert arm["audit"]["reference_seconds"]["arm"] > 0
+
+
+def roc_auc(scores, is_member) -> float:
+    """The chance a random member outscores a random non-member (ties count half)."""
+    return float(roc_auc_score(np.asarray(is_member, bool), scores))
+
+
+@pytest.mark.parametrize("attack", [
+    LossAttack(LossConfig()),
+    LiraAttack(LiraConfig(reference_models=4, reference="real")),
+    LiraAttack(LiraConfig(reference_models=2, reference="arm")),
+    RmiaAttack(RmiaConfig(reference_models=4, reference="real")),
+], ids=["loss", "lira-real", "lira-arm", "rmia"])
+def test_attacks_conform_to_the_attack_contract(attack) -> None:
+    check_attack(attack)
+
+
+def test_attacks_are_registered_by_the_plugin() -> None:
+    for name in ("loss", "lira", "rmia"):
+        assert installed("attack", name).distribution == "synthlearn-mia"

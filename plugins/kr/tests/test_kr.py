@@ -4,16 +4,15 @@ errors a user can cause."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
+import attrs
 import numpy as np
 import pytest
-from conftest import small_recipe
-from synthlearn.execution.run import Run
-from synthlearn.loading.manager import load_plugins
-from synthlearn.recipe import check_recipe
+import torch
+from synthlearn import ComponentSpec, hookimpl
+from synthlearn.api import Payload
+from synthlearn.testing import RunResult, check_arm, run_recipe, small_recipe
 
 pytest.importorskip("synthlearn_kr", reason="the synthlearn-kr plugin is not installed")
 pytest.importorskip("synthlearn_gan", reason="the synthlearn-gan plugin is not installed")
@@ -29,43 +28,46 @@ from synthlearn_kr.targets import (  # noqa: E402
 TINY_GAN = {"use": "gan", "params": {"steps": 20, "batch_size": 32, "width": 8,
                                       "latent_dim": 16, "min_images": 16, "device": "cpu"}}
 
-# A third-party generator for tests: it "samples" a site's own training images, of the
-# class ``shift`` places after the one asked for (shift 1 on two classes: always the
-# wrong class), so the conditioning labels lie and only the teachers can tell the truth.
-SWAPPER = '''
-import attrs
-import numpy as np
-import torch
-from synthlearn import ComponentSpec, hookimpl
-from synthlearn.sitework.exchange import Payload
-
 @attrs.define(frozen=True)
-class Cfg:
+class SwapperConfig:
     shift: int = 0
 
+
 class Swapper:
-    def __init__(self, config):
+    """A generator for tests: it "samples" a site's own training images, of the class
+    ``shift`` places after the one asked for (shift 1 on two classes: always the wrong
+    class), so the conditioning labels lie and only the teachers can tell the truth."""
+
+    def __init__(self, config: SwapperConfig) -> None:
         self.config = config
+
     def fit(self, data, conditions, num_classes, seed, *, progress=True, desc=""):
         self.images, self.labels = data.images.copy(), conditions.labels.copy()
         self.k = num_classes
+
     def sample(self, conditions, seed):
         rng = np.random.default_rng(seed)
         picks = [rng.choice(np.flatnonzero(self.labels == (c + self.config.shift) % self.k))
                  for c in conditions.labels]
         return self.images[picks]
+
     def state(self):
         return Payload({"images": torch.from_numpy(self.images),
                         "labels": torch.from_numpy(self.labels)}, {"k": self.k})
+
     def load(self, payload, source):
         self.images = payload.tensors["images"].numpy()
         self.labels = payload.tensors["labels"].numpy()
         self.k = payload.meta["k"]
 
-@hookimpl
-def synthlearn_register_generators():
-    return [ComponentSpec("swapper", Cfg, Swapper, "hands back real images of another class")]
-'''
+
+class SwapperPlugin:
+    """Registers ``swapper``, in this process (``run_recipe(plugins=[...])``)."""
+
+    @hookimpl
+    def synthlearn_register_generators(self) -> list[ComponentSpec]:
+        return [ComponentSpec("swapper", SwapperConfig, Swapper,
+                              "hands back real images of another class")]
 
 
 def kr_arm(name: str, **params: object) -> dict:
@@ -73,13 +75,12 @@ def kr_arm(name: str, **params: object) -> dict:
             "conditioning": {"use": "categorical"}}
 
 
-def _arms(run_dir: Path) -> dict[str, dict]:
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+def _arms(metrics: RunResult) -> dict[str, dict]:
     return {a["name"]: a for a in metrics["arms"]}
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def kr_run(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
     """One run: the same kr arm shared as models and as samples, each with site and
     ensemble teachers (3 sets: 3 epochs, a fresh set every epoch)."""
     tmp = tmp_path_factory.mktemp("kr")
@@ -95,13 +96,11 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                       "calibrate": True}}},
     ])
     recipe["model"]["params"].update(arch="test_resnet", epochs=3)
-    recipe["output"] = {"dir": str(tmp / "runs"), "cache": str(tmp / "cache")}
-    plugins = load_plugins()
-    return Run(check_recipe(recipe, plugins), plugins, quiet=True).execute(str(tmp / "run"))
+    return run_recipe(recipe, tmp_path=tmp)
 
 
-def test_models_and_samples_train_the_same_student(run_dir: Path) -> None:
-    arms = _arms(run_dir)
+def test_models_and_samples_train_the_same_student(kr_run: RunResult) -> None:
+    arms = _arms(kr_run)
     for labels in ("site", "ensemble"):
         models, samples = arms[f"models-{labels}"], arms[f"samples-{labels}"]
         for key in ("accuracy", "balanced_accuracy", "auc"):
@@ -111,9 +110,9 @@ def test_models_and_samples_train_the_same_student(run_dir: Path) -> None:
     assert arms["models-site"]["metrics"]["auc"] != arms["models-ensemble"]["metrics"]["auc"]
 
 
-def test_what_leaves_each_site_is_counted_and_named(run_dir: Path) -> None:
-    arms = _arms(run_dir)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+def test_what_leaves_each_site_is_counted_and_named(kr_run: RunResult) -> None:
+    arms = _arms(kr_run)
+    metrics = kr_run
     n_real = [s["n"] for s in metrics["sites"]]
     models, samples = arms["models-site"], arms["samples-site"]
     assert "teacher classifier weights" in models["shared"][0]
@@ -136,8 +135,8 @@ def test_what_leaves_each_site_is_counted_and_named(run_dir: Path) -> None:
     assert "teacher_accuracy" not in samples["details"]["per_site"][0]
 
 
-def test_calibrate_shifts_the_students_biases_at_the_sites(run_dir: Path) -> None:
-    arms = _arms(run_dir)
+def test_calibrate_shifts_the_students_biases_at_the_sites(kr_run: RunResult) -> None:
+    arms = _arms(kr_run)
     calibrated, plain = arms["calibrated"], arms["models-site"]
     trained, after = calibrated["details"]["steps"]
     for key in ("accuracy", "balanced_accuracy", "auc"):
@@ -150,15 +149,15 @@ def test_calibrate_shifts_the_students_biases_at_the_sites(run_dir: Path) -> Non
     assert any("logit biases" in what for what in calibrated["shared"])
 
 
-def test_sets_follow_regenerate_every(run_dir: Path) -> None:
-    arms = _arms(run_dir)
+def test_sets_follow_regenerate_every(kr_run: RunResult) -> None:
+    arms = _arms(kr_run)
     assert arms["models-site"]["details"]["sets"] == 3
     assert arms["fixed-set"]["details"]["sets"] == 1
     details = arms["models-site"]["details"]
     assert details["images_seen"] == 3 * details["n_train"]
     # the fixed set is the first of the regenerated ones: same start, different training
     assert arms["fixed-set"]["metrics"]["auc"] != arms["models-site"]["metrics"]["auc"]
-    assert (run_dir / "synthetic-models-site.png").exists()
+    assert (kr_run.run_dir / "synthetic-models-site.png").exists()
 
 
 def test_config_counts_sets() -> None:
@@ -185,12 +184,7 @@ def test_targets_mix_teacher_and_label() -> None:
     assert agreement(labels, soft) == 0.5
 
 
-def _swapper_run(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, dict]:
-    mods = tmp / "mods"
-    mods.mkdir()
-    (mods / "acme_swapper.py").write_text(SWAPPER)
-    monkeypatch.syspath_prepend(str(mods))
-    monkeypatch.setenv("SYNTHLEARN_PLUGINS", "acme_swapper")
+def _swapper_run(tmp: Path) -> dict[str, dict]:
     swapper = {"use": "swapper", "params": {"shift": 1}}
     arm = {"use": "kr", "generator": swapper, "conditioning": {"use": "categorical"}}
     # 8x8 digits over 2 sites, 2 epochs: teachers reach about 0.9 (0.93 and 0.91 when
@@ -207,17 +201,11 @@ def _swapper_run(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, dict]:
             {**arm, "name": "teachers-mixup", "params": {"alpha": 1.0},
              "model": {"use": "timm", "params": {**model, "mixup": 0.4}}},
         ])
-    recipe["output"] = {"dir": str(tmp / "runs"), "cache": str(tmp / "cache")}
-    plugins = load_plugins()
-    assert not plugins.problems
-    out = Run(check_recipe(recipe, plugins), plugins, quiet=True).execute(str(tmp / "run"))
-    sys.modules.pop("acme_swapper", None)
-    return _arms(out)
+    return _arms(run_recipe(recipe, plugins=[SwapperPlugin()], tmp_path=tmp))
 
 
-def test_teacher_soft_labels_correct_lying_conditioning_labels(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    arms = _swapper_run(tmp_path, monkeypatch)
+def test_teacher_soft_labels_correct_lying_conditioning_labels(tmp_path: Path) -> None:
+    arms = _swapper_run(tmp_path)
     # every synthetic image shows the next digit: trained on its conditioning label, the
     # student learns every class off by one (chance is 0.1); the teachers (trained on
     # real images) label what the images show, and the student learns the task
@@ -253,3 +241,7 @@ def test_a_teacher_model_of_its_own(write_recipe, tmp_path: Path, cli) -> None:
     result = cli("run", str(write_recipe(small_recipe(arms=[arm]))), "--quiet")
     assert result.returncode != 0
     assert "$.arms[0].teacher" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_kr_conforms_to_the_arm_contract() -> None:
+    check_arm(kr_arm("kr", multiple=0.5, regenerate_every=None))

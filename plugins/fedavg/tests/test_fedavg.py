@@ -10,17 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import small_recipe
 
 pytest.importorskip("synthlearn_fedavg", reason="the synthlearn-fedavg plugin is not installed")
 
 from synthlearn import SynthlearnError, hookimpl  # noqa: E402
-from synthlearn.data.types import ImageData  # noqa: E402
-from synthlearn.execution.run import Run  # noqa: E402
-from synthlearn.loading.manager import load_plugins  # noqa: E402
-from synthlearn.recipe import check_recipe  # noqa: E402
-from synthlearn.sitework.exchange import Payload  # noqa: E402
-from synthlearn.sitework.sites import seeded_model  # noqa: E402
+from synthlearn.api import ImageData, Payload, Site, SiteEnv, seeded_model  # noqa: E402
+from synthlearn.testing import (  # noqa: E402
+    check_arm,
+    make_arm_context,
+    run_recipe,
+    small_recipe,
+    tiny_dataset,
+)
 from synthlearn_fedavg.aggregate import average, check_update  # noqa: E402
 from synthlearn_fedavg.arm import choose_sites, round_lr  # noqa: E402
 from synthlearn_fedavg.site_round import RoundConfig, proximal_term, train_round  # noqa: E402
@@ -90,19 +91,15 @@ def test_proximal_term_is_half_mu_squared_distance() -> None:
     assert torch.allclose(net.weight.grad, 0.2 * net.weight.detach())  # pulls to the anchor
 
 
-def _site_env():
-    from synthlearn.sitework.sites import SiteEnv
-
-    recipe = check_recipe(small_recipe(), load_plugins())
-    return recipe, SiteEnv(seed=0, model=recipe.model, num_classes=2, in_chans=1,
-                           image_size=(16, 16), progress=False)
+def _site_env() -> SiteEnv:
+    model = make_arm_context("fedavg").model_component  # small_recipe's timm test_resnet
+    return SiteEnv(seed=0, model=model, num_classes=2, in_chans=1, image_size=(16, 16),
+                   progress=False)
 
 
 def test_fedprox_keeps_a_site_closer_to_the_global_model() -> None:
-    from synthlearn.sitework.sites import Site
-
-    recipe, env = _site_env()
-    dataset = recipe.data.build().load(0)
+    env = _site_env()
+    dataset = tiny_dataset(n_train=180, n_test=90)  # small_recipe's data
     site = Site(0, dataset.train.subset(list(range(64))))
     _, model = env.new_model()
     anchor = Payload(dict(model.state_dict()), {})
@@ -119,9 +116,7 @@ def test_fedprox_keeps_a_site_closer_to_the_global_model() -> None:
 
 
 def test_round_needs_the_global_model() -> None:
-    from synthlearn.sitework.sites import Site
-
-    _, env = _site_env()
+    env = _site_env()
     data = ImageData(np.zeros((4, 1, 16, 16), np.uint8), np.array([0, 1, 0, 1]))
     with pytest.raises(ValueError, match="global model"):
         train_round(Site(0, data), RoundConfig(0, 1, 0.01, 0.0), None, env)
@@ -156,7 +151,8 @@ class RoundListener:
 
     @hookimpl
     def synthlearn_on_round_end(self, arm: str, round: int, metrics: dict) -> None:
-        self.calls.append((arm, round, metrics))
+        # a read-only copy (tuples for lists): kept as metrics.json would hold it
+        self.calls.append((arm, round, json.loads(json.dumps(metrics))))
 
 
 LISTENER = RoundListener()
@@ -167,16 +163,10 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict, Path
     """The digits recipe with centralized, fedavg and fedprox arms (a round listener
     registered), and again with the fedavg arm alone (same seed, no cache)."""
     tmp = tmp_path_factory.mktemp("fedavg")
-    plugins = load_plugins()
-    plugins.manager.register(LISTENER)
-    out = []
-    for i, arms in enumerate([[{"use": "centralized"}, FEDAVG, FEDPROX], [FEDAVG]]):
-        recipe = check_recipe(digits_recipe(tmp, arms), plugins)
-        run_dir = Run(recipe, plugins, quiet=True).execute(str(tmp / f"run{i}"))
-        out.append(json.loads((run_dir / "metrics.json").read_text()))
-        if i == 0:
-            plugins.manager.unregister(LISTENER)
-    return out[0], out[1], tmp / "run0"
+    first = run_recipe(digits_recipe(tmp, [{"use": "centralized"}, FEDAVG, FEDPROX]),
+                       plugins=[LISTENER], tmp_path=tmp)
+    second = run_recipe(digits_recipe(tmp, [FEDAVG]), tmp_path=tmp)
+    return first, second, first.run_dir
 
 
 def test_round_end_hook_sees_every_recorded_round(two_runs) -> None:
@@ -214,9 +204,8 @@ def test_fedavg_learns_and_records_every_evaluated_round(two_runs) -> None:
 def test_fedavg_counts_the_model_both_ways_every_round(two_runs) -> None:
     metrics, _, _ = two_runs
     _, fedavg, fedprox = metrics["arms"]
-    plugins = load_plugins()
-    recipe = check_recipe(digits_recipe(Path("."), [FEDAVG]), plugins)
-    model = seeded_model(recipe.model.build(), 0, 1, 10, (8, 8))
+    ctx = make_arm_context(FEDAVG, recipe=digits_recipe(Path("."), [FEDAVG]))
+    model = seeded_model(ctx.model_component.build(), 0, 1, 10, (8, 8))
     trip = len(Payload(dict(model.state_dict()), {"round": 0}).to_bytes())
     # the global model goes to each of 3 sites in each of 3 rounds; a trained model of
     # the same architecture comes back (its meta adds a few bytes)
@@ -242,12 +231,11 @@ def test_fedavg_same_seed_same_numbers(two_runs) -> None:
 def test_site_steps_pool_statistics_then_fit_biases_at_the_sites(two_runs, tmp_path) -> None:
     plain = two_runs[0]["arms"][1]
     arm = {"name": "fedavg-steps", "use": "fedavg", "params": FEDAVG["params"]}
-    plugins = load_plugins()
     data = digits_recipe(tmp_path, [arm])
     data["model"]["params"].update(adapt_bn=True, calibrate=True)
-    recipe = check_recipe(data, plugins)
-    run_dir = Run(recipe, plugins, quiet=True).execute(str(tmp_path / "run"))
-    adapted = json.loads((run_dir / "metrics.json").read_text())["arms"][0]
+    result = run_recipe(data, tmp_path=tmp_path)
+    run_dir = result.run_dir
+    adapted = result["arms"][0]
     trained, after_bn, after_cal = adapted["details"]["steps"]
     # same seeds (they follow the method, not the name): the rounds are the plain arm's
     assert [s["step"] for s in (trained, after_bn, after_cal)] == [
@@ -281,8 +269,17 @@ FLAKY_RUNNER = """
 import attrs
 import torch
 from synthlearn import ComponentSpec, hookimpl
-from synthlearn.sitework.exchange import Payload
-from synthlearn.sitework.runner import LocalRunner
+from synthlearn.api import Payload
+
+class LocalRunner:
+    '''Site work in this process (what the core's local runner does).'''
+    def execute(self, task, sites, envs, inbound):
+        out = {}
+        for site in sites:
+            received = inbound.get(site.id)
+            payload = None if received is None else Payload.from_bytes(received, "server")
+            out[site.id] = task.fn(site, task.config, payload, envs[site.id]).to_bytes()
+        return out
 
 @attrs.define(frozen=True)
 class Cfg:
@@ -352,3 +349,11 @@ def test_bad_fedavg_params_name_the_yaml_path(tmp_path: Path, write_recipe, cli)
     assert result.returncode == 2
     assert "$.arms[0].params" in result.stderr and "rounds" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --------------------------------------------------------------------------- conformance
+
+
+def test_fedavg_and_fedprox_conform_to_the_arm_contract() -> None:
+    check_arm({"use": "fedavg", "params": {"rounds": 2}})
+    check_arm({"use": "fedavg", "params": {"rounds": 2, "mu": 0.01, "fraction": 0.67}})

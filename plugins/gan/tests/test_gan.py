@@ -10,10 +10,14 @@ import torch
 pytest.importorskip("synthlearn_gan")
 
 from synthlearn import SynthlearnError  # noqa: E402
-from synthlearn.data.types import Dataset, ImageData  # noqa: E402
-from synthlearn.generation.conditioning import Conditions  # noqa: E402
-from synthlearn.sitework.exchange import Payload  # noqa: E402
-from synthlearn.sitework.sites import Site  # noqa: E402
+from synthlearn.api import Conditions, Dataset, ImageData, Payload, Site  # noqa: E402
+from synthlearn.testing import (  # noqa: E402
+    check_arm,
+    check_generator,
+    installed,
+    run_recipe,
+    small_recipe,
+)
 from synthlearn_gan import GanConfig, GanGenerator  # noqa: E402
 from synthlearn_gan.networks import factor_side  # noqa: E402
 
@@ -244,8 +248,31 @@ def test_config_validation(params: dict, message: str) -> None:
 
 
 def test_registered_as_a_generator() -> None:
-    from synthlearn.loading.manager import load_plugins
-
-    registered = load_plugins().get("generator", "gan")
-    assert registered is not None and registered.distribution == "synthlearn-gan"
+    registered = installed("generator", "gan")
+    assert registered.distribution == "synthlearn-gan"
     assert registered.spec.config is GanConfig and registered.spec.factory is GanGenerator
+
+
+# --- conformance ------------------------------------------------------------------------
+
+TINY_PARAMS = {"steps": 4, "batch_size": 16, "latent_dim": 16, "width": 8, "min_images": 8,
+               "device": "cpu"}
+
+
+def test_gan_conforms_to_the_generator_contract() -> None:
+    check_generator(GanGenerator(TINY))
+
+
+@pytest.mark.parametrize("share", ["generator", "samples"])
+def test_synthetic_arm_with_the_gan_conforms_to_the_arm_contract(share: str) -> None:
+    check_arm({"use": "synthetic", "params": {"share": share},
+               "generator": {"use": "gan", "params": TINY_PARAMS}})
+
+
+def test_a_recipe_with_the_gan_runs_in_process(tmp_path) -> None:
+    arm = {"use": "synthetic", "generator": {"use": "gan", "params": TINY_PARAMS}}
+    metrics = run_recipe(small_recipe(arms=[arm]), tmp_path=tmp_path)
+    entry = metrics["arms"][0]
+    assert entry["use"] == "synthetic" and entry["private"] is True
+    assert "fidelity" in entry and len(entry["fidelity"]["sites"]) == 3
+    assert (metrics.run_dir / "synthetic-synthetic.png").is_file()
