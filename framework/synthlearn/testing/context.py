@@ -80,10 +80,10 @@ def make_arm_context(arm: Any = "local", *, recipe: Mapping[str, Any] | None = N
     IID sites, timm ``test_resnet`` for 2 epochs, the local runner); its ``arms`` are
     replaced by this one. The recipe is checked, the data loaded and every component's
     ``check`` run as ``synthlearn validate`` does. ``ctx.ledger`` counts the bytes that
-    cross; ``ctx.evaluate`` scores on the real test set; events go to the installed
-    plugins. ``cache=True`` keeps site outputs under ``tmp_path``. ``sites`` may replace
-    the sites (e.g. to watch what touches their images). The arm object is
-    ``ctx.pooling``."""
+    cross; ``ctx.evaluate`` scores on the real test set; events go to the plugins as in
+    a run (read-only copies). ``cache=True`` keeps site outputs under ``tmp_path``.
+    ``sites`` may replace the sites (e.g. to watch what touches their images). The arm
+    object is ``ctx.pooling``: ``ctx.pooling.run(ctx)`` runs it."""
     folder = Path(tmp_path) if tmp_path is not None else Path(tempfile.mkdtemp(
         prefix="synthlearn-test-"))
     entry, extra = arm_entry(arm, slots, slot_kinds)
@@ -106,7 +106,7 @@ def context_for(recipe: Any, plugins: Any, dataset: Dataset, sites: list[Site], 
         arm=arm, pooling=arm.component.build(), seed=recipe.seed, sites=sites,
         num_classes=dataset.num_classes, in_chans=dataset.channels,
         image_size=dataset.image_size, runner=recipe.runner.build(),
-        cache=SiteCache(cache_dir) if cache_dir is not None else None, hook=plugins.hook,
+        cache=SiteCache(cache_dir) if cache_dir is not None else None, hook=plugins.events,
         evaluator=test_evaluator(dataset.test, device),
         progress=progress,
         versions=code_versions(c.registered for c in [*_arm_components(arm), arm.model]),
