@@ -389,3 +389,16 @@ def test_broken_runners_fail_the_rules_they_break() -> None:
         check_runner(SwallowsFailures())
     with fails("inbound reaches the site"):
         check_runner(DropsInbound())
+
+
+def test_an_arm_object_with_slots_is_checked_with_its_sub_components() -> None:
+    pytest.importorskip("synthlearn_gan", reason="the synthlearn-gan plugin is not installed")
+    from synthlearn.arms.synthetic import SyntheticArm, SyntheticConfig
+
+    gan = {"use": "gan", "params": {"steps": 4, "batch_size": 16, "latent_dim": 16,
+                                    "width": 8, "min_images": 8, "device": "cpu"}}
+    check_arm(SyntheticArm(SyntheticConfig()),
+              slots={"generator": gan, "conditioning": {"use": "categorical"}})
+    with fails("run returns an ArmResult") as info:  # the slots it needs are not given
+        check_arm(SyntheticArm(SyntheticConfig()))
+    assert "arm under_test, site 0" in info.value.detail and "KeyError" in info.value.detail
