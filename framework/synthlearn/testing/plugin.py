@@ -19,14 +19,22 @@ if TYPE_CHECKING:
     from synthlearn.testing.cli import CliResult
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "slow: a long end-to-end check, left out of quick runs (-m 'not slow')")
+def _one_thread() -> None:
+    """Torch on one thread (and every process a test starts) unless OMP_NUM_THREADS is
+    set; done when pytest loads this plugin, before most imports of torch."""
     if "OMP_NUM_THREADS" not in os.environ:
         os.environ["OMP_NUM_THREADS"] = "1"
         torch = sys.modules.get("torch")
         if torch is not None:  # imported before the variable was set
             torch.set_num_threads(1)
+
+
+_one_thread()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "slow: a long end-to-end check, left out of quick runs (-m 'not slow')")
 
 
 @pytest.fixture(scope="session")
