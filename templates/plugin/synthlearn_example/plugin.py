@@ -1,14 +1,20 @@
-"""Example plugin: registers a model ``tiny_cnn`` that any recipe can use.
+"""Example plugin: registers a model ``tiny_cnn`` and a generator ``class_gaussian``
+that any recipe can use.
 
     model: {use: tiny_cnn, params: {width: 16, epochs: 3}}
+    arms:
+      - use: synthetic
+        generator: {use: class_gaussian, params: {components: 8}}
 
 A plugin is a module with ``@hookimpl`` functions named after hooks in
 ``synthlearn.hookspecs``. Each registration hook returns ``ComponentSpec``s: a name, an
 attrs config class (the recipe's ``params:`` are checked against it), a factory, and a
 one-line summary. The factory's product must offer what its kind's Protocol in
-``synthlearn.api`` asks (here ``ModelFactory``: ``training``, ``build(...)``,
-``describe()``). Import only from ``synthlearn`` and ``synthlearn.api``: the rest of
-synthlearn is internal and may change.
+``synthlearn.api`` asks:
+for ``tiny_cnn`` (below) ``ModelFactory``: ``training``, ``build(...)``, ``describe()``;
+for ``class_gaussian`` (``generator.py``) ``Generator``: ``check``, ``fit``, ``sample``,
+``state``, ``load``. Import only from ``synthlearn`` and ``synthlearn.api``: the rest
+of synthlearn is internal and may change.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import attrs
 import torch.nn as nn
 from synthlearn import ComponentSpec, hookimpl
 from synthlearn.api import TrainSettings
+
+from synthlearn_example.generator import ClassGaussianConfig, ClassGaussianGenerator
 
 
 @attrs.define(frozen=True)
@@ -57,3 +65,9 @@ class TinyCNN:
 def synthlearn_register_models() -> list[ComponentSpec]:
     return [ComponentSpec("tiny_cnn", TinyCNNConfig, TinyCNN,
                           "two conv blocks and a linear head (example plugin)")]
+
+
+@hookimpl
+def synthlearn_register_generators() -> list[ComponentSpec]:
+    return [ComponentSpec("class_gaussian", ClassGaussianConfig, ClassGaussianGenerator,
+                          "per-class Gaussian over pixels, low-rank by PCA (example plugin)")]
