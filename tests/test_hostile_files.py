@@ -554,7 +554,7 @@ def test_the_server_refuses_bad_statistics_naming_arm_site_and_field(valid) -> N
 
     recipe = check_recipe(small_recipe(arms=[_arm("categorical")]), load_plugins())
     data = PhantomDataset(PhantomConfig(n_train=40, n_test=10, size=16)).load(0)
-    ctx = ArmContext(arm=recipe.arms[0], pooling=None, seed=0, sites=[Site(0, data.train)],
+    ctx = ArmContext(arm=recipe.arms[0], arm_object=None, seed=0, sites=[Site(0, data.train)],
                      num_classes=2, in_chans=1, image_size=(16, 16), runner=None,
                      cache=None, hook=None, evaluator=None)
     arm = SyntheticArm(SyntheticConfig(share="generator"))

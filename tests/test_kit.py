@@ -110,13 +110,13 @@ def test_make_arm_context_is_a_real_context(tmp_path: Path) -> None:
     assert isinstance(ctx, ArmContext) and ctx.name == "local"
     assert [len(s.data) for s in ctx.sites] == [60, 60, 60]
     assert ctx.num_classes == 2 and ctx.image_size == (16, 16)
-    result = ctx.pooling.run(ctx)
+    result = ctx.arm_object.run(ctx)
     assert sorted(result.site_models) == [0, 1, 2]
     assert ctx.ledger.bytes_to_server > 0 and len(ctx.ledger.per_site) == 3
     scores = ctx.evaluate(result.site_models[0])
     assert set(scores) >= {"accuracy", "auc"} and 0.0 <= scores["accuracy"] <= 1.0
     again = make_arm_context("local", tmp_path=tmp_path, cache=True)  # site outputs cached
-    again.pooling.run(again)
+    again.arm_object.run(again)
     assert again.ledger.cached_sites == 3
 
 

@@ -415,7 +415,7 @@ def test_old_python_names_still_work_with_a_deprecation_warning() -> None:
         warnings.simplefilter("error")
         assert env.slots == {"generator": "g"}
     ctx = ArmContext(arm=SimpleNamespace(model="the model component"),  # type: ignore[arg-type]
-                     pooling=None, seed=0, sites=[], num_classes=2, in_chans=1,
+                     arm_object=None, seed=0, sites=[], num_classes=2, in_chans=1,
                      image_size=(8, 8), runner=None, cache=None,  # type: ignore[arg-type]
                      hook=None, evaluator=None)  # type: ignore[arg-type]
     with pytest.warns(DeprecationWarning, match="use ArmContext.model_component"):

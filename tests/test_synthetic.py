@@ -153,7 +153,7 @@ def test_tampered_generator_weights_are_refused_naming_the_site(tmp_path: Path) 
     plugins = load_plugins()
     recipe = check_recipe(small_recipe(arms=[synthetic_arm("g", "generator")]), plugins)
     arm = recipe.arms[0]
-    ctx = ArmContext(arm=arm, pooling=None, seed=0, sites=[], num_classes=3, in_chans=1,
+    ctx = ArmContext(arm=arm, arm_object=None, seed=0, sites=[], num_classes=3, in_chans=1,
                      image_size=(16, 16), runner=None, cache=None, hook=None,
                      evaluator=None)
     bad = Payload({"net.weight": torch.zeros(3)},

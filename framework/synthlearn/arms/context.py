@@ -70,7 +70,7 @@ class ArmContext:
     one."""
 
     arm: Arm
-    pooling: Any
+    arm_object: Any
     seed: int
     sites: list[Site]
     num_classes: int
@@ -97,6 +97,13 @@ class ArmContext:
         return self.arm.model
 
     @property
+    def pooling(self) -> Any:
+        """Deprecated alias of ``arm_object``; kept for one release."""
+        warnings.warn("ArmContext.pooling is deprecated: use ArmContext.arm_object",
+                      DeprecationWarning, stacklevel=2)
+        return self.arm_object
+
+    @property
     def model(self) -> Component:
         """Deprecated alias of ``model_component`` (it is a recipe component, not a
         network); kept for one release."""
@@ -111,7 +118,7 @@ class ArmContext:
     def site_env(self, site: Site, task: SiteTask) -> SiteEnv:
         return SiteEnv(
             seed=derive_seed(self.seed, "site", site.id, task.name),
-            model=self.model_component,
+            model_component=self.model_component,
             num_classes=self.num_classes,
             in_chans=self.in_chans,
             image_size=self.image_size,

@@ -160,7 +160,7 @@ def synthesize(site: Site, config: SyntheticConfig, inbound: Payload | None, env
     if config.share == "generator":
         return Payload(state.tensors, {**meta, "generator": state.meta})
     generator = load_generator(env.slots["generator"], state, f"site {site.id} generator")
-    sets = config.sets_for(env.model.build().training.epochs)
+    sets = config.sets_for(env.model_component.build().training.epochs)
     pools = [draw_pool(generator, scheme, stats, config.images_for(n_real),
                        set_seed(env.seed, index), label=generator_label(env.slots["generator"]),
                        image_shape=(env.in_chans, *env.image_size))

@@ -332,10 +332,10 @@ class _SilentHook:
         return lambda **_: None
 
 
-def _rerun(ctx: ArmContext, pooling: Any, sites: list[Site], seed: int) -> ArmResult:
+def _rerun(ctx: ArmContext, arm_object: Any, sites: list[Site], seed: int) -> ArmResult:
     inner = attrs.evolve(ctx, seed=seed, sites=sites, ledger=Ledger(), curve=[],
                          progress=False, hook=_SilentHook())
-    return pooling.run(inner)
+    return arm_object.run(inner)
 
 
 def _shape(ctx: ArmContext) -> list[Any]:
@@ -374,7 +374,7 @@ def real_trainer(ctx: ArmContext) -> Trainer:
     return Trainer(train=train, identity=identity, skeleton=_skeleton(ctx), shared=True)
 
 
-def arm_trainer(ctx: ArmContext, pooling: Any, site_ids: list[int], per_site: bool
+def arm_trainer(ctx: ArmContext, arm_object: Any, site_ids: list[int], per_site: bool
                 ) -> Trainer:
     """The arm's own procedure re-run on other data (the control, ``reference: arm``):
     the server model it releases, or (``per_site``) the one site's model."""
@@ -382,7 +382,7 @@ def arm_trainer(ctx: ArmContext, pooling: Any, site_ids: list[int], per_site: bo
 
     def train(parts: list[ImageData], seed: int) -> nn.Module:
         sites = [Site(sid, data) for sid, data in zip(site_ids, parts, strict=True)]
-        result = _rerun(ctx, pooling, sites, seed)
+        result = _rerun(ctx, arm_object, sites, seed)
         model = result.site_models.get(site_ids[0]) if per_site else result.model
         if model is None:
             raise SynthlearnError("the arm released no model when re-run for the audit")
@@ -394,7 +394,7 @@ def arm_trainer(ctx: ArmContext, pooling: Any, site_ids: list[int], per_site: bo
     return Trainer(train=train, identity=identity, skeleton=_skeleton(ctx))
 
 
-def _audits(ctx: ArmContext, pooling: Any, result: ArmResult, holdout: ImageData,
+def _audits(ctx: ArmContext, arm_object: Any, result: ArmResult, holdout: ImageData,
             store: AuditStore) -> list[Audit]:
     """One audit per released model: the arm's model, or each site's. The seed follows
     the recipe's seed and the site, never the arm, so every arm of a run is attacked on
@@ -409,10 +409,10 @@ def _audits(ctx: ArmContext, pooling: Any, result: ArmResult, holdout: ImageData
         ids = sorted(by_id)
         return [Audit(label="", target=result.model,
                       member_sites={sid: by_id[sid].data for sid in ids},
-                      trainers={"arm": arm_trainer(ctx, pooling, ids, False), "real": plain},
+                      trainers={"arm": arm_trainer(ctx, arm_object, ids, False), "real": plain},
                       seed=derive_seed(ctx.seed, "audit"), **common)]
     return [Audit(label=f"site {sid}", target=model, member_sites={sid: by_id[sid].data},
-                  trainers={"arm": arm_trainer(ctx, pooling, [sid], True), "real": plain},
+                  trainers={"arm": arm_trainer(ctx, arm_object, [sid], True), "real": plain},
                   seed=derive_seed(ctx.seed, "audit", sid), **common)
             for sid, model in sorted(result.site_models.items())]
 
@@ -449,7 +449,7 @@ def _mean_over(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def audit_arm(ctx: ArmContext, pooling: Any, result: ArmResult, attacks: list[Component],
+def audit_arm(ctx: ArmContext, arm_object: Any, result: ArmResult, attacks: list[Component],
               holdout: ImageData, store: AuditStore | None = None) -> ArmAudit:
     """Run every attack of the recipe against the models ``result`` released.
 
@@ -465,7 +465,7 @@ def audit_arm(ctx: ArmContext, pooling: Any, result: ArmResult, attacks: list[Co
     once, so a run killed later resumes from it.
     """
     store = store if store is not None else AuditStore(ctx.cache)
-    audits = _audits(ctx, pooling, result, holdout, store)
+    audits = _audits(ctx, arm_object, result, holdout, store)
     key = arm_audit_key(ctx, audits, attacks)
     stored = store.find_audit(key, where=f"arm {ctx.name}, stored audit")
     if stored is not None:

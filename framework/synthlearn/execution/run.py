@@ -273,9 +273,9 @@ class Run:
         warn_unlike_training(training)
         for i, arm in enumerate(recipe.arms):
             self.progress.say(f"[arm {i + 1}/{len(recipe.arms)}] {arm.name} ({arm.component.use})")
-            pooling = arm.component.build()
+            arm_object = arm.component.build()
             ctx = ArmContext(
-                arm=arm, pooling=pooling, seed=recipe.seed, sites=sites,
+                arm=arm, arm_object=arm_object, seed=recipe.seed, sites=sites,
                 num_classes=dataset.num_classes, in_chans=dataset.channels,
                 image_size=dataset.image_size, runner=recipe.runner.build(), cache=self.cache,
                 hook=self.events, evaluator=evaluator, progress=self.progress.enabled,
@@ -290,7 +290,7 @@ class Run:
                 raise SynthlearnError(f"arm {arm.name!r} ({arm.component.use}, distribution "
                                       f"{arm.component.registered.distribution}) returned "
                                       f"{type(result).__name__}, expected ArmResult")
-            entry = self._score(arm, pooling, ctx, result, evaluator)
+            entry = self._score(arm, arm_object, ctx, result, evaluator)
             entry.training = training[arm.name]
             if result.site_models:  # scored per site: a one-class site's model is moot
                 sanity.warn_single_class_sites(arm.name, sorted(result.site_models), sites,
@@ -316,7 +316,7 @@ class Run:
                 self.progress.say(f"  {arm.name}: membership audit "
                                   f"({', '.join(a.use for a in recipe.attacks)})")
                 audit_start = time.perf_counter()
-                audited = audit_arm(ctx, pooling, result, list(recipe.attacks), test,
+                audited = audit_arm(ctx, arm_object, result, list(recipe.attacks), test,
                                     store=self.audit_store)
                 entry.attacks = {name: from_json(AttackEntry, figures)
                                  for name, figures in audited.attacks.items()}
@@ -399,7 +399,7 @@ class Run:
                                          test_images, seed=sid)}
             for sid in sorted(pools) if sid in by_id and len(pools[sid])]}
 
-    def _score(self, arm: Arm, pooling: Any, ctx: ArmContext, result: ArmResult,
+    def _score(self, arm: Arm, arm_object: Any, ctx: ArmContext, result: ArmResult,
                evaluator: Any) -> ArmEntry:
         site_rows = []
         if result.model is not None:
@@ -415,7 +415,7 @@ class Run:
             name=arm.name,
             use=arm.component.use,
             summary=arm.component.registered.spec.summary,
-            private=bool(getattr(pooling, "private", True)),
+            private=bool(getattr(arm_object, "private", True)),
             metrics=Scores(**{k: headline.get(k) for k in METRIC_KEYS},
                            bytes_to_server=ledger.bytes_to_server,
                            bytes_to_sites=ledger.bytes_to_sites, wall_s=0.0),

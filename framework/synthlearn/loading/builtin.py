@@ -100,4 +100,4 @@ def synthlearn_register_runners() -> list[ComponentSpec]:
 
 @hookimpl
 def synthlearn_run_arm(ctx: ArmContext) -> ArmResult:
-    return ctx.pooling.run(ctx)
+    return ctx.arm_object.run(ctx)

@@ -60,7 +60,7 @@ class SiteEnv:
     show progress, and the site's own store for work worth keeping (``memo``)."""
 
     seed: int
-    model: Component
+    model_component: Component
     num_classes: int
     in_chans: int
     image_size: tuple[int, int]
@@ -69,6 +69,14 @@ class SiteEnv:
     slots: Mapping[str, Component] = attrs.field(factory=dict)
     store: SiteCache | None = None
     versions: Mapping[str, str] = attrs.field(factory=dict)
+
+    @property
+    def model(self) -> Component:
+        """Deprecated alias of ``model_component`` (a recipe component, not a network);
+        kept for one release."""
+        warnings.warn("SiteEnv.model is deprecated: use SiteEnv.model_component",
+                      DeprecationWarning, stacklevel=2)
+        return self.model_component
 
     @property
     def parts(self) -> Mapping[str, Component]:
@@ -109,7 +117,7 @@ class SiteEnv:
 
     def new_model(self) -> tuple[ModelFactory, nn.Module]:
         """The arm's model factory and a fresh network, initialised from this env's seed."""
-        factory = self.model.build()
+        factory = self.model_component.build()
         return factory, seeded_model(factory, self.seed, self.in_chans, self.num_classes,
                                      self.image_size)
 

@@ -83,7 +83,7 @@ def make_arm_context(arm: Any = "local", *, recipe: Mapping[str, Any] | None = N
     cross; ``ctx.evaluate`` scores on the real test set; events go to the plugins as in
     a run (read-only copies). ``cache=True`` keeps site outputs under ``tmp_path``.
     ``sites`` may replace the sites (e.g. to watch what touches their images). The arm
-    object is ``ctx.pooling``: ``ctx.pooling.run(ctx)`` runs it."""
+    object is ``ctx.arm_object``: ``ctx.arm_object.run(ctx)`` runs it."""
     folder = Path(tmp_path) if tmp_path is not None else Path(tempfile.mkdtemp(
         prefix="synthlearn-test-"))
     entry, extra = arm_entry(arm, slots, slot_kinds)
@@ -103,7 +103,7 @@ def context_for(recipe: Any, plugins: Any, dataset: Dataset, sites: list[Site], 
     arm = recipe.arms[index]
     device = recipe.model.build().training.device
     return ArmContext(
-        arm=arm, pooling=arm.component.build(), seed=recipe.seed, sites=sites,
+        arm=arm, arm_object=arm.component.build(), seed=recipe.seed, sites=sites,
         num_classes=dataset.num_classes, in_chans=dataset.channels,
         image_size=dataset.image_size, runner=recipe.runner.build(),
         cache=SiteCache(cache_dir) if cache_dir is not None else None, hook=plugins.events,

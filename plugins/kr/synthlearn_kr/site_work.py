@@ -54,7 +54,7 @@ def set_seed(env_seed: int, index: int) -> int:
 
 def teacher_component(env: SiteEnv) -> Any:
     """The recipe's ``teacher:`` model, else the arm's model."""
-    return env.slots.get("teacher") or env.model
+    return env.slots.get("teacher") or env.model_component
 
 
 def teacher_seed(prepare_seed: int) -> int:

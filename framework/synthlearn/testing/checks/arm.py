@@ -78,7 +78,7 @@ class _WatchingRunner:
 def _run(arm: Any, watch: _Watch, **options: Any) -> tuple[ArmContext, Any]:
     ctx = make_arm_context(arm, sites=lambda found: _watched(found, watch), **options)
     ctx.runner = _WatchingRunner(ctx.runner, watch)
-    obj = ctx.pooling
+    obj = ctx.arm_object
     watch.armed = bool(getattr(obj, "private", True))
     try:
         return ctx, obj.run(ctx)
@@ -140,7 +140,7 @@ def check_arm(arm: Any, *, slots: Mapping[str, Any] | None = None,
                   f"{sorted(result.site_models)} (sites {sorted(site_ids)})")
     with rules.rule("a model to score"):
         first = _scores(ctx, result)
-    private = bool(ctx.pooling.private)
+    private = bool(ctx.arm_object.private)
     rules.require(not private or ctx.ledger.bytes_to_server > 0, "what crosses is counted",
                   "a private arm ran no site work through ctx.run_sites (0 bytes reached "
                   "the server)")
