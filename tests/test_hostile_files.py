@@ -68,7 +68,7 @@ def fitted_file(conditioning: str) -> Blob:
     recipe = check_recipe(small_recipe(arms=[_arm(conditioning)]), load_plugins())
     arm = recipe.arms[0]
     data = PhantomDataset(PhantomConfig(n_train=40, n_test=10, size=16)).load(0)
-    env = SiteEnv(seed=0, model=arm.model, num_classes=data.num_classes,
+    env = SiteEnv(seed=0, model_component=arm.model, num_classes=data.num_classes,
                   in_chans=data.channels, image_size=data.image_size, progress=False,
                   attributes=data.attributes, slots=arm.component.slots)
     return synthesize(Site(0, data.train), arm.component.config, None, env).to_bytes()

@@ -407,7 +407,7 @@ def test_old_python_names_still_work_with_a_deprecation_warning() -> None:
 
     with pytest.warns(DeprecationWarning, match="use synthlearn.interfaces.Arm"):
         assert interfaces.PoolingArm is interfaces.Arm
-    env = SiteEnv(seed=0, model=None, num_classes=2, in_chans=1,  # type: ignore[arg-type]
+    env = SiteEnv(seed=0, model_component=None, num_classes=2, in_chans=1,  # type: ignore[arg-type]
                   image_size=(8, 8), slots={"generator": "g"})  # type: ignore[dict-item]
     with pytest.warns(DeprecationWarning, match="use SiteEnv.slots"):
         assert env.parts == {"generator": "g"}

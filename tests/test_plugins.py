@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,8 @@ def synthlearn_register_generatorz():
 def test_entry_point_plugin_is_listed_with_its_distribution(tmp_path: Path) -> None:
     """In a fresh process: entry points found on PYTHONPATH as pip-installed ones are."""
     site = write_distribution(tmp_path / "site", "acme-models", "acme_models_a", EXAMPLE, "acme")
-    result = run_cli("plugins", "--json", env={"PYTHONPATH": str(site)})
+    template = REPO / "templates" / "plugin"  # the example's generator module lives there
+    result = run_cli("plugins", "--json", env={"PYTHONPATH": f"{site}{os.pathsep}{template}"})
     assert result.returncode == 0, result.stderr
     listing = json.loads(result.stdout)
     names = {p["name"]: p for p in listing["plugins"]}

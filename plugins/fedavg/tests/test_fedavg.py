@@ -93,7 +93,7 @@ def test_proximal_term_is_half_mu_squared_distance() -> None:
 
 def _site_env() -> SiteEnv:
     model = make_arm_context("fedavg").model_component  # small_recipe's timm test_resnet
-    return SiteEnv(seed=0, model=model, num_classes=2, in_chans=1, image_size=(16, 16),
+    return SiteEnv(seed=0, model_component=model, num_classes=2, in_chans=1, image_size=(16, 16),
                    progress=False)
 
 

@@ -37,7 +37,7 @@ def check_runner(runner: Any, *, sites: int = 3) -> None:
     dataset = tiny_dataset()
     all_sites = tiny_sites(dataset, sites)
     task = SiteTask("check_runner", echo, EchoConfig(), "site id and label sums")
-    envs = {s.id: SiteEnv(seed=100 + s.id, model=None, num_classes=dataset.num_classes,
+    envs = {s.id: SiteEnv(seed=100 + s.id, model_component=None, num_classes=dataset.num_classes,
                           in_chans=dataset.channels, image_size=dataset.image_size,
                           progress=False) for s in all_sites}
     for chosen in (all_sites, all_sites[1:]):
