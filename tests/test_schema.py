@@ -206,3 +206,20 @@ def test_the_validator_checks_each_keyword() -> None:
     assert validate({"type": "integer"}, True) == ["$: expected integer, got True"]
     with pytest.raises(ValueError, match="not supported: format"):
         validate({"format": "email"}, "x")
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
+    """`synthlearn schema recipe | head`: the CLI stops quietly with 141 (128 + SIGPIPE)."""
+    import os
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has left before anything is written
+    try:
+        proc = subprocess.run([sys.executable, "-m", "synthlearn.cli", "schema", "recipe"],
+                              stdout=write_end, stderr=subprocess.PIPE, timeout=60)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141
+    assert proc.stderr.decode() == ""

@@ -31,6 +31,7 @@ EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_TERMINATED = 143  # 128 + SIGTERM
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a pipeline cut short
 
 
 class Terminated(BaseException):
@@ -210,6 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _traceback(debug)
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except BrokenPipeError:  # the reader left (`synthlearn schema recipe | head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes at exit
+        return EXIT_BROKEN_PIPE
     except OSError as exc:  # the file system: permission, disk full, a file in the way
         _traceback(debug)
         print(f"error: {_os_error(exc)}", file=sys.stderr)
