@@ -307,3 +307,22 @@ def test_over_long_names_and_negative_seed_are_refused_at_validate(tmp_path: Pat
     assert main(["validate", str(recipe)]) == 0
     assert main(["run", str(recipe), "--set", "name=" + "é" * 51]) == 2
     assert "$.name: too long for a directory name: 102 bytes" in capsys.readouterr().err
+
+
+def test_validate_refuses_output_locations_a_run_could_not_write(tmp_path: Path,
+                                                                capsys) -> None:
+    """`validate` says ok only when the run could write its results and its cache: both
+    locations are checked in one pass, and nothing is created."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way")
+    recipe = tiny(output={"dir": str(blocker / "runs"), "cache": str(blocker)})
+    assert main(["validate", str(write(tmp_path, recipe))]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"error: $.output.dir: cannot write {blocker / 'runs'}: {blocker} is a "
+                   "file, not a directory",
+                   f"error: $.output.cache: cannot write {blocker}: {blocker} is a file, "
+                   "not a directory"]
+    fine = tiny(output={"dir": str(tmp_path / "new" / "runs"), "cache": None})
+    assert main(["validate", str(write(tmp_path, fine, "fine.yaml"))]) == 0
+    assert capsys.readouterr().out.startswith("ok (")
+    assert not (tmp_path / "new").exists()  # validate creates nothing

@@ -311,9 +311,15 @@ def _dispatch(args: argparse.Namespace) -> int:
     from synthlearn.execution.run import Run, load_data
 
     if args.command == "validate":
+        from synthlearn.execution.run_dir import output_problems
+
         dataset, sites = load_data(recipe)
+        problems = output_problems(recipe)
+        if problems:
+            raise RecipeError(problems)
+        arms = f"{len(recipe.arms)} arm{'' if len(recipe.arms) == 1 else 's'}"
         print(f"ok ({dataset.name}: {len(dataset.train)} training images over "
-              f"{len(sites)} sites, {len(dataset.test)} test images; {len(recipe.arms)} arms)")
+              f"{len(sites)} sites, {len(dataset.test)} test images; {arms})")
         return 0
 
     Run(recipe, plugins, quiet=args.quiet).execute(args.out)

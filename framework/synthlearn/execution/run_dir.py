@@ -153,3 +153,30 @@ def new_run_dir(recipe: Recipe, out: str | None) -> RunDir:
     Raises ``SynthlearnError`` (one line, before any work) when the place is taken or
     cannot be written."""
     return _reserve_out(out) if out is not None else _reserve_default(recipe)
+
+
+def unwritable_reason(path: str | Path) -> str | None:
+    """Why a directory could not be created or written at ``path``, or None when it
+    can: the first part of the path that exists must be a directory this process may
+    write into. Nothing is created (``synthlearn validate`` asks before any work)."""
+    here = Path(path).absolute()
+    while not here.exists():
+        if here.is_symlink():  # a dangling link in the way
+            return f"{here} is a link to nothing"
+        here = here.parent
+    if not here.is_dir():
+        return f"{here} is a file, not a directory"
+    if not os.access(here, os.W_OK | os.X_OK):
+        return f"{here} is not writable"
+    return None
+
+
+def output_problems(recipe: Recipe) -> list[str]:
+    """One line per output location of ``recipe`` (``output.dir``, ``output.cache``)
+    that a run could not write."""
+    problems = []
+    for key, path in (("dir", recipe.output_dir), ("cache", recipe.cache_dir)):
+        reason = None if path is None else unwritable_reason(path)
+        if reason is not None:
+            problems.append(f"$.output.{key}: cannot write {path}: {reason}")
+    return problems
