@@ -22,7 +22,7 @@ from synthlearn.execution.run import Run
 from synthlearn.execution.run_dir import INCOMPLETE
 from synthlearn.loading.manager import load_plugins
 from synthlearn.recipe import check_recipe
-from synthlearn.report.markdown import slug
+from synthlearn.text import slug
 
 
 def tiny(**changes: object) -> dict:

@@ -53,10 +53,11 @@ from synthlearn.loading.code_identity import code_versions
 from synthlearn.loading.manager import PluginSet
 from synthlearn.models.training import TrainSettings, predict_proba
 from synthlearn.recipe import Arm, Component, Recipe
-from synthlearn.report.markdown import slug, write_report
+from synthlearn.report.markdown import write_report
 from synthlearn.schema.from_attrs import ABSENT, from_json, to_json
 from synthlearn.sitework.cache import SiteCache
 from synthlearn.sitework.sites import Site, derive_seed
+from synthlearn.text import slug
 
 METRIC_KEYS = ("accuracy", "balanced_accuracy", "auc")
 
