@@ -343,7 +343,8 @@ def test_hookimpl_with_a_wrong_argument_keeps_pluggys_reason(tmp_path: Path, wri
         "error: plugin 'typo' from distribution synthlearn-typo is broken: "
         "PluginValidationError: Plugin 'typo' for hook 'synthlearn_on_arm_end'; hookimpl "
         "definition: synthlearn_on_arm_end(arm, metricz); Argument(s) {'metricz'} are "
-        "declared in the hookimpl but can not be found in the hookspec")
+        "declared in the hookimpl but can not be found in the hookspec (fix or uninstall it, "
+        "or skip it with SYNTHLEARN_BLOCK_PLUGINS=typo)")
 
 
 LEGACY = """

@@ -76,9 +76,14 @@ class PluginSet:
     deprecations: list[str] = attrs.field(factory=list)
 
     def raise_problems(self) -> None:
-        """Stop with the first problem (broken plugin or name clash), as one line."""
-        if self.problems:
-            raise PluginError(self.problems[0])
+        """Stop with the first problem (broken plugin or name clash), as one line; a
+        broken plugin's line says how to run without it."""
+        if not self.problems:
+            return
+        broken = next((p for p in self.plugins if not p.ok), None)
+        hint = "" if broken is None else (
+            f" (fix or uninstall it, or skip it with {ENV_BLOCK}={broken.name})")
+        raise PluginError(self.problems[0] + hint)
 
     def get(self, kind: str, name: str) -> RegisteredComponent | None:
         return self.components[kind].get(name)
