@@ -15,7 +15,7 @@ from synthlearn.loading import builtin
 from synthlearn.loading.manager import IN_PROCESS, load_plugins
 from synthlearn.models.training import TrainSettings
 from synthlearn.sitework.sites import Site
-from synthlearn.testing import make_arm_context, offer, run_recipe, small_recipe
+from synthlearn.testing import learning_recipe, make_arm_context, offer, run_recipe, small_recipe
 
 
 @attrs.define(frozen=True)
@@ -123,3 +123,12 @@ def test_make_arm_context_is_a_real_context(tmp_path: Path) -> None:
 def test_make_arm_context_refuses_a_bad_arm_like_validate() -> None:
     with pytest.raises(RecipeError, match=r"\$\.arms\[0\]\.use: unknown arm 'nope'"):
         make_arm_context("nope")
+
+
+def test_learning_recipe_learns_where_small_recipe_only_runs(tmp_path: Path) -> None:
+    """The recipe for asserting that a component helps: its centralized model is well
+    above chance on accuracy and AUC, and every site's own model above chance too."""
+    metrics = run_recipe(learning_recipe(), tmp_path=tmp_path)
+    arms = {a["name"]: a["metrics"] for a in metrics["arms"]}
+    assert arms["centralized"]["accuracy"] > 0.75 and arms["centralized"]["auc"] > 0.8
+    assert arms["local"]["accuracy"] > 0.6 and arms["local"]["auc"] > 0.65

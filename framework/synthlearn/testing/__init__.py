@@ -23,6 +23,9 @@ And these functions (``from synthlearn.testing import ...``):
 * :func:`installed` finds an installed component (is my entry point registering it?);
 * :func:`offer` registers a component object under a name, in process (for
   ``run_recipe(plugins=[offer("generator", "mine", MyGenerator(...))])``);
+* :func:`learning_recipe`: a recipe where a classifier clearly learns (centralized about
+  0.83 accuracy), for asserting that a component helps; ``small_recipe``'s models stay
+  near chance accuracy (it is sized for plumbing);
 * :func:`small_recipe`, :func:`tiny_dataset`, :func:`tiny_sites`,
   :func:`write_distribution` (a throwaway installed-looking distribution),
   :func:`run_cli` (the command in a fresh process).
@@ -51,6 +54,7 @@ if TYPE_CHECKING:
     from synthlearn.testing.context import make_arm_context
     from synthlearn.testing.offering import offer
     from synthlearn.testing.recipes import (
+        learning_recipe,
         small_recipe,
         tiny_dataset,
         tiny_sites,
@@ -67,8 +71,8 @@ _WHERE = {
     "run_cli": "synthlearn.testing.cli",
     "make_arm_context": "synthlearn.testing.context",
     "offer": "synthlearn.testing.offering",
-    **dict.fromkeys(["small_recipe", "tiny_dataset", "tiny_sites", "write_distribution",
-                     "write_recipe_file"], "synthlearn.testing.recipes"),
+    **dict.fromkeys(["learning_recipe", "small_recipe", "tiny_dataset", "tiny_sites",
+                     "write_distribution", "write_recipe_file"], "synthlearn.testing.recipes"),
     "RunResult": "synthlearn.testing.run",
     "run_recipe": "synthlearn.testing.run",
     "installed": "synthlearn.testing.run",
@@ -87,6 +91,7 @@ __all__ = [
     "check_partition",
     "check_runner",
     "installed",
+    "learning_recipe",
     "make_arm_context",
     "offer",
     "run_cli",

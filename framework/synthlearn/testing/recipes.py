@@ -38,6 +38,22 @@ def small_recipe(**changes: Any) -> dict[str, Any]:
     return recipe
 
 
+
+def learning_recipe(**changes: Any) -> dict[str, Any]:
+    """A recipe in which a classifier clearly learns, for tests that assert a component
+    helps (``small_recipe`` is sized for plumbing: its models stay near chance accuracy,
+    with AUC about 0.6 to 0.7). 240 + 120 phantom images of 16x16 with low noise over 3
+    sites, ``test_resnet`` for 6 epochs with ``adapt_bn`` (batch-norm statistics refreshed
+    at the sites after training: without it the tiny per-site runs keep running
+    statistics that put accuracy at 0.5); about 10 s on one thread. Measured on
+    2026-11-29: centralized 0.825 accuracy / 0.843 AUC, local 0.697 / 0.757. ``adapt_bn``
+    sends batch-norm statistics both ways, so the bytes differ from ``small_recipe``'s."""
+    recipe = small_recipe()
+    recipe["data"]["params"].update({"n_train": 240, "n_test": 120, "noise": 0.04})
+    recipe["model"]["params"].update({"epochs": 6, "adapt_bn": True})
+    recipe.update(copy.deepcopy(changes))
+    return recipe
+
 def tiny_dataset(n_train: int = 120, n_test: int = 60, size: int = 16, classes: int = 2,
                  seed: int = 0) -> Dataset:
     """Procedural phantom images (uint8, one channel, ``size`` x ``size``) with labels
