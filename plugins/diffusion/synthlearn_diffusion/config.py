@@ -128,6 +128,31 @@ class DiffusionConfig:
         default="dpmsolver++", validator=_sampler,
         metadata={"doc": "`dpmsolver++` (second-order multistep DPM-Solver++) or `ddim`; "
                          "both deterministic for a seed"})
+    latent: bool = attrs.field(
+        default=False, validator=_bool,
+        metadata={"doc": "latent diffusion (CATphishing): each site first fits a small "
+                         "`AutoencoderKL` (no pretrained weights) on its own images and the "
+                         "UNet runs in its latent space; the decoder travels with the "
+                         "generator"})
+    latent_channels: int = attrs.field(
+        default=4, validator=_int_in(1, 8),
+        metadata={"doc": "channels of the latent space, 1 to 8 (with `latent`)"})
+    ae_width: int = attrs.field(
+        default=32, validator=_int_in(8, 512),
+        metadata={"doc": "autoencoder channels at full resolution, a multiple of 8 (8 to "
+                         "512), doubled below (with `latent`)"})
+    ae_levels: int = attrs.field(
+        default=2, validator=_int_in(2, 4),
+        metadata={"doc": "autoencoder levels, 2 to 4: the latent side is the image side "
+                         "over 2^(ae_levels-1), e.g. 28 -> 14 (with `latent`)"})
+    ae_steps: int = attrs.field(
+        default=1000, validator=_int_in(1),
+        metadata={"doc": "autoencoder training updates before the UNet's, on batches of "
+                         "`batch_size` (>= 1; with `latent`)"})
+    ae_kl: float = attrs.field(
+        default=1e-5, validator=_unit_interval,
+        metadata={"doc": "weight of the KL term that keeps the latents near a standard "
+                         "Gaussian, in [0, 1) (with `latent`)"})
     min_images: int = attrs.field(
         default=32, validator=_int_in(1),
         metadata={"doc": "the smallest site it fits on (>= 1)"})
@@ -136,9 +161,10 @@ class DiffusionConfig:
         metadata={"doc": "`auto` (CUDA when available), `cpu`, `cuda` or `cuda:N`"})
 
     def __attrs_post_init__(self) -> None:
-        if self.width % 8:
-            raise ValueError(f"'width' must be a multiple of 8 (group normalisation in groups "
-                             f"of 8), got {self.width}")
+        for name in ("width", "ae_width"):
+            if getattr(self, name) % 8:
+                raise ValueError(f"'{name}' must be a multiple of 8 (group normalisation in "
+                                 f"groups of 8), got {getattr(self, name)}")
 
     def to_dict(self) -> dict[str, Any]:
         """The params as a JSON-able dict (what ``state()`` writes into its meta)."""

@@ -41,8 +41,12 @@ from synthlearn_diffusion.networks import (
     MAX_VECTOR,
     SCHEDULE,
     DiffusionNet,
+    ae_config,
+    ae_config_problem,
     alphas_cumprod,
+    build_autoencoder,
     build_net,
+    latent_side,
     make_sampler,
     pad_side,
     unet_config,
@@ -191,21 +195,77 @@ class DiffusionGenerator:
             raise SynthlearnError(f"condition vectors of size {conditions.vector_size} are "
                                   f"longer than the diffusion generator takes ({MAX_VECTOR})")
 
-        arch = {"unet": unet_config(shape[0], shape[1], cfg.width, cfg.levels,
-                                    cfg.layers_per_block, cfg.attention),
-                "image_shape": list(shape), "num_classes": int(num_classes),
-                "vector_size": int(conditions.vector_size), "schedule": dict(SCHEDULE),
-                "config": cfg.to_dict()}
         device = resolve_device(cfg.device)
+        pixels = to_float(torch.from_numpy(np.ascontiguousarray(images)))
         with torch.random.fork_rng(devices=[]), deterministic_cudnn(device.type == "cuda"):
             torch.manual_seed(seed)
-            ema = self._train(arch, data, conditions, seed, device, progress, desc)
+            rng = torch.Generator().manual_seed(seed)
+            autoencoder, ae = None, None
+            x = pixels
+            if cfg.latent:
+                ae = ae_config(shape[0], shape[1], cfg.ae_width, cfg.ae_levels,
+                               cfg.latent_channels)
+                autoencoder, x = self._train_autoencoder(ae, pixels, rng, device, progress,
+                                                         desc)
+                ae["scaling_factor"] = float(1.0 / x.std().clamp_min(1e-3))
+                x = x * ae["scaling_factor"]
+            arch = {"unet": unet_config(x.shape[1], x.shape[-1], cfg.width, cfg.levels,
+                                        cfg.layers_per_block, cfg.attention),
+                    "autoencoder": ae,
+                    "image_shape": list(shape), "num_classes": int(num_classes),
+                    "vector_size": int(conditions.vector_size), "schedule": dict(SCHEDULE),
+                    "config": cfg.to_dict()}
+            ema = self._train(arch, x, conditions, rng, device, progress, desc)
+            if autoencoder is not None:
+                ema.attach_decoder(autoencoder.to("cpu").eval().requires_grad_(False))
         self._net, self._arch, self._progress = ema, arch, progress
 
-    def _train(self, arch: dict[str, Any], data: ImageData, conditions: Conditions, seed: int,
-               device: torch.device, progress: bool, desc: str) -> DiffusionNet:
+    def _train_autoencoder(self, ae: dict[str, Any], pixels: torch.Tensor,
+                           rng: torch.Generator, device: torch.device, progress: bool,
+                           desc: str) -> tuple[nn.Module, torch.Tensor]:
+        """Fit the site's ``AutoencoderKL`` (reconstruction MSE plus ``ae_kl`` times the
+        KL term) and return it with the site's latents (posterior means, unscaled)."""
         cfg = self.config
-        rng = torch.Generator().manual_seed(seed)
+        model = build_autoencoder(ae).to(device).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+        images = _pad(pixels, ae["sample_size"]).to(device)
+        n, b = len(images), cfg.batch_size
+        warmup = max(1, cfg.ae_steps // 20)
+        bar = tqdm(range(cfg.ae_steps), desc=f"{desc} (autoencoder)", disable=not progress,
+                   leave=False, file=sys.stderr)
+        for step in bar:
+            index = torch.randint(n, (b,), generator=rng).to(device)
+            x = images[index]
+            posterior = model.encode(x).latent_dist
+            eps = torch.randn(posterior.mean.shape, generator=rng).to(device)
+            recon = model.decode(posterior.mean + posterior.std * eps).sample
+            kl = posterior.kl().mean() / posterior.mean[0].numel()
+            loss = F.mse_loss(recon, x) + cfg.ae_kl * kl
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * min(1.0, (step + 1) / warmup)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
+            opt.step()
+            if step % REPORT_EVERY == 0 or step == cfg.ae_steps - 1:
+                if not torch.isfinite(loss):
+                    bar.close()
+                    raise SynthlearnError(f"autoencoder training diverged by step {step + 1} "
+                                          f"of {cfg.ae_steps}: try a lower lr")
+                if progress:
+                    bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        bar.close()
+        model.eval()
+        with torch.no_grad():
+            latents = torch.cat([model.encode(images[i:i + SAMPLE_BATCH]).latent_dist.mean
+                                 for i in range(0, n, SAMPLE_BATCH)])
+        return model, latents.cpu()
+
+    def _train(self, arch: dict[str, Any], x: torch.Tensor, conditions: Conditions,
+               rng: torch.Generator, device: torch.device, progress: bool, desc: str
+               ) -> DiffusionNet:
+        """Train the denoiser on ``x`` (images in [-1, 1], or scaled latents)."""
+        cfg = self.config
         net = build_net(arch["unet"], arch["num_classes"], arch["vector_size"])
         ema = copy.deepcopy(net).eval().requires_grad_(False)
         net.to(device).train()
@@ -213,9 +273,7 @@ class DiffusionGenerator:
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=0.0)
         warmup = max(1, cfg.steps // 20)
 
-        side = arch["unet"]["sample_size"]
-        images = _pad(to_float(torch.from_numpy(np.ascontiguousarray(data.images))), side)
-        images = images.to(device)
+        images = _pad(x, arch["unet"]["sample_size"]).to(device)
         labels = torch.from_numpy(conditions.labels.astype(np.int64)).to(device)
         vectors = torch.from_numpy(conditions.vectors.astype(np.float32)).to(device)
         rates = alphas_cumprod().float().to(device)
@@ -273,6 +331,9 @@ class DiffusionGenerator:
                                arch["vector_size"])
         n = len(conditions)
         side = arch["unet"]["sample_size"]
+        ae = arch["autoencoder"]
+        inner = latent_side(ae) if ae else h  # the side the sampler's output is cropped to
+        channels = arch["unet"]["in_channels"]
         # guidance needs the null class, trained only when cond_drop > 0
         scale = float(cfg.guidance) if arch["config"]["cond_drop"] > 0 else 1.0
         rng = torch.Generator().manual_seed(seed)
@@ -289,9 +350,13 @@ class DiffusionGenerator:
             with torch.inference_mode():
                 for start in batches:
                     part = slice(start, start + SAMPLE_BATCH)
-                    noise = torch.randn((len(labels[part]), c, side, side), generator=rng)
+                    noise = torch.randn((len(labels[part]), channels, side, side),
+                                        generator=rng)
                     x = self._denoise(net, noise.to(device), labels[part].to(device),
-                                      vectors[part].to(device), scale, bar)
+                                      vectors[part].to(device), scale, ae is None, bar)
+                    x = _crop(x, inner)
+                    if ae is not None:
+                        x = net.autoencoder.decode(x / ae["scaling_factor"]).sample
                     x = ((_crop(x, h).float() + 1.0) * 127.5).round_().clamp_(0, 255)
                     out[part] = x.to(torch.uint8).cpu().numpy()
         finally:
@@ -300,10 +365,11 @@ class DiffusionGenerator:
         return out
 
     def _denoise(self, net: DiffusionNet, x: torch.Tensor, labels: torch.Tensor,
-                 vectors: torch.Tensor, scale: float, bar: tqdm) -> torch.Tensor:
-        """Run the sampler from noise ``x`` to images in [-1, 1] (padded side)."""
+                 vectors: torch.Tensor, scale: float, clip: bool, bar: tqdm) -> torch.Tensor:
+        """Run the sampler from noise ``x`` to images in [-1, 1] (``clip``: pixel space)
+        or latents, at the UNet's (padded) side."""
         cfg = self.config
-        scheduler = make_sampler(cfg.sampler, cfg.sample_steps, clip=True)
+        scheduler = make_sampler(cfg.sampler, cfg.sample_steps, clip=clip)
         x = x * scheduler.init_noise_sigma
         null = torch.full_like(labels, net.num_classes)
         zero = torch.zeros_like(vectors)
@@ -343,7 +409,8 @@ class DiffusionGenerator:
         _check_against_layout(arch, payload.tensors, source)
         try:
             with torch.random.fork_rng(devices=[]):
-                net = build_net(arch["unet"], arch["num_classes"], arch["vector_size"])
+                net = build_net(arch["unet"], arch["num_classes"], arch["vector_size"],
+                                arch["autoencoder"])
         except (ValueError, RuntimeError, TypeError, KeyError) as exc:
             raise SynthlearnError(f"cannot build the diffusion network from its metadata: "
                                   f"{_one_line(exc)}", where=source) from None
@@ -357,7 +424,7 @@ def _check_against_layout(arch: dict[str, Any], tensors: dict[str, torch.Tensor]
     allocates nothing) present with its shape and dtype, and nothing else."""
     try:
         layout = build_net(arch["unet"], arch["num_classes"], arch["vector_size"],
-                           device="meta").state_dict()
+                           arch["autoencoder"], device="meta").state_dict()
     except (ValueError, RuntimeError, TypeError, KeyError, ZeroDivisionError) as exc:
         raise SynthlearnError(f"cannot build the diffusion network from its metadata: "
                               f"{_one_line(exc)}", where=source) from None
@@ -396,7 +463,8 @@ def _parse_meta(meta: Any, source: str) -> dict[str, Any]:
     if meta.get("format") != FORMAT or isinstance(meta.get("format"), bool):
         raise fail(f"unsupported diffusion payload format {short(meta.get('format'))} "
                    f"(this version reads {FORMAT})")
-    for key in ("unet", "image_shape", "num_classes", "vector_size", "schedule", "config"):
+    for key in ("unet", "autoencoder", "image_shape", "num_classes", "vector_size", "schedule",
+                "config"):
         if key not in meta:
             raise fail(f"diffusion payload metadata has no {key!r}")
     shape = meta["image_shape"]
@@ -429,8 +497,22 @@ def _parse_meta(meta: Any, source: str) -> dict[str, Any]:
     problem = size_problem(tuple(shape), levels)
     if problem:
         raise fail(f"diffusion payload 'image_shape' {shape}: {problem}")
-    if unet["in_channels"] != shape[0] or unet["sample_size"] != pad_side(shape[1], levels):
+    ae = meta["autoencoder"]
+    if ae is None:
+        want_channels, want_side = shape[0], pad_side(shape[1], levels)
+    else:
+        problem = ae_config_problem(ae)
+        if problem:
+            raise fail(f"diffusion payload {problem}")
+        ae_levels = len(ae["block_out_channels"])
+        if ae["in_channels"] != shape[0] or ae["sample_size"] != pad_side(shape[1], ae_levels):
+            raise fail(f"diffusion payload 'autoencoder' (in_channels {ae['in_channels']}, "
+                       f"sample_size {ae['sample_size']}) does not fit 'image_shape' {shape}")
+        want_channels, want_side = ae["latent_channels"], pad_side(latent_side(ae), levels)
+    if unet["in_channels"] != want_channels or unet["sample_size"] != want_side:
         raise fail(f"diffusion payload 'unet' (in_channels {unet['in_channels']}, sample_size "
-                   f"{unet['sample_size']}) does not fit 'image_shape' {shape}")
-    return {"unet": dict(unet), "image_shape": list(shape), "num_classes": k,
-            "vector_size": d, "schedule": dict(SCHEDULE), "config": dict(config)}
+                   f"{unet['sample_size']}) does not fit 'image_shape' {shape}"
+                   + ("" if ae is None else " and 'autoencoder'"))
+    return {"unet": dict(unet), "autoencoder": None if ae is None else dict(ae),
+            "image_shape": list(shape), "num_classes": k, "vector_size": d,
+            "schedule": dict(SCHEDULE), "config": dict(config)}

@@ -48,6 +48,17 @@ UNET_KEYS = frozenset({
 })
 
 
+#: The autoencoder config keys this plugin writes and reads (``latent: true``).
+AE_KEYS = frozenset({
+    "in_channels", "out_channels", "down_block_types", "up_block_types", "block_out_channels",
+    "layers_per_block", "latent_channels", "norm_num_groups", "sample_size", "scaling_factor",
+    "use_quant_conv", "use_post_quant_conv", "mid_block_add_attention",
+})
+
+#: Largest latent scaling factor a loaded autoencoder config may claim.
+MAX_SCALING = 1e4
+
+
 def pad_side(side: int, levels: int) -> int:
     """The UNet's side for images of ``side``: the next multiple of 2^(levels-1)."""
     factor = 2 ** (levels - 1)
@@ -135,13 +146,96 @@ def unet_config_problem(config: Any) -> str | None:
     return None
 
 
+def ae_config(channels: int, side: int, width: int, levels: int, latent_channels: int
+              ) -> dict[str, Any]:
+    """The ``AutoencoderKL`` config (JSON-able) of the site's autoencoder: ``levels``
+    levels of ``width``, ``2*width``, ... channels (the latent side is the padded image
+    side over 2^(levels-1)), no attention, no quant convs; ``scaling_factor`` is set
+    after fitting (1 / the standard deviation of the site's latents)."""
+    return {
+        "in_channels": channels,
+        "out_channels": channels,
+        "down_block_types": ["DownEncoderBlock2D"] * levels,
+        "up_block_types": ["UpDecoderBlock2D"] * levels,
+        "block_out_channels": [width * min(2 ** i, 2) for i in range(levels)],
+        "layers_per_block": 1,
+        "latent_channels": latent_channels,
+        "norm_num_groups": NORM_GROUPS,
+        "sample_size": pad_side(side, levels),
+        "scaling_factor": 1.0,
+        "use_quant_conv": False,
+        "use_post_quant_conv": False,
+        "mid_block_add_attention": False,
+    }
+
+
+def latent_side(ae: dict[str, Any]) -> int:
+    """The latent side of the autoencoder ``ae``."""
+    return ae["sample_size"] // 2 ** (len(ae["block_out_channels"]) - 1)
+
+
+def ae_config_problem(config: Any) -> str | None:
+    """Why ``config`` (from a received payload) is not an autoencoder config this plugin
+    builds, or None: exactly the keys ``AE_KEYS``, each value of its type and within
+    bounds."""
+    if not isinstance(config, dict):
+        return "'autoencoder' is not a JSON object"
+    keys = set(config)
+    if keys != AE_KEYS:
+        odd = sorted(keys - AE_KEYS) or sorted(AE_KEYS - keys)
+        what = "unexpected" if keys - AE_KEYS else "missing"
+        return f"'autoencoder' has {what} key {str(odd[0])[:40]!r}"
+    blocks = config["block_out_channels"]
+    if not (isinstance(blocks, list) and 2 <= len(blocks) <= 4
+            and all(_count(b, NORM_GROUPS, MAX_WIDTH) and b % NORM_GROUPS == 0
+                    for b in blocks)):
+        return (f"'autoencoder' block_out_channels must be 2 to 4 multiples of {NORM_GROUPS} "
+                f"up to {MAX_WIDTH}, got {str(blocks)[:60]!r}")
+    levels = len(blocks)
+    scaling = config["scaling_factor"]
+    checks = [
+        ("in_channels", _count(config["in_channels"], 1, 4), "in 1..4"),
+        ("out_channels", config["out_channels"] == config["in_channels"],
+         "equal to in_channels"),
+        ("down_block_types", config["down_block_types"] == ["DownEncoderBlock2D"] * levels,
+         f"{levels} x DownEncoderBlock2D"),
+        ("up_block_types", config["up_block_types"] == ["UpDecoderBlock2D"] * levels,
+         f"{levels} x UpDecoderBlock2D"),
+        ("layers_per_block", _count(config["layers_per_block"], 1, 4), "in 1..4"),
+        ("latent_channels", _count(config["latent_channels"], 1, MAX_CHANNELS),
+         f"in 1..{MAX_CHANNELS}"),
+        ("norm_num_groups", config["norm_num_groups"] == NORM_GROUPS, f"{NORM_GROUPS}"),
+        ("sample_size", _count(config["sample_size"], 2 ** (levels - 1), MAX_SIDE)
+         and config["sample_size"] % 2 ** (levels - 1) == 0,
+         f"an integer multiple of {2 ** (levels - 1)} up to {MAX_SIDE}"),
+        ("scaling_factor", isinstance(scaling, (int, float)) and not isinstance(scaling, bool)
+         and math.isfinite(scaling) and 0 < scaling <= MAX_SCALING,
+         f"a number in (0, {MAX_SCALING:g}]"),
+        ("use_quant_conv", config["use_quant_conv"] is False, "false"),
+        ("use_post_quant_conv", config["use_post_quant_conv"] is False, "false"),
+        ("mid_block_add_attention", config["mid_block_add_attention"] is False, "false"),
+    ]
+    for key, ok, rule in checks:
+        if not ok:
+            return f"'autoencoder' {key} must be {rule}, got {str(config[key])[:40]!r}"
+    return None
+
+
+def build_autoencoder(config: dict[str, Any]) -> nn.Module:
+    """A diffusers ``AutoencoderKL`` for ``config`` (random initialisation)."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL.from_config(config)
+
+
 class DiffusionNet(nn.Module):
     """``UNet2DModel`` plus the conditioning it is given as its class embedding: a learned
     embedding of the class (row ``num_classes`` is the null class of classifier-free
     guidance) plus, when conditions carry a float vector, a linear projection of it
     (no bias, so the zero vector given with the null class adds nothing)."""
 
-    def __init__(self, unet: dict[str, Any], num_classes: int, vector_size: int) -> None:
+    def __init__(self, unet: dict[str, Any], num_classes: int, vector_size: int,
+                 autoencoder: dict[str, Any] | None = None) -> None:
         super().__init__()
         from diffusers import UNet2DModel
 
@@ -150,6 +244,15 @@ class DiffusionNet(nn.Module):
         self.num_classes = num_classes
         self.class_embed = nn.Embedding(num_classes + 1, embed)
         self.vector_proj = nn.Linear(vector_size, embed, bias=False) if vector_size else None
+        # latent mode: the autoencoder's decoder travels with the network (no encoder)
+        self.autoencoder = None
+        if autoencoder is not None:
+            self.attach_decoder(build_autoencoder(autoencoder))
+
+    def attach_decoder(self, autoencoder: nn.Module) -> None:
+        """Keep ``autoencoder`` without its encoder (only the decoder leaves a site)."""
+        autoencoder.encoder = None
+        self.autoencoder = autoencoder
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
                 vectors: torch.Tensor) -> torch.Tensor:
@@ -162,12 +265,14 @@ class DiffusionNet(nn.Module):
 
 
 def build_net(unet: dict[str, Any], num_classes: int, vector_size: int,
+              autoencoder: dict[str, Any] | None = None,
               device: str | torch.device | None = None) -> DiffusionNet:
-    """A ``DiffusionNet``; ``device='meta'`` gives the layout without allocating."""
+    """A ``DiffusionNet`` (with the decoder of ``autoencoder`` when given);
+    ``device='meta'`` gives the layout without allocating."""
     if device is None:
-        return DiffusionNet(unet, num_classes, vector_size)
+        return DiffusionNet(unet, num_classes, vector_size, autoencoder)
     with torch.device(device):
-        return DiffusionNet(unet, num_classes, vector_size)
+        return DiffusionNet(unet, num_classes, vector_size, autoencoder)
 
 
 def alphas_cumprod(steps: int = SCHEDULE["num_train_timesteps"]) -> torch.Tensor:

@@ -142,6 +142,7 @@ def test_state_round_trip_gives_identical_samples(tiny: DiffusionGenerator) -> N
     meta = payload.meta
     assert meta["generator"] == "diffusion" and meta["format"] == 1
     assert meta["unet"] == unet_config(1, 16, 8, 2, 1, False)
+    assert meta["autoencoder"] is None and not any("autoencoder" in k for k in payload.tensors)
     assert meta["schedule"] == SCHEDULE and meta["config"] == TINY.to_dict()
     received = Payload.from_bytes(payload.to_bytes(), "site 1")
     server = DiffusionGenerator(attrs.evolve(TINY, width=64, levels=4))  # arch from meta
