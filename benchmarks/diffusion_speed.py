@@ -4,11 +4,12 @@ Fits the generator (default ``DiffusionConfig`` unless told otherwise) on random
 28x28 grey images for ``--fit-steps`` updates and prints updates/s and training
 images/s, with the updates a 30-minute budget buys; then samples ``--images`` images at
 each of ``--sample-steps`` sampler step counts and prints images/s and the images 5
-minutes buy. Runs on ``--threads`` torch threads (1 by default).
+minutes buy. Runs on ``--threads`` torch threads (1 by default). ``--latent`` times
+latent diffusion: the site's autoencoder and the latent UNet separately.
 
     .venv/bin/python benchmarks/diffusion_speed.py [--side 28] [--channels 1]
         [--fit-steps 30] [--images 64] [--sample-steps 10,20,40] [--width 32]
-        [--threads 1]
+        [--threads 1] [--latent]
 """
 
 from __future__ import annotations
@@ -49,22 +50,30 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=None)
     parser.add_argument("--levels", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--latent", action="store_true", help="latent diffusion")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     changes = {k: v for k, v in (("width", args.width), ("levels", args.levels),
                                  ("batch_size", args.batch_size)) if v is not None}
-    config = attrs.evolve(DiffusionConfig(device="cpu"), **changes)
+    config = attrs.evolve(DiffusionConfig(device="cpu", latent=args.latent), **changes)
     data = smooth_images(512, args.channels, args.side)
     conditions = categorical(data.labels)
     print(f"diffusion generator, {args.channels}x{args.side}x{args.side}, width "
           f"{config.width}, levels {config.levels}, layers_per_block "
           f"{config.layers_per_block}, attention {config.attention}, batch "
-          f"{config.batch_size}, {args.threads} thread(s)")
+          f"{config.batch_size}, latent {config.latent}, {args.threads} thread(s)")
 
-    warm = DiffusionGenerator(attrs.evolve(config, steps=2))
+    warm = DiffusionGenerator(attrs.evolve(config, steps=2, ae_steps=2))
     warm.fit(data, conditions, 2, seed=0, progress=False)  # imports, first-call costs
-    generator = DiffusionGenerator(attrs.evolve(config, steps=args.fit_steps))
+    if config.latent:
+        generator = DiffusionGenerator(attrs.evolve(config, steps=1, ae_steps=args.fit_steps))
+        start = time.perf_counter()
+        generator.fit(data, conditions, 2, seed=0, progress=False)
+        rate = args.fit_steps / (time.perf_counter() - start)
+        print(f"autoencoder: {rate:.2f} updates/s, {rate * config.batch_size:.1f} images/s; "
+              f"default ae_steps {config.ae_steps}: {config.ae_steps / rate / 60:.1f} min")
+    generator = DiffusionGenerator(attrs.evolve(config, steps=args.fit_steps, ae_steps=1))
     start = time.perf_counter()
     generator.fit(data, conditions, 2, seed=0, progress=False)
     seconds = time.perf_counter() - start
