@@ -9,6 +9,7 @@ building a generator object (what ``synthlearn validate`` does) stay quick.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -294,14 +295,16 @@ def make_sampler(kind: str, sample_steps: int, clip: bool) -> Any:
     for DDIM."""
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
-    if kind == "ddim":
-        scheduler = DDIMScheduler(**SCHEDULE, timestep_spacing="trailing",
-                                  clip_sample=clip, clip_sample_range=1.0,
-                                  set_alpha_to_one=True)
-    else:
-        scheduler = DPMSolverMultistepScheduler(
-            **SCHEDULE, algorithm_type="dpmsolver++", solver_order=2,
-            timestep_spacing="trailing", lower_order_final=True,
-            thresholding=clip, sample_max_value=1.0)
-    scheduler.set_timesteps(sample_steps)
+    with warnings.catch_warnings():  # diffusers' own numpy 2 `copy=` notice, not ours
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if kind == "ddim":
+            scheduler = DDIMScheduler(**SCHEDULE, timestep_spacing="trailing",
+                                      clip_sample=clip, clip_sample_range=1.0,
+                                      set_alpha_to_one=True)
+        else:
+            scheduler = DPMSolverMultistepScheduler(
+                **SCHEDULE, algorithm_type="dpmsolver++", solver_order=2,
+                timestep_spacing="trailing", lower_order_final=True,
+                thresholding=clip, sample_max_value=1.0)
+        scheduler.set_timesteps(sample_steps)
     return scheduler
