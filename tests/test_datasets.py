@@ -249,6 +249,51 @@ def test_medmnist_scored_on_the_val_split(tmp_path):
         MedMNISTConfig(test_split="train")
 
 
+def test_medmnist_train_per_class_keeps_a_seeded_imbalanced_subset(tmp_path):
+    arrays = write_npz(tmp_path / "pneumoniamnist.npz", n=(40, 6, 8))
+    config = MedMNISTConfig(root=str(tmp_path), train_per_class=[3, 9])
+    ds = MedMNISTDataset(config).load(0)
+    assert ds.train.class_counts(2) == [3, 9] and len(ds.test) == 8
+    # every kept image is one of the file's, with its own label
+    rows = {arrays["train_images"][i].tobytes(): i for i in range(40)}
+    kept = [rows[image[0].tobytes()] for image in ds.train.images]
+    assert kept == sorted(kept)
+    assert np.array_equal(arrays["train_labels"][kept, 0], ds.train.labels)
+    # deterministic for the seed, another seed keeps other images
+    again = MedMNISTDataset(config).load(0)
+    assert np.array_equal(again.train.images, ds.train.images)
+    other = MedMNISTDataset(config).load(1)
+    assert not np.array_equal(other.train.images, ds.train.images)
+    # the default keeps the whole split
+    assert len(MedMNISTDataset(MedMNISTConfig(root=str(tmp_path))).load(0).train) == 40
+
+
+@pytest.mark.parametrize(("counts", "message"), [
+    ([3, 21], "asks for more images than the training split of pneumoniamnist.npz holds "
+              r"\(class 1: 21 of 20\)"),
+    ([3, 3, 3], "gives 3 counts, pneumoniamnist.npz has 2 classes"),
+])
+def test_medmnist_train_per_class_the_file_cannot_meet(tmp_path, counts, message):
+    write_npz(tmp_path / "pneumoniamnist.npz", n=(40, 6, 8))
+    source = MedMNISTDataset(MedMNISTConfig(root=str(tmp_path), train_per_class=counts))
+    with pytest.raises(DataError, match=message) as info:
+        source.load(0)
+    assert "$.data.params.train_per_class" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("counts", [[-1, 3], [0, 0], [1.5, 2], "150"])
+def test_medmnist_train_per_class_bad_values_are_one_line_at_their_path(
+        counts, write_recipe, cli):
+    recipe = {"name": "m", "data": {"use": "medmnist", "params": {
+        "root": "/nowhere", "train_per_class": counts}}, "arms": [{"use": "centralized"}]}
+    result = cli("validate", str(write_recipe(recipe)))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: $.data.params"), lines
+    assert "train_per_class" in lines[0]
+
+
 def test_medmnist_rgb_other_size_and_unknown_subset(tmp_path):
     arrays = write_npz(tmp_path / "mysubsetmnist_64.npz", shape=(64, 64), rgb=True, classes=3)
     ds = MedMNISTDataset(MedMNISTConfig(subset="mysubsetmnist", root=str(tmp_path),

@@ -47,6 +47,11 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
          "model": own_model(adapt_bn=True, calibrate=True)},
         {**synthetic_arm("smoothed", "samples", multiple=2.0),
          "model": own_model(label_smoothing=0.3, mixup=0.4)},
+        synthetic_arm("site-draw", "samples", multiple=2.0, class_balance="site"),
+        synthetic_arm("equal-draw", "generator", multiple=2.0, class_balance="equal"),
+        synthetic_arm("pooled-samples", "samples", multiple=2.0, regenerate_every=1, pool=3),
+        synthetic_arm("pooled-generator", "generator", multiple=2.0, regenerate_every=1,
+                      pool=3),
     ])
     recipe["output"] = {"dir": str(tmp / "runs"), "cache": str(tmp / "cache")}
     plugins = load_plugins()
@@ -278,3 +283,101 @@ def test_bad_training_params_are_one_line_at_their_path(write_recipe, cli, arm: 
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {where}") \
         and message in lines[0], lines
+
+
+class _CountingGenerator:
+    """Blank images, one per condition; counts the images asked of it."""
+
+    def __init__(self) -> None:
+        self.drawn = 0
+
+    def sample(self, conditions, seed: int) -> np.ndarray:
+        self.drawn += len(conditions)
+        return np.zeros((len(conditions), 1, 4, 4), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("scheme", ["categorical", "phenotypic"])
+def test_equal_class_balance_draws_every_class_alike_on_an_imbalanced_site(scheme: str
+                                                                            ) -> None:
+    from synthlearn.data.types import ImageData
+    from synthlearn.generation.conditioning import (
+        CategoricalConditioning,
+        CategoricalConfig,
+        PhenotypicConditioning,
+        PhenotypicConfig,
+    )
+    from synthlearn.generation.sharing import draw_pool
+    from synthlearn.testing.recipes import tiny_dataset
+
+    data = tiny_dataset(n_train=120, classes=3).train
+    # an imbalanced site: 30 of class 0, 6 of class 1, none of class 2
+    keep = np.concatenate([np.flatnonzero(data.labels == 0)[:30],
+                           np.flatnonzero(data.labels == 1)[:6]])
+    site = data.subset(keep)
+    dataset = tiny_dataset(n_train=12, classes=3)
+    conditioning = (CategoricalConditioning(CategoricalConfig()) if scheme == "categorical"
+                    else PhenotypicConditioning(PhenotypicConfig()))
+    stats = conditioning.summarize(site, 3, dataset.attributes)
+    pools = {balance: draw_pool(_CountingGenerator(), conditioning, stats, 72, 7,
+                                class_balance=balance) for balance in ("site", "equal")}
+    assert pools["site"].class_counts(3) == [60, 12, 0]  # the site's own mix
+    assert pools["equal"].class_counts(3) == [36, 36, 0]  # a class it lacks stays absent
+    assert ImageData.concat([pools["equal"]] * 3).class_counts(3) == [108, 108, 0]
+    if scheme == "phenotypic":  # attributes still follow the site given the class
+        for name, values in pools["equal"].attributes.items():
+            real = set(site.attributes[name][site.labels == 1].tolist())
+            drawn = values[pools["equal"].labels == 1]
+            if dataset.attributes[[a.name for a in dataset.attributes].index(name)].kind \
+                    != "continuous":
+                assert set(drawn.tolist()) <= real
+    # the default draw is the one made before class_balance existed
+    default = draw_pool(_CountingGenerator(), conditioning, stats, 72, 7)
+    assert np.array_equal(default.labels, pools["site"].labels)
+
+
+def test_equal_class_balance_in_a_run(run_dir: Path) -> None:
+    arms = _arms(run_dir)
+    for entry in arms["equal-draw"]["details"]["per_site"]:
+        counts = entry["class_counts_synthetic"]
+        assert max(counts) - min(counts) <= 1 and sum(counts) == entry["n_synthetic"]
+    assert arms["equal-draw"]["details"]["class_balance"] == "equal"
+    # class_balance: site is the default: the same numbers as the arm without it
+    for key in ("accuracy", "balanced_accuracy", "auc", "bytes_to_server"):
+        assert arms["site-draw"]["metrics"][key] == arms["as-samples"]["metrics"][key]
+    assert arms["site-draw"]["fidelity"] == arms["as-samples"]["fidelity"]
+    assert "class_balance" not in arms["as-samples"]["details"]
+
+
+def test_a_pool_is_drawn_once_and_every_set_is_a_fresh_subset_of_it() -> None:
+    from synthlearn.arms.synthetic import SyntheticConfig, pool_sets
+    from synthlearn.generation.conditioning import CategoricalConditioning, CategoricalConfig
+    from synthlearn.generation.sharing import draw_pool
+
+    config = SyntheticConfig(multiple=2.0, regenerate_every=1, pool=3)
+    assert (config.sets_for(4), config.draws_for(4), config.drawn_for(10)) == (4, 1, 60)
+    generator, scheme = _CountingGenerator(), CategoricalConditioning(CategoricalConfig())
+    stats = {"scheme": "categorical", "num_classes": 2, "class_counts": [5, 5]}
+    pool = draw_pool(generator, scheme, stats, config.drawn_for(10), 0)
+    pool.attributes["row"] = np.arange(60, dtype=np.float32)  # which image of the pool
+    sets = pool_sets(pool, config.images_for(10), config.sets_for(4), 11)
+    assert generator.drawn == 60  # sampled once, for all four sets
+    rows = [tuple(s.attributes["row"].tolist()) for s in sets]
+    assert all(len(set(r)) == 20 for r in rows) and len(set(rows)) == 4  # fresh subsets
+    assert rows == [tuple(s.attributes["row"].tolist())
+                    for s in pool_sets(pool, 20, 4, 11)]  # seeded
+    with pytest.raises(ValueError, match="regenerate_every"):
+        SyntheticConfig(pool=3)
+
+
+def test_pooled_sets_match_between_share_modes_and_cross_once(run_dir: Path) -> None:
+    arms = _arms(run_dir)
+    samples, generator = arms["pooled-samples"], arms["pooled-generator"]
+    assert samples["details"]["sets"] == generator["details"]["sets"] == 2
+    assert samples["details"]["pool"] == 3 and samples["details"]["n_train"] == 360
+    for key in ("accuracy", "balanced_accuracy", "auc"):
+        assert samples["metrics"][key] == generator["metrics"][key]
+    # the pool (3 sets' worth) crossed once, not a set per epoch
+    single = arms["as-samples"]["metrics"]["bytes_to_server"]
+    assert 2.8 * single < samples["metrics"]["bytes_to_server"] < 3.1 * single
+    assert generator["metrics"]["bytes_to_server"] == \
+        arms["as-generator"]["metrics"]["bytes_to_server"]

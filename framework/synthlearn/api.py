@@ -45,8 +45,8 @@ Synthetic images
     ``Conditions`` (what a generator is conditioned on), ``check_stats``,
     ``MAX_IMAGES``; shared by every arm that synthesises: ``SHARED_FIT_TASK`` (name your
     fitting site task so to share generator fits with the ``synthetic`` arm),
-    ``fit_site_generator``, ``draw_pool``, ``load_generator``, ``generator_label``,
-    ``describe_slots``, ``checked_n_real``.
+    ``fit_site_generator``, ``draw_pool`` (and its ``CLASS_BALANCES``),
+    ``load_generator``, ``generator_label``, ``describe_slots``, ``checked_n_real``.
 
 Attacks
     ``AttackContext``: what ``Attack.score`` gets (candidates, the target model, its
@@ -67,6 +67,7 @@ from synthlearn.errors import DataError, PluginError, RecipeError, SiteFailure, 
 from synthlearn.evaluation.audit import AttackContext
 from synthlearn.generation.conditioning import MAX_IMAGES, Conditions, check_stats
 from synthlearn.generation.sharing import (
+    CLASS_BALANCES,
     SHARED_FIT_TASK,
     checked_n_real,
     describe_slots,
@@ -166,6 +167,7 @@ __all__ = [
     "to_float",
     "train_classifier",
     # synthetic images
+    "CLASS_BALANCES",
     "MAX_IMAGES",
     "SHARED_FIT_TASK",
     "Conditions",

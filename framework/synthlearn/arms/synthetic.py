@@ -33,6 +33,7 @@ from synthlearn.errors import SynthlearnError
 from synthlearn.evaluation.memorisation import near_copy_mask
 from synthlearn.generation.conditioning import MAX_IMAGES, check_stats
 from synthlearn.generation.sharing import (
+    CLASS_BALANCES,
     SHARED_FIT_TASK,
     checked_n_real,
     describe_slots,
@@ -76,6 +77,14 @@ class SyntheticConfig:
     epochs (null, the default: one fixed set), so it sees ``ceil(epochs / N)`` sets of
     the same size; with ``share: samples`` each site sends that many sets (the bytes
     grow with them), with ``share: generator`` the server draws them at no extra cost.
+    ``pool: K`` (with ``regenerate_every``) draws each site's synthetic images once, as a
+    pool K times the size of one set, and every set is a fresh seeded subset of that pool
+    (taken at the server in both modes): a slow generator (diffusion) samples once
+    instead of once per set, and with ``share: samples`` the pool crosses once.
+
+    ``class_balance: equal`` draws the same number of every class a site has instead of
+    following the site's class mix (``site``, the default): a generator can make equal
+    classes where the site could not.
 
     How the server trains and finishes the model (``mixup``, ``label_smoothing``,
     ``adapt_bn``, ``calibrate``) is the model's business, set under ``model.params`` for
@@ -110,7 +119,21 @@ class SyntheticConfig:
                          "(null: one fixed set); with `share: samples` each site sends that many"
                          " sets"})
 
+    class_balance: str = attrs.field(
+        default="site", validator=attrs.validators.in_(CLASS_BALANCES),
+        metadata={"doc": "classes of a site's synthetic images: `site` (in the site's own "
+                         "proportions) or `equal` (the same number of every class the site "
+                         "has)"})
+    pool: int | None = attrs.field(
+        default=None, validator=_every,
+        metadata={"doc": "with `regenerate_every`: draw each site's images once, a pool this "
+                         "many times one set, and take every set as a fresh seeded subset of "
+                         "it (null: draw every set)"})
+
     def __attrs_post_init__(self) -> None:
+        if self.pool is not None and self.regenerate_every is None:
+            raise ValueError("'pool' needs 'regenerate_every' (it is what the redrawn sets "
+                             "are taken from)")
         if self.multiple is not None and self.count is not None:
             raise ValueError("set either 'multiple' or 'count', not both")
         if self.drop_near_copies is not None:
@@ -131,6 +154,24 @@ class SyntheticConfig:
         if self.regenerate_every is None:
             return 1
         return max(1, math.ceil(epochs / self.regenerate_every))
+
+    def draws_for(self, epochs: int) -> int:
+        """How many synthetic sets each site draws from its generator (one pool, or every
+        set)."""
+        return 1 if self.pool is not None else self.sets_for(epochs)
+
+    def drawn_for(self, n_real: int) -> int:
+        """How many images each draw of a site with ``n_real`` images holds."""
+        return self.images_for(n_real) * (self.pool or 1)
+
+
+def pool_sets(pool: ImageData, size: int, sets: int, seed: int) -> list[ImageData]:
+    """``sets`` subsets of ``size`` images (at most the pool's) of a site's ``pool``,
+    each drawn without replacement with its own seed derived from ``seed``."""
+    size = min(size, len(pool))
+    return [pool.subset(np.sort(np.random.default_rng(derive_seed(seed, "pool-set", index))
+                                .choice(len(pool), size, replace=False)))
+            for index in range(sets)]
 
 
 def set_seed(env_seed: int, index: int) -> int:
@@ -160,10 +201,11 @@ def synthesize(site: Site, config: SyntheticConfig, inbound: Payload | None, env
     if config.share == "generator":
         return Payload(state.tensors, {**meta, "generator": state.meta})
     generator = load_generator(env.slots["generator"], state, f"site {site.id} generator")
-    sets = config.sets_for(env.model_component.build().training.epochs)
-    pools = [draw_pool(generator, scheme, stats, config.images_for(n_real),
+    sets = config.draws_for(env.model_component.build().training.epochs)
+    pools = [draw_pool(generator, scheme, stats, config.drawn_for(n_real),
                        set_seed(env.seed, index), label=generator_label(env.slots["generator"]),
-                       image_shape=(env.in_chans, *env.image_size))
+                       image_shape=(env.in_chans, *env.image_size),
+                       class_balance=config.class_balance)
              for index in range(sets)]
     if config.drop_near_copies is not None:
         pools, dropped, threshold = _drop_near_copies(pools, site.data.images,
@@ -227,26 +269,31 @@ class SyntheticArm:
         task = SiteTask(SHARED_FIT_TASK, synthesize, config, shares=shares)
         received = ctx.run_sites(task)
         sets = config.sets_for(ctx.model_component.build().training.epochs)
+        draws = config.draws_for(ctx.model_component.build().training.epochs)
         pools: list[dict[int, ImageData]] = [{} for _ in range(sets)]
         artifacts: dict[str, bytes] = {}
         for site in ctx.sites:
             payload, source = received[site.id], f"arm {ctx.name}, site {site.id}"
             if config.share == "generator":
-                drawn = self._sample_at_server(ctx, site, task, payload, source, sets)
-                for index, pool in enumerate(drawn):
+                drawn = self._sample_at_server(ctx, site, task, payload, source, draws)
+                n_set = config.images_for(int(payload.meta["n_real"]))
+                for index, pool in enumerate(self._sets(ctx, site, task, drawn, n_set,
+                                                        sets)):
                     pools[index][site.id] = pool
                 artifacts[f"site-{site.id}-generator.safetensors"] = payload.to_bytes()
             else:
-                if payload.meta.get("sets", 1) != sets:
+                if payload.meta.get("sets", 1) != draws:
                     raise SynthlearnError(f"sent {payload.meta.get('sets')!r} synthetic sets, "
-                                          f"the server needs {sets}", where=source)
-                # only reported, but checked like everything a site sends
-                received_count(payload.meta, "n_real", 1, _image_limit(ctx), source)
+                                          f"the server needs {draws}", where=source)
+                # checked like everything a site sends (it sizes the sets of a pool)
+                n_real = received_count(payload.meta, "n_real", 1, _image_limit(ctx), source)
                 if "near_copies_dropped" in payload.meta:
                     received_count(payload.meta, "near_copies_dropped", 0,
-                                   MAX_IMAGES * sets, source)
-                for index in range(sets):
-                    pools[index][site.id] = _received_pool(payload, source, ctx, index)
+                                   MAX_IMAGES * draws, source)
+                drawn = [_received_pool(payload, source, ctx, index) for index in range(draws)]
+                for index, pool in enumerate(self._sets(ctx, site, task, drawn,
+                                                        config.images_for(n_real), sets)):
+                    pools[index][site.id] = pool
         pooled = [ImageData.concat([by_site[sid] for sid in sorted(by_site)])
                   for by_site in pools]
         if len(pooled[0]) < 2:
@@ -274,6 +321,9 @@ class SyntheticArm:
             "share": config.share,
             "n_train": len(pooled[0]),
             "sets": sets,
+            **({"pool": config.pool} if config.pool is not None else {}),
+            **({"class_balance": config.class_balance}
+               if config.class_balance != "site" else {}),
             "generator": ctx.arm.component.slots["generator"].use,
             "conditioning": ctx.arm.component.slots["conditioning"].use,
         }
@@ -289,6 +339,15 @@ class SyntheticArm:
         return ArmResult(model=model, details=details, synthetic=pools[0],
                          artifacts=artifacts)
 
+    def _sets(self, ctx: ArmContext, site: Site, task: SiteTask, drawn: list[ImageData],
+              size: int, sets: int) -> list[ImageData]:
+        """The sets the model trains on: the drawn ones, or with ``pool`` ``sets`` seeded
+        subsets of ``size`` images of the one pool drawn (the same in both share modes)."""
+        if self.config.pool is None:
+            return drawn
+        return pool_sets(drawn[0], size, sets, derive_seed(ctx.site_env(site, task).seed,
+                                                           "pool"))
+
     def _sample_at_server(self, ctx: ArmContext, site: Site, task: SiteTask, payload: Payload,
                           source: str, sets: int) -> list[ImageData]:
         """Load a site's generator and draw the same sets the site would have sent."""
@@ -298,11 +357,12 @@ class SyntheticArm:
         scheme = ctx.arm.component.slots["conditioning"].build()
         stats = meta.get("stats")
         check_stats(scheme, stats, ctx.num_classes, source)  # before anything is sized
-        n = self.config.images_for(checked_n_real(meta, stats, _image_limit(ctx), source))
+        n = self.config.drawn_for(checked_n_real(meta, stats, _image_limit(ctx), source))
         generator = load_generator(ctx.arm.component.slots["generator"],
                                    Payload(payload.tensors, meta["generator"]), source)
         seed = ctx.site_env(site, task).seed
         return [draw_pool(generator, scheme, stats, n, set_seed(seed, index),
                           label=generator_label(ctx.arm.component.slots["generator"]),
-                          image_shape=(ctx.in_chans, *ctx.image_size), where=source)
+                          image_shape=(ctx.in_chans, *ctx.image_size), where=source,
+                          class_balance=self.config.class_balance)
                 for index in range(sets)]

@@ -50,13 +50,32 @@ FINDINGS: dict[str, tuple[str, ...]] = {
 MULTI_LABEL_CLASSES: tuple[str, ...] = ("no finding", "finding")
 
 
+def _per_class(_instance: object, attribute: attrs.Attribute, value: list[int]) -> None:
+    if not isinstance(value, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+        raise ValueError(f"'{attribute.name}' must be a list of image counts >= 0, one per "
+                         f"class, got {value!r}")
+    if value and not any(value):
+        raise ValueError(f"'{attribute.name}' keeps no image: {value!r}")
+
+
+#: Where ``train_per_class`` sits in a recipe (the dataset's problems name it).
+TRAIN_PER_CLASS = "$.data.params.train_per_class"
+
+
 @attrs.define(frozen=True)
 class MedMNISTConfig:
     """Which subset, where its ``.npz`` lives, the image size (28, 64, 128 or 224),
     whether to download it through the ``medmnist`` package when missing, whether to
     append the validation split to the training split, and which split the arms are
     scored on (``test_split``: ``test``, the default, or ``val``, which comes from the
-    training images' own distribution where a file's test split does not)."""
+    training images' own distribution where a file's test split does not).
+
+    ``train_per_class: [n0, n1, ...]`` keeps exactly that many training images of each
+    class (after ``merge_val``), chosen at random for the run's seed, before the sites
+    are made: small or imbalanced sites from a large file, e.g. ``[113, 337]`` for three
+    sites of about 150 images at 1:3. The test and validation splits stay whole. A count
+    the file cannot meet, or a list of the wrong length, is an error at load."""
 
     subset: str = attrs.field(
         default="pneumoniamnist",
@@ -79,6 +98,12 @@ class MedMNISTConfig:
         metadata={"doc": "the split the arms are scored on: `test`, or `val`, which comes from "
                          "the training images' own distribution where a file's test split does "
                          "not"})
+
+    train_per_class: list[int] = attrs.field(
+        factory=list, validator=_per_class,
+        metadata={"doc": "keep this many training images of each class, one count per class, "
+                         "chosen for the seed before the sites are made, e.g. `[113, 337]` "
+                         "(empty: the whole split)"})
 
     def __attrs_post_init__(self) -> None:
         if self.merge_val and self.test_split == "val":
@@ -270,7 +295,8 @@ class MedMNISTDataset:
     def load(self, seed: int) -> Dataset:
         """Read (downloading first if allowed and needed) and convert the file.
 
-        The splits are the file's own; ``seed`` does not change anything."""
+        The splits are the file's own; ``seed`` only chooses the training images that
+        ``train_per_class`` keeps."""
         path = self.path
         if not path.is_file():
             self._download(path)
@@ -299,7 +325,8 @@ class MedMNISTDataset:
                 for i in range(width))
             return Dataset(
                 name=subset,
-                train=_multi_label(train_images, train_labels),
+                train=self._kept(_multi_label(train_images, train_labels),
+                                 len(MULTI_LABEL_CLASSES), seed, path),
                 test=_multi_label(test_images, test_labels),
                 class_names=MULTI_LABEL_CLASSES,
                 attributes=attributes,
@@ -314,12 +341,33 @@ class MedMNISTDataset:
                             f"classes of {subset}", where=str(path))
         return Dataset(
             name=subset,
-            train=ImageData(images=train_images, labels=train_y),
+            train=self._kept(ImageData(images=train_images, labels=train_y), len(class_names),
+                             seed, path),
             test=ImageData(images=test_images, labels=test_y),
             class_names=class_names,
             validation=(ImageData(images=val_images, labels=val_labels[:, 0])
                         if has_val else None),
         )
+
+    def _kept(self, train: ImageData, num_classes: int, seed: int, path: Path) -> ImageData:
+        """``train`` cut to ``train_per_class`` images of each class (all of it when the
+        list is empty), chosen for ``seed``, in the file's order."""
+        want = self.config.train_per_class
+        if not want:
+            return train
+        if len(want) != num_classes:
+            raise DataError(f"gives {len(want)} counts, {path.name} has {num_classes} "
+                            f"classes", where=TRAIN_PER_CLASS)
+        have = train.class_counts(num_classes)
+        short = [f"class {c}: {w} of {h}" for c, (w, h) in enumerate(zip(want, have,
+                                                                         strict=True)) if w > h]
+        if short:
+            raise DataError(f"asks for more images than the training split of {path.name} "
+                            f"holds ({'; '.join(short)})", where=TRAIN_PER_CLASS)
+        rng = np.random.default_rng(seed)
+        keep = np.concatenate([rng.choice(np.flatnonzero(train.labels == c), w, replace=False)
+                               for c, w in enumerate(want)])
+        return train.subset(np.sort(keep))
 
     def _download(self, path: Path) -> None:
         hint = ("put the standard .npz there, or pip install medmnist and keep "

@@ -37,6 +37,10 @@ SHARED_FIT_TASK = "synthesize"
 #: Images per call to a generator's ``sample``.
 SAMPLE_CHUNK = 512
 
+#: How ``draw_pool`` splits a pool into classes: ``site`` (in the site's own class
+#: proportions) or ``equal`` (the same count for every class the site has).
+CLASS_BALANCES: tuple[str, ...] = ("site", "equal")
+
 
 def _fit_key(site: Site, env: SiteEnv) -> dict[str, Any]:
     """What determines a site's generator fit (``SiteEnv.memo``'s ``parts``)."""
@@ -85,10 +89,30 @@ def _sample_problem(images: Any, n: int, image_shape: tuple[int, ...] | None) ->
 
 
 
+def balanced_stats(stats: dict[str, Any], where: str | None = None) -> dict[str, Any]:
+    """``stats`` with its ``class_counts`` made equal (1 for every class the site has, 0
+    for the others), so a scheme's ``sample`` draws the same number of every class the
+    site has (largest remainder: the first classes get one more when ``n`` does not
+    divide) and the attributes given each class as before. A class the site lacks stays
+    absent: its generator never saw it. Statistics without ``class_counts`` (a plugin
+    scheme's own) are a ``SynthlearnError``: the built-in schemes keep them."""
+    counts = stats.get("class_counts")
+    if not isinstance(counts, list):
+        raise SynthlearnError("class_balance: equal needs conditioning statistics with "
+                              "'class_counts' (the categorical and phenotypic schemes keep "
+                              "them)", where=where)
+    return {**stats, "class_counts": [1 if count else 0 for count in counts]}
+
+
 def draw_pool(generator: Any, scheme: Any, stats: dict[str, Any], n: int, seed: int, *,
               label: str = "generator", image_shape: tuple[int, ...] | None = None,
-              where: str | None = None, max_bytes: int | None = None) -> ImageData:
+              where: str | None = None, max_bytes: int | None = None,
+              class_balance: str = "site") -> ImageData:
     """``n`` synthetic images whose conditions follow ``stats``, deterministic in ``seed``.
+
+    ``class_balance`` ``site`` (the default) draws the classes in the site's proportions,
+    ``equal`` the same number of every class the site has (``balanced_stats``); the
+    attributes follow the site's statistics given the class either way.
 
     Conditions are encoded and sampled ``SAMPLE_CHUNK`` at a time. Every chunk the
     generator returns is checked (uint8, (N, C, H, W), one image per condition, the
@@ -98,7 +122,12 @@ def draw_pool(generator: Any, scheme: Any, stats: dict[str, Any], n: int, seed: 
     """
     if n < 1:
         raise SynthlearnError(f"cannot draw {n} synthetic images", where=where)
-    labels, attributes = scheme.sample(stats, n, np.random.default_rng(derive_seed(seed, "c")))
+    if class_balance not in CLASS_BALANCES:
+        raise SynthlearnError(f"class_balance must be one of {', '.join(CLASS_BALANCES)}, "
+                              f"got {class_balance!r}", where=where)
+    drawn_from = balanced_stats(stats, where) if class_balance == "equal" else stats
+    labels, attributes = scheme.sample(drawn_from, n,
+                                       np.random.default_rng(derive_seed(seed, "c")))
     labels = np.asarray(labels)
     if (labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer)
             or any(np.shape(v) != (n,) for v in attributes.values())):

@@ -105,6 +105,8 @@ class KRArm:
             "share": config.share,
             "labels": config.labels,
             "sets": work.sets,
+            **({"class_balance": config.class_balance}
+               if config.class_balance != "site" else {}),
             "n_train": len(data),
             "images_seen": len(data) * epochs,
             "generator": ctx.arm.component.slots["generator"].use,
@@ -113,6 +115,7 @@ class KRArm:
             "per_site": [
                 {"site": sid, "n_real": int(received[sid].meta.get("n_real", 0)),
                  "n_synthetic_per_set": len(first[sid][0]),
+                 "class_counts_synthetic": synthetic[sid].class_counts(ctx.num_classes),
                  "left_the_site": ARTEFACTS[config.share],
                  "teacher_agreement": agreements[0][sid],
                  **source.site_details(sid)}
@@ -208,7 +211,7 @@ class ModelsSource:
                              set_seed(self.seeds[sid], index),
                              label=generator_label(self.ctx.arm.component.slots["generator"]),
                              image_shape=(self.ctx.in_chans, *self.ctx.image_size),
-                             where=source)
+                             where=source, class_balance=self.config.class_balance)
             labellers = self.teachers if self.config.labels == "ensemble" else {
                 sid: self.teachers[sid]}
             logits = {t: predict_logits(model, pool.images) for t, model in labellers.items()}

@@ -6,6 +6,7 @@ import math
 from typing import Any, ClassVar
 
 import attrs
+from synthlearn.api import CLASS_BALANCES
 
 SHARES: tuple[str, ...] = ("models", "samples")
 LABELLERS: tuple[str, ...] = ("site", "ensemble")
@@ -58,6 +59,9 @@ class KRConfig:
     server also sends every set to the other sites to be labelled by their teachers).
     Both give the same numbers for the same seed.
 
+    ``class_balance: equal`` draws the same number of every class a site has (``site``,
+    the default: the site's own class mix).
+
     """
 
     __synthlearn_moved__: ClassVar[dict[str, str]] = {
@@ -91,6 +95,12 @@ class KRConfig:
         default=1, validator=_every,
         metadata={"doc": "draw a fresh synthetic set every this many epochs of the student's "
                          "training (null: one fixed set; 1: never the same image twice)"})
+
+    class_balance: str = attrs.field(
+        default="site", validator=attrs.validators.in_(CLASS_BALANCES),
+        metadata={"doc": "classes of a site's synthetic sets: `site` (in the site's own "
+                         "proportions) or `equal` (the same number of every class the site "
+                         "has)"})
 
     def sets_for(self, epochs: int) -> int:
         """How many synthetic sets a student trained for ``epochs`` epochs uses."""

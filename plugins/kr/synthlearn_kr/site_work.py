@@ -110,7 +110,8 @@ def prepare(site: Site, work: SiteWork, inbound: Payload | None, env: SiteEnv) -
     for index in range(work.sets):
         pool = draw_pool(generator, scheme, stats, work.kr.images_for(n_real),
                          set_seed(env.seed, index), label=generator_label(env.slots["generator"]),
-                         image_shape=(env.in_chans, *env.image_size))
+                         image_shape=(env.in_chans, *env.image_size),
+                         class_balance=work.kr.class_balance)
         tensors[f"set.{index}.images"] = torch.from_numpy(pool.images)
         tensors[f"set.{index}.labels"] = torch.from_numpy(pool.labels)
         tensors[f"set.{index}.logits"] = torch.from_numpy(

@@ -90,6 +90,9 @@ def kr_run(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
         kr_arm("models-ensemble", share="models", labels="ensemble", multiple=1.5),
         kr_arm("samples-ensemble", share="samples", labels="ensemble", multiple=1.5),
         kr_arm("fixed-set", regenerate_every=None, multiple=1.5),
+        kr_arm("models-site-draw", share="models", multiple=1.5, class_balance="site"),
+        kr_arm("models-equal", share="models", multiple=1.5, class_balance="equal"),
+        kr_arm("samples-equal", share="samples", multiple=1.5, class_balance="equal"),
         {**kr_arm("calibrated", share="models", multiple=1.5), "model": {
             "use": "timm", "params": {**small_recipe()["model"]["params"],
                                       "arch": "test_resnet", "epochs": 3,
@@ -158,6 +161,21 @@ def test_sets_follow_regenerate_every(kr_run: RunResult) -> None:
     # the fixed set is the first of the regenerated ones: same start, different training
     assert arms["fixed-set"]["metrics"]["auc"] != arms["models-site"]["metrics"]["auc"]
     assert (kr_run.run_dir / "synthetic-models-site.png").exists()
+
+
+def test_equal_class_balance_draws_every_class_alike_in_both_share_modes(
+        kr_run: RunResult) -> None:
+    arms = _arms(kr_run)
+    for entry in arms["models-equal"]["details"]["per_site"]:
+        counts = entry["class_counts_synthetic"]
+        assert max(counts) - min(counts) <= 1
+    for key in ("accuracy", "balanced_accuracy", "auc"):
+        assert arms["models-equal"]["metrics"][key] == arms["samples-equal"]["metrics"][key]
+        # the small recipe's sites hold both classes alike: equal draws what site draws
+        assert arms["models-equal"]["metrics"][key] == arms["models-site"]["metrics"][key]
+        # class_balance: site is the default: the same numbers as the arm without it
+        assert arms["models-site-draw"]["metrics"][key] == arms["models-site"]["metrics"][key]
+    assert arms["models-equal"]["details"]["class_balance"] == "equal"
 
 
 def test_config_counts_sets() -> None:
