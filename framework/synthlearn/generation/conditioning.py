@@ -59,6 +59,23 @@ class Conditions:
     def subset(self, index: np.ndarray) -> Conditions:
         return Conditions(self.labels[index], self.vectors[index])
 
+    def check(self, n: int, num_classes: int, vector_size: int | None = None) -> None:
+        """Raise ``SynthlearnError`` unless these are ``n`` conditions with labels in
+        ``0..num_classes - 1``, finite vectors and, when given, vectors of
+        ``vector_size`` entries (the size a generator was fitted with). A generator
+        calls it in ``fit`` and ``sample`` before using the conditions."""
+        if len(self) != n:
+            raise SynthlearnError(f"{len(self)} conditions for {n} images")
+        labels = self.labels
+        if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+            raise SynthlearnError(f"condition labels must be in 0..{num_classes - 1}, got "
+                                  f"{labels.min()}..{labels.max()}")
+        if vector_size is not None and self.vector_size != vector_size:
+            raise SynthlearnError(f"condition vectors have size {self.vector_size}; "
+                                  f"this generator was fitted with size {vector_size}")
+        if not np.isfinite(self.vectors).all():
+            raise SynthlearnError("condition vectors contain NaN or infinite values")
+
 
 #: Most classes a site's statistics may describe.
 MAX_CLASSES = 100_000

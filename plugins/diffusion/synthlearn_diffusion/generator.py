@@ -154,21 +154,6 @@ class DiffusionGenerator:
             if problem:
                 raise SynthlearnError(f"site {site.id} has {problem}")
 
-    @staticmethod
-    def _check_conditions(conditions: Conditions, n: int, num_classes: int,
-                          vector_size: int | None) -> None:
-        if len(conditions) != n:
-            raise SynthlearnError(f"{len(conditions)} conditions for {n} images")
-        labels = conditions.labels
-        if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-            raise SynthlearnError(f"condition labels must be in 0..{num_classes - 1}, got "
-                                  f"{labels.min()}..{labels.max()}")
-        if vector_size is not None and conditions.vector_size != vector_size:
-            raise SynthlearnError(f"condition vectors have size {conditions.vector_size}; "
-                                  f"this generator was fitted with size {vector_size}")
-        if not np.isfinite(conditions.vectors).all():
-            raise SynthlearnError("condition vectors contain NaN or infinite values")
-
     # --- fit -----------------------------------------------------------------------
 
     def fit(self, data: ImageData, conditions: Conditions, num_classes: int, seed: int, *,
@@ -190,7 +175,7 @@ class DiffusionGenerator:
             raise SynthlearnError(problem)
         if not 1 <= num_classes <= MAX_CLASSES:
             raise SynthlearnError(f"num_classes must be in 1..{MAX_CLASSES}, got {num_classes}")
-        self._check_conditions(conditions, len(data), num_classes, None)
+        conditions.check(len(data), num_classes, None)
         if conditions.vector_size > MAX_VECTOR:
             raise SynthlearnError(f"condition vectors of size {conditions.vector_size} are "
                                   f"longer than the diffusion generator takes ({MAX_VECTOR})")
@@ -327,8 +312,8 @@ class DiffusionGenerator:
             raise SynthlearnError("the diffusion generator has not been fitted or loaded")
         cfg, arch = self.config, self._arch
         c, h, _ = arch["image_shape"]
-        self._check_conditions(conditions, len(conditions), arch["num_classes"],
-                               arch["vector_size"])
+        conditions.check(len(conditions), arch["num_classes"],
+                         arch["vector_size"])
         n = len(conditions)
         side = arch["unet"]["sample_size"]
         ae = arch["autoencoder"]

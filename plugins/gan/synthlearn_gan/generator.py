@@ -155,21 +155,6 @@ class GanGenerator:
             if problem:
                 raise SynthlearnError(f"site {site.id} has {problem}")
 
-    @staticmethod
-    def _check_conditions(conditions: Conditions, n: int, num_classes: int,
-                          vector_size: int | None) -> None:
-        if len(conditions) != n:
-            raise SynthlearnError(f"{len(conditions)} conditions for {n} images")
-        labels = conditions.labels
-        if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-            raise SynthlearnError(f"condition labels must be in 0..{num_classes - 1}, got "
-                                  f"{labels.min()}..{labels.max()}")
-        if vector_size is not None and conditions.vector_size != vector_size:
-            raise SynthlearnError(f"condition vectors have size {conditions.vector_size}; "
-                                  f"this generator was fitted with size {vector_size}")
-        if not np.isfinite(conditions.vectors).all():
-            raise SynthlearnError("condition vectors contain NaN or infinite values")
-
     # --- building ------------------------------------------------------------------
 
     def _build(self, arch: dict[str, Any], seed: int) -> GanGeneratorNet:
@@ -200,7 +185,7 @@ class GanGenerator:
             raise SynthlearnError(problem)
         if num_classes < 1:
             raise SynthlearnError(f"num_classes must be at least 1, got {num_classes}")
-        self._check_conditions(conditions, len(data), num_classes, None)
+        conditions.check(len(data), num_classes, None)
 
         cfg = self.config
         device = resolve_device(cfg.device)
@@ -300,8 +285,8 @@ class GanGenerator:
         if net is None:
             raise SynthlearnError("the gan generator has not been fitted or loaded")
         c, h, w = self._arch["image_shape"]
-        self._check_conditions(conditions, len(conditions), self._arch["num_classes"],
-                               self._arch["vector_size"])
+        conditions.check(len(conditions), self._arch["num_classes"],
+                         self._arch["vector_size"])
         n = len(conditions)
         rng = torch.Generator().manual_seed(seed)
         z = torch.randn(n, net.latent_dim, generator=rng)
