@@ -6,6 +6,9 @@ BIN    := $(VENV)/bin
 # set TORCH_SPEC= to keep whatever torch is already installed in the venv.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
+# pytest-xdist workers for `make test` (auto: one per CPU core); each test module runs
+# whole on one worker (--dist loadscope), so a module-scoped fixture's run is made once
+TEST_WORKERS ?= auto
 
 .PHONY: setup demo test test-all lint clean
 
@@ -20,17 +23,18 @@ setup: $(BIN)/synthlearn   ## create .venv with synthlearn, its plugins and test
 demo: setup                ## run the quickstart recipe; results in runs/quickstart-<time>/
 	$(BIN)/synthlearn run templates/recipes/quickstart.yaml
 
-# `make test` is what CI runs: everything but the tests marked slow, with the 15
-# slowest listed so that a test that grows shows up; `make test-all` adds the slow ones.
+# `make test` is what CI runs: everything but the tests marked slow, on TEST_WORKERS
+# processes, with the 15 slowest listed so that a test that grows shows up;
+# `make test-all` adds the slow ones.
 # pytest's testpaths (pyproject.toml) are the core's tests/, every plugins/<name>/tests/
 # and templates/plugin/tests/; the fixtures come from synthlearn.testing (pytest11).
 test: setup                ## lint and run the test suite without the slow tests (CPU only)
 	$(BIN)/ruff check framework plugins tests benchmarks templates
-	$(BIN)/pytest -q -m "not slow" --durations=15
+	$(BIN)/pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadscope --durations=15
 
 test-all: setup            ## lint and run every test, the slow end-to-end checks included
 	$(BIN)/ruff check framework plugins tests benchmarks templates
-	$(BIN)/pytest -q --durations=15
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadscope --durations=15
 
 lint: setup
 	$(BIN)/ruff check framework plugins tests benchmarks templates
