@@ -95,7 +95,7 @@ def test_drop_near_copies_needs_samples_and_a_quantile() -> None:
 @pytest.fixture(scope="module")
 def copycat_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A copying generator, unfiltered and filtered at the site, audited by the loss
-    attack (memorisation is measured for arms with synthetic images when attacking)."""
+    attack (memorisation is measured for every arm with synthetic images)."""
     pytest.importorskip("synthlearn_mia", reason="the synthlearn-mia plugin is not installed")
     tmp = tmp_path_factory.mktemp("copycat")
     (tmp / "mods").mkdir()
@@ -130,7 +130,7 @@ def test_memorisation_of_a_copying_generator_is_reported(copycat_run: dict) -> N
         assert site["pixel"]["closer_to_members"] > 0.95
         assert site["pixel"]["near_copies"] > 0.9
     report = copycat_run["_report"]
-    assert "### Synthetic-data memorisation" in report
+    assert "## Synthetic-data memorisation" in report
     assert "| copies | 0 |" in report
 
 

@@ -108,6 +108,19 @@ def test_fidelity_report_and_figures(run_dir: Path) -> None:
         assert f"(synthetic-{name}.png)" in report
 
 
+def test_memorisation_is_measured_for_every_synthetic_arm_without_attacks(run_dir: Path
+                                                                        ) -> None:
+    arms = _arms(run_dir)
+    assert not arms["as-samples"].get("attacks")  # no audit in this run
+    for name in ("as-samples", "as-generator", "pooled-generator"):
+        sites = arms[name]["memorisation"]["sites"]
+        assert [s["site"] for s in sites] == [0, 1, 2]
+        for site in sites:  # a 20-step GAN copies nothing: a share, far from all copies
+            assert 0.0 <= site["pixel"]["closer_to_members"] <= 1.0
+            assert site["pixel"]["near_copies"] < 0.5
+    assert "## Synthetic-data memorisation" in (run_dir / "report.md").read_text()
+
+
 def test_generator_is_fit_once_per_site_and_kept_at_the_site(run_dir: Path) -> None:
     cache = run_dir.parent / "cache"
     blobs = [Payload.from_bytes(p.read_bytes(), str(p)) for p in cache.rglob("*.safetensors")]

@@ -309,6 +309,8 @@ class Run:
                                                  fidelity_figures)
                 self.synthetic[arm.name] = result.synthetic
                 entry.figures = ArmFigures(synthetic=f"synthetic-{slug(arm.name)}.png")
+                entry.memorisation = from_json(Memorisation, self._memorisation(
+                    result.synthetic, sites, test.images))
             if result.artifacts:
                 self.artifacts[arm.name] = result.artifacts
                 entry.artifacts = [f"artifacts/{slug(arm.name)}/{name}"
@@ -324,9 +326,6 @@ class Run:
                 entry.audit = from_json(AuditInfo, {
                     **audited.info, "wall_s": time.perf_counter() - audit_start})
                 self.rocs[arm.name] = audited.rocs
-                if result.synthetic:
-                    entry.memorisation = from_json(Memorisation, self._memorisation(
-                        result.synthetic, sites, test.images))
                 if entry.figures is ABSENT:
                     entry.figures = ArmFigures()
                 entry.figures.roc = f"roc-{slug(arm.name)}.png"

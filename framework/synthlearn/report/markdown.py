@@ -429,7 +429,6 @@ def _attacks(arms: list[dict[str, Any]]) -> list[str]:
         lines += ["", f"### {attack}", "", *_table(header, rows)]
     if notes:
         lines += ["", *dict.fromkeys(notes)]
-    lines += _memorisation(arms)
     for i, arm in enumerate(arms):
         roc = (arm.get("figures") or {}).get("roc")
         if roc:
@@ -453,7 +452,7 @@ def _memorisation(arms: list[dict[str, Any]]) -> list[str]:
                          _value(dropped.get(entry.get("site"), "not filtered"))])
     if not rows:
         return []
-    return ["", "### Synthetic-data memorisation", "",
+    return ["", "## Synthetic-data memorisation", "",
             "For each synthetic image, its distance to the closest image its generator was "
             "fitted on (member) and to the closest of as many real images it never saw. "
             "*Closer to members* near 0.5 means no copying; a *near-copy* is closer to a "
@@ -568,6 +567,7 @@ def render_report(metrics: dict) -> str:
     lines += _synthetic(metrics)
     lines += _shared(arms)
     lines += _attacks(arms)
+    lines += _memorisation(arms)
     lines += _sites(metrics)
     lines += _setup(metrics)
     return "\n".join(lines).rstrip("\n") + "\n"
