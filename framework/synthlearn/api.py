@@ -45,7 +45,7 @@ Synthetic images
     ``Conditions`` (what a generator is conditioned on), ``check_stats``,
     ``MAX_IMAGES``; shared by every arm that synthesises: ``SHARED_FIT_TASK`` (name your
     fitting site task so to share generator fits with the ``synthetic`` arm),
-    ``fit_site_generator``, ``draw_pool`` (and its ``CLASS_BALANCES``),
+    ``fit_site_generator``, ``draw_pool`` (and its ``CLASS_BALANCES``), ``pool_subset``,
     ``load_generator``, ``generator_label``, ``describe_slots``, ``checked_n_real``.
 
 Attacks
@@ -75,6 +75,7 @@ from synthlearn.generation.sharing import (
     fit_site_generator,
     generator_label,
     load_generator,
+    pool_subset,
 )
 from synthlearn.hookspecs import hookimpl
 from synthlearn.interfaces import (
@@ -178,6 +179,7 @@ __all__ = [
     "fit_site_generator",
     "generator_label",
     "load_generator",
+    "pool_subset",
     # attacks
     "AttackContext",
 ]

@@ -41,6 +41,7 @@ from synthlearn.generation.sharing import (
     fit_site_generator,
     generator_label,
     load_generator,
+    pool_subset,
 )
 from synthlearn.sitework.exchange import Payload
 from synthlearn.sitework.received import received_count, received_tensor
@@ -166,12 +167,9 @@ class SyntheticConfig:
 
 
 def pool_sets(pool: ImageData, size: int, sets: int, seed: int) -> list[ImageData]:
-    """``sets`` subsets of ``size`` images (at most the pool's) of a site's ``pool``,
-    each drawn without replacement with its own seed derived from ``seed``."""
-    size = min(size, len(pool))
-    return [pool.subset(np.sort(np.random.default_rng(derive_seed(seed, "pool-set", index))
-                                .choice(len(pool), size, replace=False)))
-            for index in range(sets)]
+    """``sets`` subsets of ``size`` images (at most the pool's) of a site's ``pool``
+    (``synthlearn.api.pool_subset``)."""
+    return [pool.subset(pool_subset(len(pool), size, seed, index)) for index in range(sets)]
 
 
 def set_seed(env_seed: int, index: int) -> int:

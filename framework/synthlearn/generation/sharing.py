@@ -104,6 +104,16 @@ def balanced_stats(stats: dict[str, Any], where: str | None = None) -> dict[str,
     return {**stats, "class_counts": [1 if count else 0 for count in counts]}
 
 
+def pool_subset(pool_size: int, size: int, seed: int, index: int) -> np.ndarray:
+    """Indices (sorted) of set ``index`` taken from a pool of ``pool_size`` synthetic
+    images: ``size`` of them (at most the pool) without replacement, seeded by ``seed``
+    and ``index``. An arm that draws one large pool per site instead of a set per epoch
+    (``pool: K``) takes every set this way, the same at the site and at the server."""
+    size = min(size, pool_size)
+    rng = np.random.default_rng(derive_seed(seed, "pool-set", index))
+    return np.sort(rng.choice(pool_size, size, replace=False))
+
+
 def draw_pool(generator: Any, scheme: Any, stats: dict[str, Any], n: int, seed: int, *,
               label: str = "generator", image_shape: tuple[int, ...] | None = None,
               where: str | None = None, max_bytes: int | None = None,

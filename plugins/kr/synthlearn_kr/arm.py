@@ -27,11 +27,13 @@ from synthlearn.api import (
     check_site_steps,
     check_stats,
     checked_n_real,
+    derive_seed,
     draw_pool,
     finish_at_sites,
     generator_label,
     load_generator,
     load_state,
+    pool_subset,
     predict_logits,
     received_tensor,
     seeded_model,
@@ -79,10 +81,13 @@ class KRArm:
         task = SiteTask(TASK, prepare, work, shares=SHARED[config.share])
         received = ctx.run_sites(task)
         seeds = {site.id: ctx.site_env(site, task).seed for site in ctx.sites}
+        source: ModelsSource | SamplesSource | PooledSource
         if config.share == "models":
             source = ModelsSource(ctx, config, received, seeds)
         else:
             source = SamplesSource(ctx, work, received, seeds)
+        if config.pool is not None:
+            source = PooledSource(source, config.pool, seeds)
 
         first = source.draw(0)
         agreements = [self._agreement(first)]
@@ -105,6 +110,7 @@ class KRArm:
             "share": config.share,
             "labels": config.labels,
             "sets": work.sets,
+            **({"pool": config.pool} if config.pool is not None else {}),
             **({"class_balance": config.class_balance}
                if config.class_balance != "site" else {}),
             "n_train": len(data),
@@ -190,7 +196,7 @@ class ModelsSource:
                                       "statistics", where=source)
             # statistics and image count checked before they size anything
             check_stats(scheme, meta["stats"], ctx.num_classes, source)
-            self.sizes[sid] = config.images_for(
+            self.sizes[sid] = config.drawn_for(
                 checked_n_real(meta, meta["stats"], limit, source))
             self.generators[sid] = load_generator(
                 slots["generator"], Payload(unprefixed("generator", payload.tensors),
@@ -237,11 +243,11 @@ class SamplesSource:
         self.sets: dict[int, list[SiteSet]] = {}
         for sid, payload in sorted(received.items()):
             source = f"arm {ctx.name}, site {sid}"
-            if payload.meta.get("sets") != work.sets:
+            if payload.meta.get("sets") != work.draws:
                 raise SynthlearnError(f"sent {payload.meta.get('sets')!r} synthetic sets, the "
-                                      f"student needs {work.sets}", where=source)
+                                      f"student needs {work.draws}", where=source)
             self.sets[sid] = [self._read(payload, index, sid, ctx, source)
-                              for index in range(work.sets)]
+                              for index in range(work.draws)]
         if work.kr.labels == "ensemble" and len(received) > 1:
             self._label_elsewhere(ctx, work, seeds)
 
@@ -296,3 +302,32 @@ class SamplesSource:
 
     def artifacts(self) -> dict[str, bytes]:
         return {}
+
+
+class PooledSource:
+    """Every set a fresh seeded subset of the one labelled pool each site drew (``pool``):
+    the pool comes from the models or samples source (drawn and labelled once), each set
+    takes ``len(pool) / pool`` of its images (``synthlearn.api.pool_subset``), the same
+    for both ways of sharing."""
+
+    def __init__(self, inner: ModelsSource | SamplesSource, pool: int,
+                 seeds: dict[int, int]) -> None:
+        self.inner, self.seeds = inner, seeds
+        self.pools = inner.draw(0)
+        self.sizes = {sid: max(1, len(images) // pool)
+                      for sid, (images, _, _) in self.pools.items()}
+
+    def draw(self, index: int) -> dict[int, SiteSet]:
+        out: dict[int, SiteSet] = {}
+        for sid, (images, labels, logits) in self.pools.items():
+            keep = pool_subset(len(images), self.sizes[sid],
+                               derive_seed(self.seeds[sid], "kr-pool"), index)
+            out[sid] = (images[keep], labels[keep],
+                        {teacher: values[keep] for teacher, values in logits.items()})
+        return out
+
+    def site_details(self, sid: int) -> dict[str, Any]:
+        return {"n_pool": len(self.pools[sid][0]), **self.inner.site_details(sid)}
+
+    def artifacts(self) -> dict[str, bytes]:
+        return self.inner.artifacts()

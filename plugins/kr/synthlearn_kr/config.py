@@ -62,6 +62,11 @@ class KRConfig:
     ``class_balance: equal`` draws the same number of every class a site has (``site``,
     the default: the site's own class mix).
 
+    ``pool: K`` (with ``regenerate_every``) draws and labels each site's images once, a
+    pool K times one set, and takes every set as a fresh seeded subset of it
+    (``synthlearn.api.pool_subset``): K times one set's sampling instead of one set per
+    epoch, for a generator slow to sample. With ``share: samples`` the pool crosses once.
+
     """
 
     __synthlearn_moved__: ClassVar[dict[str, str]] = {
@@ -101,6 +106,17 @@ class KRConfig:
         metadata={"doc": "classes of a site's synthetic sets: `site` (in the site's own "
                          "proportions) or `equal` (the same number of every class the site "
                          "has)"})
+    pool: int | None = attrs.field(
+        default=None, validator=_every,
+        metadata={"doc": "with `regenerate_every`: draw and label each site's images once, a "
+                         "pool this many times one set, and take every set as a fresh seeded "
+                         "subset of it (null: draw every set); for generators slow to sample, "
+                         "e.g. diffusion on a CPU"})
+
+    def __attrs_post_init__(self) -> None:
+        if self.pool is not None and self.regenerate_every is None:
+            raise ValueError("'pool' needs 'regenerate_every' (it is what the redrawn sets "
+                             "are taken from)")
 
     def sets_for(self, epochs: int) -> int:
         """How many synthetic sets a student trained for ``epochs`` epochs uses."""
@@ -119,3 +135,11 @@ class KRConfig:
     def images_for(self, n_real: int) -> int:
         """Synthetic images per set from a site with ``n_real`` images."""
         return max(1, round(self.multiple * n_real))
+
+    def draws_for(self, epochs: int) -> int:
+        """How many sets each site draws from its generator (one pool, or every set)."""
+        return 1 if self.pool is not None else self.sets_for(epochs)
+
+    def drawn_for(self, n_real: int) -> int:
+        """How many images each draw of a site with ``n_real`` images holds."""
+        return self.images_for(n_real) * (self.pool or 1)

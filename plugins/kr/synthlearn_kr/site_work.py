@@ -46,6 +46,12 @@ class SiteWork:
     kr: KRConfig
     sets: int
 
+    @property
+    def draws(self) -> int:
+        """How many sets the site draws and sends with ``share: samples`` (one pool with
+        ``pool``, else every set)."""
+        return 1 if self.kr.pool is not None else self.sets
+
 
 def set_seed(env_seed: int, index: int) -> int:
     """The seed of synthetic set ``index`` of a site (site and server draw alike)."""
@@ -107,8 +113,8 @@ def prepare(site: Site, work: SiteWork, inbound: Payload | None, env: SiteEnv) -
         return Payload(tensors, {**meta, "stats": stats, "generator": state.meta})
     generator = load_generator(env.slots["generator"], state, f"site {site.id} generator")
     tensors = {}
-    for index in range(work.sets):
-        pool = draw_pool(generator, scheme, stats, work.kr.images_for(n_real),
+    for index in range(work.draws):
+        pool = draw_pool(generator, scheme, stats, work.kr.drawn_for(n_real),
                          set_seed(env.seed, index), label=generator_label(env.slots["generator"]),
                          image_shape=(env.in_chans, *env.image_size),
                          class_balance=work.kr.class_balance)
@@ -116,7 +122,7 @@ def prepare(site: Site, work: SiteWork, inbound: Payload | None, env: SiteEnv) -
         tensors[f"set.{index}.labels"] = torch.from_numpy(pool.labels)
         tensors[f"set.{index}.logits"] = torch.from_numpy(
             predict_logits(teacher, pool.images).astype(np.float32))
-    return Payload(tensors, {**meta, "sets": work.sets})
+    return Payload(tensors, {**meta, "sets": work.draws})
 
 
 def label(site: Site, work: SiteWork, inbound: Payload | None, env: SiteEnv) -> Payload:

@@ -93,6 +93,8 @@ def kr_run(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
         kr_arm("models-site-draw", share="models", multiple=1.5, class_balance="site"),
         kr_arm("models-equal", share="models", multiple=1.5, class_balance="equal"),
         kr_arm("samples-equal", share="samples", multiple=1.5, class_balance="equal"),
+        kr_arm("pooled-models", share="models", multiple=1.5, pool=2),
+        kr_arm("pooled-samples", share="samples", multiple=1.5, pool=2),
         {**kr_arm("calibrated", share="models", multiple=1.5), "model": {
             "use": "timm", "params": {**small_recipe()["model"]["params"],
                                       "arch": "test_resnet", "epochs": 3,
@@ -178,12 +180,33 @@ def test_equal_class_balance_draws_every_class_alike_in_both_share_modes(
     assert arms["models-equal"]["details"]["class_balance"] == "equal"
 
 
+def test_a_pool_is_drawn_and_labelled_once_and_every_set_is_a_subset_of_it(
+        kr_run: RunResult) -> None:
+    arms = _arms(kr_run)
+    models, samples = arms["pooled-models"], arms["pooled-samples"]
+    for key in ("accuracy", "balanced_accuracy", "auc"):  # the same sets either way
+        assert models["metrics"][key] == samples["metrics"][key]
+    # three sets (3 epochs) from one pool of two sets' worth: not the unpooled arm's sets
+    assert models["details"]["sets"] == 3 and models["details"]["pool"] == 2
+    assert models["metrics"]["auc"] != arms["models-site"]["metrics"]["auc"]
+    for entry in samples["details"]["per_site"]:
+        assert entry["n_pool"] == 2 * entry["n_synthetic_per_set"]
+    # the pool crossed once: two sets' worth of images instead of the three sets
+    ratio = samples["metrics"]["bytes_to_server"] / arms["samples-site"]["metrics"][
+        "bytes_to_server"]
+    assert 0.6 < ratio < 0.72
+
+
 def test_config_counts_sets() -> None:
     assert KRConfig(regenerate_every=2).sets_for(5) == 3
     assert KRConfig(regenerate_every=None).sets_for(5) == 1
     assert [KRConfig(regenerate_every=2).set_for_epoch(e) for e in range(5)] == [
         0, None, 1, None, 2]
     assert KRConfig(multiple=2.5).images_for(10) == 25
+    pooled = KRConfig(multiple=2.0, pool=3)
+    assert (pooled.sets_for(4), pooled.draws_for(4), pooled.drawn_for(10)) == (4, 1, 60)
+    with pytest.raises(ValueError, match="regenerate_every"):
+        KRConfig(pool=3, regenerate_every=None)
 
 
 def test_targets_mix_teacher_and_label() -> None:
