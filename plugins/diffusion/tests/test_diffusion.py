@@ -326,3 +326,26 @@ def test_a_synthetic_arm_with_diffusion_beats_chance(tmp_path) -> None:
     assert entry["use"] == "synthetic" and entry["private"] is True
     assert len(entry["fidelity"]["sites"]) == 3
     assert entry["metrics"]["auc"] > 0.6, entry["metrics"]
+
+
+def test_kr_with_a_pool_and_an_audited_synthetic_arm_take_diffusion(tmp_path) -> None:
+    """Every arm with a ``generator:`` slot takes diffusion unchanged: kr (its sets taken
+    from one pool drawn at the site) and a synthetic arm whose membership audit re-runs
+    the arm, diffusion fits included, for the control."""
+    pytest.importorskip("synthlearn_kr", reason="the synthlearn-kr plugin is not installed")
+    pytest.importorskip("synthlearn_mia", reason="the synthlearn-mia plugin is not installed")
+    generator = {"use": "diffusion", "params": {**RECIPE_PARAMS, "steps": 10}}
+    recipe = small_recipe(arms=[
+        {"name": "kr-diffusion", "use": "kr", "generator": generator,
+         "params": {"share": "samples", "pool": 2}},
+        {"name": "audited", "use": "synthetic", "generator": generator}],
+        attacks=[{"use": "loss"}])
+    metrics = run_recipe(recipe, tmp_path=tmp_path)
+    kr, audited = metrics["arms"]
+    assert kr["details"]["generator"] == "diffusion" and kr["details"]["pool"] == 2
+    assert kr["details"]["sets"] == 2  # two epochs, both sets from the one pool
+    for entry in kr["details"]["per_site"]:
+        assert entry["n_pool"] == 2 * entry["n_synthetic_per_set"]
+    attack = audited["attacks"]["loss"]
+    assert 0.0 <= attack["auc"] <= 1.0 and 0.0 <= attack["control_auc"] <= 1.0
+    assert [s["site"] for s in audited["memorisation"]["sites"]] == [0, 1, 2]
