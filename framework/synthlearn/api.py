@@ -27,7 +27,8 @@ Data
 Sites and what crosses
     ``Site``, ``SiteEnv``, ``SiteTask``; ``derive_seed``, ``seeded_model``; ``Payload``
     (named tensors plus JSON, as safetensors), ``state_payload``/``load_state`` (a
-    network's weights, checked on load); ``received_tensor``/``received_count`` (read
+    network's weights, checked on load), ``check_layout`` (received tensors against the
+    layout a network's metadata describes); ``received_tensor``/``received_count`` (read
     what a site sent, checked against a dtype, shape or range).
 
 Arms
@@ -105,7 +106,7 @@ from synthlearn.models.training import (
 )
 from synthlearn.notices import warn
 from synthlearn.params import input_path_field, make_converter
-from synthlearn.sitework.exchange import Payload, load_state, state_payload
+from synthlearn.sitework.exchange import Payload, check_layout, load_state, state_payload
 from synthlearn.sitework.received import received_count, received_tensor
 from synthlearn.sitework.sites import Site, SiteEnv, SiteTask, derive_seed, seeded_model
 
@@ -145,6 +146,7 @@ __all__ = [
     "Site",
     "SiteEnv",
     "SiteTask",
+    "check_layout",
     "derive_seed",
     "load_state",
     "received_count",

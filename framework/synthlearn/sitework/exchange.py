@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import struct
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -167,6 +168,28 @@ def _check_entry(name: str, entry: Any, body: int, source: str) -> None:
 def state_payload(model: torch.nn.Module, **meta: Any) -> Payload:
     """A model's weights (state dict) as a payload."""
     return Payload(dict(model.state_dict()), dict(meta))
+
+
+def check_layout(layout: Mapping[str, torch.Tensor], tensors: Mapping[str, torch.Tensor],
+                 source: str) -> None:
+    """Received ``tensors`` hold exactly the names of ``layout`` (a network's state dict,
+    best built on torch's ``meta`` device, which allocates nothing), each with its shape
+    and dtype; else a one-line error naming ``source``. A generator's ``load`` calls it
+    with the layout its metadata describes before building anything."""
+    missing = sorted(set(layout) - set(tensors))
+    extra = sorted(set(tensors) - set(layout))
+    if missing or extra:
+        what = f"no tensor {missing[0]!r}" if missing else f"unexpected tensor {extra[0]!r}"
+        count = len(missing) + len(extra)
+        raise SynthlearnError(f"weights do not fit the metadata: {what}"
+                              + (f" ({count} names differ)" if count > 1 else ""),
+                              where=source)
+    for name, want in layout.items():
+        got = tensors[name]
+        if got.shape != want.shape or got.dtype != want.dtype:
+            raise SynthlearnError(f"weights do not fit the metadata: {name!r} is {got.dtype} "
+                                  f"{tuple(got.shape)}, expected {want.dtype} "
+                                  f"{tuple(want.shape)}", where=source)
 
 
 def load_state(model: torch.nn.Module, payload: Payload, source: str) -> torch.nn.Module:

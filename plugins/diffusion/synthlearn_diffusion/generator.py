@@ -27,6 +27,7 @@ from synthlearn.api import (
     Payload,
     Site,
     SynthlearnError,
+    check_layout,
     deterministic_cudnn,
     load_state,
     resolve_device,
@@ -413,20 +414,7 @@ def _check_against_layout(arch: dict[str, Any], tensors: dict[str, torch.Tensor]
     except (ValueError, RuntimeError, TypeError, KeyError, ZeroDivisionError) as exc:
         raise SynthlearnError(f"cannot build the diffusion network from its metadata: "
                               f"{_one_line(exc)}", where=source) from None
-    missing = sorted(set(layout) - set(tensors))
-    extra = sorted(set(tensors) - set(layout))
-    if missing or extra:
-        what = f"no tensor {missing[0]!r}" if missing else f"unexpected tensor {extra[0]!r}"
-        count = len(missing) + len(extra)
-        raise SynthlearnError(f"weights do not fit the metadata: {what}"
-                              + (f" ({count} names differ)" if count > 1 else ""),
-                              where=source)
-    for name, want in layout.items():
-        got = tensors[name]
-        if got.shape != want.shape or got.dtype != want.dtype:
-            raise SynthlearnError(f"weights do not fit the metadata: {name!r} is {got.dtype} "
-                                  f"{tuple(got.shape)}, expected {want.dtype} "
-                                  f"{tuple(want.shape)}", where=source)
+    check_layout(layout, tensors, source)
 
 
 def _parse_meta(meta: Any, source: str) -> dict[str, Any]:
