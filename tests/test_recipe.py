@@ -189,3 +189,18 @@ def test_every_template_recipe_resolves(path: Path, plugins) -> None:
     recipe = load_recipe(path, plugins)
     assert recipe.name == path.stem  # the run directory is named after the file
     assert len({arm.name for arm in recipe.arms}) == len(recipe.arms) >= 1
+
+
+def test_sampling_fields_are_left_out_of_what_a_fit_depends_on() -> None:
+    import attrs
+    from synthlearn import sampling_field
+    from synthlearn.params import fitting_params
+
+    @attrs.frozen
+    class Config:
+        steps: int = 10
+        guidance: float = sampling_field(default=2.0, metadata={"doc": "scale"})
+
+    assert attrs.fields(Config).guidance.metadata["doc"] == "scale"
+    assert fitting_params(Config(), {"steps": 10, "guidance": 2.0}) == {"steps": 10}
+    assert fitting_params(object(), {"steps": 10}) == {"steps": 10}  # not attrs: all kept

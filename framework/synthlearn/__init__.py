@@ -1,13 +1,15 @@
 """synthlearn: compare centralized, local, federated and synthetic learning from one recipe.
 
-This module exports the light names a plugin's registration module needs (``hookimpl``,
-``ComponentSpec``, ``NoParams``, ``KINDS``, the errors) without importing torch. The
+This module exports the light names a plugin's registration and config modules need
+(``hookimpl``, ``ComponentSpec``, ``NoParams``, ``KINDS``, the errors, and the param
+fields ``input_path_field`` and ``sampling_field``) without importing torch. The
 whole public API for plugin authors is ``synthlearn.api``; everything else is internal.
 """
 
 from synthlearn.components import KINDS, ComponentSpec, NoParams
 from synthlearn.errors import DataError, PluginError, RecipeError, SiteFailure, SynthlearnError
 from synthlearn.hookspecs import hookimpl, hookspec
+from synthlearn.params import input_path_field, sampling_field
 
 __version__ = "0.1.0"
 
@@ -23,4 +25,6 @@ __all__ = [
     "__version__",
     "hookimpl",
     "hookspec",
+    "input_path_field",
+    "sampling_field",
 ]

@@ -18,6 +18,7 @@ Errors
 
 Component params
     ``input_path_field`` (a param that is a path the component reads),
+    ``sampling_field`` (a generator param that changes only the drawing, not the fit),
     ``make_converter`` (the strict cattrs converter, for nested params of your own).
 
 Data
@@ -105,7 +106,7 @@ from synthlearn.models.training import (
     train_classifier,
 )
 from synthlearn.notices import warn
-from synthlearn.params import input_path_field, make_converter
+from synthlearn.params import input_path_field, make_converter, sampling_field
 from synthlearn.sitework.exchange import Payload, check_layout, load_state, state_payload
 from synthlearn.sitework.received import received_count, received_tensor
 from synthlearn.sitework.sites import Site, SiteEnv, SiteTask, derive_seed, seeded_model
@@ -136,6 +137,7 @@ __all__ = [
     "warn",
     # component params
     "input_path_field",
+    "sampling_field",
     "make_converter",
     # data
     "AttributeInfo",

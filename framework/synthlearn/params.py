@@ -48,6 +48,35 @@ def input_path_field(default: Any = attrs.NOTHING, **kwargs: Any) -> Any:
     return attrs.field(default=default, metadata=metadata, **kwargs)
 
 
+SAMPLING_METADATA = "sampling_only"
+"""The attrs metadata key that marks a generator param as changing only how images are
+drawn from a fitted generator (value ``True``)."""
+
+
+def sampling_field(default: Any = attrs.NOTHING, **kwargs: Any) -> Any:
+    """An attrs field for a generator param that only changes how images are drawn from
+    the fitted generator (sampler steps, guidance scale, sampler), not the fit.
+
+    Such params are left out of the key under which a site keeps its fitted generator, so
+    arms (or recipes) that differ only in them fit once per site and each only samples;
+    the side that samples reads them from its own config. Use it in place of
+    ``attrs.field``::
+
+        guidance: float = sampling_field(default=2.0, metadata={"doc": "..."})
+    """
+    metadata = {**(kwargs.pop("metadata", None) or {}), SAMPLING_METADATA: True}
+    return attrs.field(default=default, metadata=metadata, **kwargs)
+
+
+def fitting_params(config: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` (a generator config unstructured) without its ``sampling_field`` params:
+    what a fit depends on."""
+    if not attrs.has(type(config)):
+        return params
+    sampling = {f.name for f in attrs.fields(type(config)) if f.metadata.get(SAMPLING_METADATA)}
+    return {name: value for name, value in params.items() if name not in sampling}
+
+
 # --- strict structuring ------------------------------------------------------------------
 
 

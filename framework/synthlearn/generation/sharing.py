@@ -23,7 +23,7 @@ import numpy as np
 
 from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
-from synthlearn.params import make_converter
+from synthlearn.params import fitting_params, make_converter
 from synthlearn.sitework.exchange import Payload
 from synthlearn.sitework.received import received_count
 from synthlearn.sitework.sites import Site, SiteEnv, derive_seed
@@ -45,9 +45,12 @@ CLASS_BALANCES: tuple[str, ...] = ("site", "equal")
 def _fit_key(site: Site, env: SiteEnv) -> dict[str, Any]:
     """What determines a site's generator fit (``SiteEnv.memo``'s ``parts``)."""
     conv = make_converter()
+    generator = env.slots["generator"].to_dict(conv)
+    # params that only change how images are drawn (``sampling_field``) do not change the fit
+    generator["params"] = fitting_params(env.slots["generator"].config, generator["params"])
     return {
         "fit": "generator",
-        "generator": env.slots["generator"].to_dict(conv),
+        "generator": generator,
         "conditioning": env.slots["conditioning"].to_dict(conv),
         "data": site.data.fingerprint(),
         "seed": derive_seed(env.seed, "fit"),

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
+from synthlearn import sampling_field
 
 #: Samplers ``sample`` can use (both from diffusers; both deterministic for a seed).
 SAMPLERS: tuple[str, ...] = ("dpmsolver++", "ddim")
@@ -114,20 +115,20 @@ class DiffusionConfig:
                          "condition vector) so that the model also learns the unconditional "
                          "score classifier-free guidance needs, in [0, 1); 0 disables "
                          "guidance (sampling then uses the conditional model alone)"})
-    sample_steps: int = attrs.field(
+    sample_steps: int = sampling_field(
         default=20, validator=_int_in(1, 1000),
         metadata={"doc": "sampler steps per image, 1 to 1000 (network evaluations: twice "
-                         "that with guidance other than 0 or 1); read from the config of the "
-                         "side that samples, so a server may change it without a refit"})
-    guidance: float = attrs.field(
+                         "that with guidance other than 0 or 1); sampling only: read from the "
+                         "config of the side that samples, and a change reuses the site's fit"})
+    guidance: float = sampling_field(
         default=2.0, validator=_guidance,
         metadata={"doc": "classifier-free guidance scale in [0, 20]: 0 unconditional, 1 the "
                          "conditional model alone, above 1 more class-typical images with "
-                         "less variety; read from the sampling side's config"})
-    sampler: str = attrs.field(
+                         "less variety; sampling only, like `sample_steps`"})
+    sampler: str = sampling_field(
         default="dpmsolver++", validator=_sampler,
         metadata={"doc": "`dpmsolver++` (second-order multistep DPM-Solver++) or `ddim`; "
-                         "both deterministic for a seed"})
+                         "both deterministic for a seed; sampling only, like `sample_steps`"})
     latent: bool = attrs.field(
         default=False, validator=_bool,
         metadata={"doc": "latent diffusion (CATphishing): each site first fits a small "

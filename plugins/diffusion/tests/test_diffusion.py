@@ -349,3 +349,22 @@ def test_kr_with_a_pool_and_an_audited_synthetic_arm_take_diffusion(tmp_path) ->
     attack = audited["attacks"]["loss"]
     assert 0.0 <= attack["auc"] <= 1.0 and 0.0 <= attack["control_auc"] <= 1.0
     assert [s["site"] for s in audited["memorisation"]["sites"]] == [0, 1, 2]
+
+
+def test_arms_that_differ_only_in_sampling_params_fit_once_per_site(tmp_path) -> None:
+    """``sample_steps``, ``guidance`` and ``sampler`` are sampling-only params: left out
+    of the site's fit key, so a sweep over them fits each site once and only samples."""
+
+    def arm(name: str, **sampling: object) -> dict:
+        return {"name": name, "use": "synthetic", "params": {"share": "samples"},
+                "generator": {"use": "diffusion",
+                              "params": {**RECIPE_PARAMS, "steps": 10, **sampling}}}
+
+    metrics = run_recipe(small_recipe(arms=[
+        arm("four-steps"), arm("two-steps", sample_steps=2),
+        arm("ddim-unguided", sampler="ddim", guidance=1.0)]), tmp_path=tmp_path)
+    fits = [p for p in tmp_path.rglob("*.safetensors")
+            if Payload.from_bytes(p.read_bytes(), str(p)).meta.get("generator") == "diffusion"]
+    assert len(fits) == 3  # one per site, for all three arms
+    fidelity = [a["fidelity"]["pooled"]["fd"] for a in metrics["arms"]]
+    assert len(set(fidelity)) == 3  # and each arm drew its own images
