@@ -9,7 +9,7 @@ latent diffusion: the site's autoencoder and the latent UNet separately.
 
     .venv/bin/python benchmarks/diffusion_speed.py [--side 28] [--channels 1]
         [--fit-steps 30] [--images 64] [--sample-steps 10,20,40] [--width 32]
-        [--threads 1] [--latent]
+        [--threads 1] [--latent [--ae-levels 2]]
 """
 
 from __future__ import annotations
@@ -50,19 +50,26 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=None)
     parser.add_argument("--levels", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--ae-levels", type=int, default=None,
+                        help="autoencoder levels with --latent (latent side = side / "
+                             "2^(ae_levels-1))")
     parser.add_argument("--latent", action="store_true", help="latent diffusion")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     changes = {k: v for k, v in (("width", args.width), ("levels", args.levels),
-                                 ("batch_size", args.batch_size)) if v is not None}
+                                 ("batch_size", args.batch_size),
+                                 ("ae_levels", args.ae_levels)) if v is not None}
     config = attrs.evolve(DiffusionConfig(device="cpu", latent=args.latent), **changes)
     data = smooth_images(512, args.channels, args.side)
     conditions = categorical(data.labels)
     print(f"diffusion generator, {args.channels}x{args.side}x{args.side}, width "
           f"{config.width}, levels {config.levels}, layers_per_block "
           f"{config.layers_per_block}, attention {config.attention}, batch "
-          f"{config.batch_size}, latent {config.latent}, {args.threads} thread(s)")
+          f"{config.batch_size}, latent {config.latent}"
+          + (f" (ae_levels {config.ae_levels}: latents of side "
+             f"{args.side // 2 ** (config.ae_levels - 1)})" if config.latent else "")
+          + f", {args.threads} thread(s)")
 
     warm = DiffusionGenerator(attrs.evolve(config, steps=2, ae_steps=2))
     warm.fit(data, conditions, 2, seed=0, progress=False)  # imports, first-call costs
