@@ -11,7 +11,7 @@ import attrs
 import numpy as np
 import pytest
 import torch
-from synthlearn import SynthlearnError
+from synthlearn import SiteTaskError, SynthlearnError
 from synthlearn.arms.context import ArmContext, ArmResult
 from synthlearn.data.digits import DigitsConfig, DigitsDataset
 from synthlearn.data.partitions import (
@@ -374,9 +374,17 @@ class SwallowsFailures(LocalRunner):
         for site in sites:
             try:
                 out.update(super().execute(task, [site], envs, inbound))
-            except RuntimeError:
+            except SiteTaskError:
                 continue
         return out
+
+
+class DoesNotSayWhichSite(LocalRunner):
+    def execute(self, task, sites, envs, inbound):
+        try:
+            yield from super().execute(task, sites, envs, inbound)
+        except SiteTaskError as exc:
+            raise RuntimeError("a site failed") from exc
 
 
 class DropsInbound(LocalRunner):
@@ -387,6 +395,8 @@ class DropsInbound(LocalRunner):
 def test_broken_runners_fail_the_rules_they_break() -> None:
     with fails("a failing site raises"):
         check_runner(SwallowsFailures())
+    with fails("a failing site raises"):
+        check_runner(DoesNotSayWhichSite())
     with fails("inbound reaches the site"):
         check_runner(DropsInbound())
 

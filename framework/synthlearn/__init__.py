@@ -7,7 +7,14 @@ whole public API for plugin authors is ``synthlearn.api``; everything else is in
 """
 
 from synthlearn.components import KINDS, ComponentSpec, NoParams
-from synthlearn.errors import DataError, PluginError, RecipeError, SiteFailure, SynthlearnError
+from synthlearn.errors import (
+    DataError,
+    PluginError,
+    RecipeError,
+    SiteFailure,
+    SiteTaskError,
+    SynthlearnError,
+)
 from synthlearn.hookspecs import hookimpl, hookspec
 from synthlearn.params import input_path_field, sampling_field
 
@@ -21,6 +28,7 @@ __all__ = [
     "PluginError",
     "RecipeError",
     "SiteFailure",
+    "SiteTaskError",
     "SynthlearnError",
     "__version__",
     "hookimpl",

@@ -13,7 +13,8 @@ The contract (what a plugin registers and what its objects must offer)
 
 Errors
     ``SynthlearnError`` (one line for the user, with ``where``), ``RecipeError``,
-    ``PluginError``, ``DataError``, ``SiteFailure``; ``warn(message, where)`` for
+    ``PluginError``, ``DataError``, ``SiteFailure``, ``SiteTaskError`` (a runner's way to
+    say which site failed); ``warn(message, where)`` for
     something that makes a figure doubtful (stderr, ``metrics.json``, the report).
 
 Component params
@@ -65,7 +66,14 @@ from synthlearn.arms.context import ArmContext, ArmResult
 from synthlearn.arms.site_steps import check_site_steps, finish_at_sites
 from synthlearn.components import KINDS, ComponentSpec, NoParams
 from synthlearn.data.types import AttributeInfo, Dataset, ImageData
-from synthlearn.errors import DataError, PluginError, RecipeError, SiteFailure, SynthlearnError
+from synthlearn.errors import (
+    DataError,
+    PluginError,
+    RecipeError,
+    SiteFailure,
+    SiteTaskError,
+    SynthlearnError,
+)
 from synthlearn.evaluation.audit import AttackContext
 from synthlearn.generation.conditioning import MAX_IMAGES, Conditions, check_stats
 from synthlearn.generation.sharing import (
@@ -133,6 +141,7 @@ __all__ = [
     "PluginError",
     "RecipeError",
     "SiteFailure",
+    "SiteTaskError",
     "SynthlearnError",
     "warn",
     # component params

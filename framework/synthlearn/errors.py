@@ -38,3 +38,15 @@ class DataError(SynthlearnError):
 class SiteFailure(SynthlearnError):
     """Site work raised an error: the run stops and names the arm, the site and the round
     or task (the site's own exception is chained as ``__cause__``)."""
+
+
+class SiteTaskError(Exception):
+    """Raised by a runner: site ``site``'s task failed with ``error`` (its own exception,
+    or a ``SynthlearnError`` it raised). A runner that runs several sites at once raises
+    this so that ``ArmContext.run_sites`` can name the site; the caller turns it into a
+    ``SiteFailure`` (or the site's ``SynthlearnError``) naming the arm, site and round."""
+
+    def __init__(self, site: int, error: BaseException) -> None:
+        super().__init__(f"site {site}: {error}")
+        self.site = site
+        self.error = error

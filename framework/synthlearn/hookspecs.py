@@ -136,8 +136,10 @@ def synthlearn_register_runners() -> list[ComponentSpec]:
     """Where site work executes (recipe key ``runner``).
 
     The factory returns a ``Runner``: ``execute(task, sites, envs, inbound)`` runs a site
-    task where each site's data lives and returns each site's payload as safetensors
-    bytes. Caching and byte counting are done by the caller (``ArmContext.run_sites``).
+    task where each site's data lives (in parallel where it can) and yields each site's
+    payload as safetensors bytes as that site finishes; a failed site is raised as
+    ``SiteTaskError(site, error)``. Caching, byte counting and events are done by the
+    caller (``ArmContext.run_sites``) as each result arrives.
     """
 
 

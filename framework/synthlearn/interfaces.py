@@ -15,7 +15,7 @@ arguments of the Protocol's method, and its keyword-only arguments by name
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -170,9 +170,10 @@ class Runner(Protocol):
     """kind ``runner``: where site work executes.
 
     ``execute`` runs ``task.fn(site, task.config, inbound_payload, env)`` for each site
-    where that site's data lives, and returns each site's result serialised with
-    ``Payload.to_bytes``. Inbound payloads arrive as bytes too. Caching and byte counting
-    are done by the caller (``ArmContext.run_sites``), not by the runner.
+    where that site's data lives, in parallel where it can, and yields each site's result
+    serialised with ``Payload.to_bytes`` as soon as that site is done. Inbound payloads
+    arrive as bytes too. Caching, byte counting and events are done by the caller
+    (``ArmContext.run_sites``) as each result arrives, not by the runner.
     """
 
     def execute(
@@ -181,11 +182,14 @@ class Runner(Protocol):
         sites: list[Site],
         envs: Mapping[int, SiteEnv],
         inbound: Mapping[int, bytes],
-    ) -> dict[int, bytes]:
+    ) -> Iterable[tuple[int, bytes]]:
         """Run the task at each of ``sites`` (with ``envs[site.id]`` and the site's
-        ``inbound`` bytes, when there are some) and return ``{site.id: payload bytes}``
-        for every site. An exception raised by the task is a site failure: let it
-        propagate (the caller names the arm, site and round)."""
+        ``inbound`` bytes, when there are some) and yield ``(site.id, payload bytes)``
+        for every site, each once, in the order they finish (a generator; returning a
+        ``{site.id: bytes}`` dict at the end is accepted too). A site whose task raised
+        (or whose node died or timed out) ends the call with
+        ``SiteTaskError(site.id, error)``, so that the caller names the site, its arm
+        and round; never yield the other sites as if all went well."""
         ...
 
 

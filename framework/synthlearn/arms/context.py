@@ -12,7 +12,7 @@ import hashlib
 import sys
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -20,13 +20,20 @@ import numpy as np
 import torch.nn as nn
 
 from synthlearn.data.types import AttributeInfo, ImageData
-from synthlearn.errors import SiteFailure, SynthlearnError
+from synthlearn.errors import SiteFailure, SiteTaskError, SynthlearnError
 from synthlearn.loading.code_identity import module_digest
 from synthlearn.models.training import TrainSettings, train_classifier
 from synthlearn.params import make_converter
 from synthlearn.sitework.cache import SiteCache, cache_key
 from synthlearn.sitework.exchange import Ledger, Payload
 from synthlearn.sitework.sites import Site, SiteEnv, SiteTask, derive_seed, seeded_model
+
+
+def _cause(exc: Exception) -> BaseException | None:
+    """What a run_sites error chains to: nothing for a user's mistake (a
+    ``SynthlearnError``: one line is the whole story), else the site's own exception."""
+    error = exc.error if isinstance(exc, SiteTaskError) else exc
+    return None if isinstance(error, SynthlearnError) else error
 
 
 def _first_line(exc: BaseException) -> str:
@@ -158,7 +165,9 @@ class ArmContext:
         ``inbound`` is what the server sends first: one payload for all sites, or one per
         site; it is counted in ``bytes_to_sites``. Payloads found in the cache (verified
         against their digest and key, ``SiteCache.get``) are not recomputed (they still
-        count as having crossed).
+        count as having crossed). The other sites go to the runner all at once, and each
+        result is cached, counted and announced (``synthlearn_on_site_done``) as it
+        arrives, so a site that finished is kept even if another fails.
         """
         sites = self.sites if sites is None else sites
         if isinstance(inbound, Payload):
@@ -178,29 +187,75 @@ class ArmContext:
                 self.ledger.cached_sites += 1
                 self._crossed(task, site.id, inbound_bytes.get(site.id), cached, True, 0.0)
         todo = [s for s in sites if s.id not in out]
-        for site in todo:  # one at a time, so each result is cached as soon as it exists
+        if todo:  # all at once: a runner that can runs them in parallel
             start = time.perf_counter()
-            env = self.site_env(site, task)
-            try:
-                result = self.runner.execute(task, [site], {site.id: env},
-                                             {k: v for k, v in inbound_bytes.items()
-                                              if k == site.id})
-            except SynthlearnError as exc:
-                raise SynthlearnError(str(exc), where=self._where(task, site)) from None
-            except Exception as exc:  # the site itself failed: stop, never average fewer
-                raise SiteFailure(f"site failed: {type(exc).__name__}: {_first_line(exc)}",
-                                  where=self._where(task, site)) from exc
-            blob = result[site.id]
-            if self.cache is not None:
-                self.cache.put(keys[site.id], blob)
-            out[site.id] = blob
-            self._crossed(task, site.id, inbound_bytes.get(site.id), blob, False,
-                          time.perf_counter() - start)
+            envs = {site.id: self.site_env(site, task) for site in todo}
+            asked = {site.id: inbound_bytes[site.id] for site in todo
+                     if site.id in inbound_bytes}
+            for sid, blob in self._results(task, todo, envs, asked):
+                if self.cache is not None:  # kept as soon as it exists
+                    self.cache.put(keys[sid], blob)
+                out[sid] = blob
+                self._crossed(task, sid, inbound_bytes.get(sid), blob, False,
+                              time.perf_counter() - start)
         return {sid: Payload.from_bytes(out[sid], f"site {sid}") for sid in sorted(out)}
 
-    def _where(self, task: SiteTask, site: Site) -> str:
+    def _results(self, task: SiteTask, todo: list[Site], envs: dict[int, SiteEnv],
+                 inbound: dict[int, bytes]) -> Iterator[tuple[int, bytes]]:
+        """The runner's ``(site id, bytes)`` for every site of ``todo``, as each arrives;
+        a site's failure, a result for a site not asked (or twice) and a site never
+        answered are errors naming the arm, the site and the round or task."""
+        by_id = {site.id: site for site in todo}
+        waiting = set(by_id)
+        try:
+            returned = self.runner.execute(task, todo, envs, inbound)
+            # a runner may return a mapping (all sites at the end) or yield as sites finish
+            results = iter(returned.items() if isinstance(returned, Mapping) else returned)
+        except Exception as exc:
+            raise self._failure(task, by_id, exc) from _cause(exc)
+        while True:
+            try:
+                item = next(results, None)
+            except Exception as exc:
+                raise self._failure(task, by_id, exc) from _cause(exc)
+            if item is None:
+                break
+            sid, blob = item
+            if sid not in waiting:
+                raise SiteFailure(f"the runner returned a result for site {sid!r}, which was "
+                                  f"{'answered already' if sid in by_id else 'not asked'}",
+                                  where=self._where(task, None))
+            if not isinstance(blob, bytes):
+                raise SiteFailure(f"the runner returned {type(blob).__name__}, not payload "
+                                  "bytes", where=self._where(task, by_id[sid]))
+            waiting.discard(sid)
+            yield sid, blob
+        if waiting:
+            first = by_id[min(waiting)]
+            raise SiteFailure("the runner returned no result for this site"
+                              + (f" (nor for sites {sorted(waiting - {first.id})})"
+                                 if len(waiting) > 1 else ""),
+                              where=self._where(task, first))
+
+    def _failure(self, task: SiteTask, by_id: dict[int, Site], exc: Exception
+                 ) -> SynthlearnError:
+        """The one-line error for a runner's exception: the site's own ``SynthlearnError``
+        or a ``SiteFailure``, naming the site when the runner said which one failed (or
+        when only one was running)."""
+        if isinstance(exc, SiteTaskError):
+            site, error = by_id.get(exc.site), exc.error
+        else:
+            site = next(iter(by_id.values())) if len(by_id) == 1 else None
+            error = exc
+        where = self._where(task, site)
+        if isinstance(error, SynthlearnError):
+            return SynthlearnError(str(error), where=where)
+        return SiteFailure(f"site failed: {type(error).__name__}: {_first_line(error)}",
+                           where=where)
+
+    def _where(self, task: SiteTask, site: Site | None) -> str:
         step = f"round {task.round}" if task.round is not None else f"task {task.name}"
-        return f"arm {self.name}, site {site.id}, {step}"
+        return f"arm {self.name}, " + (f"site {site.id}, " if site else "") + step
 
     def record_round(self, round: int, model: nn.Module | None = None,
                      **extra: Any) -> dict[str, Any]:

@@ -268,11 +268,12 @@ def test_site_steps_pool_statistics_then_fit_biases_at_the_sites(two_runs, tmp_p
 FLAKY_RUNNER = """
 import attrs
 import torch
-from synthlearn import ComponentSpec, hookimpl
+from synthlearn import ComponentSpec, SiteTaskError, hookimpl
 from synthlearn.api import Payload
 
 class LocalRunner:
-    '''Site work in this process (what the core's local runner does).'''
+    '''Site work in this process, every site's result at the end (a runner may return a
+    dict instead of yielding each site's result as it finishes).'''
     def execute(self, task, sites, envs, inbound):
         out = {}
         for site in sites:
@@ -297,8 +298,8 @@ class Flaky:
         c = self.config
         for site in sites:
             if site.id == c.site and task.round == c.round:
-                if c.mode == "crash":
-                    raise ConnectionError("connection reset by peer")
+                if c.mode == "crash":  # SiteTaskError says which site failed
+                    raise SiteTaskError(site.id, ConnectionError("connection reset by peer"))
                 sent = Payload.from_bytes(out[site.id], "site")
                 bad = {k: v.float().fill_(float("nan")) if v.is_floating_point() else v
                        for k, v in sent.tensors.items()}

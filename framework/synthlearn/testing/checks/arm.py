@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +67,19 @@ class _WatchingRunner:
     def __init__(self, inner: Any, watch: _Watch) -> None:
         self.inner, self.watch = inner, watch
 
-    def execute(self, *args: Any, **kwargs: Any) -> Any:
+    def execute(self, *args: Any, **kwargs: Any) -> Iterator[tuple[int, bytes]]:
+        returned = self._inside(lambda: self.inner.execute(*args, **kwargs))
+        results = iter(returned.items() if isinstance(returned, Mapping) else returned)
+        while True:  # a runner that yields works while it is asked for the next site
+            item = self._inside(lambda: next(results, None))
+            if item is None:
+                return
+            yield item
+
+    def _inside(self, work: Callable[[], Any]) -> Any:
         self.watch.inside += 1
         try:
-            return self.inner.execute(*args, **kwargs)
+            return work()
         finally:
             self.watch.inside -= 1
 
