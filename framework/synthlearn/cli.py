@@ -1,5 +1,5 @@
-"""The ``synthlearn`` command: ``plugins``, ``validate``, ``run``, ``sample``,
-``schema`` and ``describe``.
+"""The ``synthlearn`` command: ``plugins``, ``validate``, ``run``, ``sites export``,
+``sample``, ``schema`` and ``describe``.
 
 A mistake the user can fix prints one line (``error: <where>: <what>``) and exits with
 status 2; a recipe with several problems prints one line per problem. A file-system
@@ -20,6 +20,7 @@ import threading
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType, TracebackType
 
 from synthlearn import __version__, notices
@@ -71,6 +72,13 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", parents=[overrides], help="run a recipe and write its report")
     p.add_argument("--out", help="run directory (default: <output.dir>/<name>-<time>)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+
+    p = sub.add_parser("sites", help="site data as files of their own (for deployment)")
+    sites_sub = p.add_subparsers(dest="sites_command", required=True, metavar="ACTION")
+    e = sites_sub.add_parser("export", parents=[overrides],
+                             help="write each site of the recipe's partition to its own "
+                             "file (DIR/site-<id>.safetensors) and DIR/sites.json")
+    e.add_argument("--out", required=True, help="a new (or empty) folder")
 
     p = sub.add_parser("sample", parents=[common],
                        help="draw images from a generator a site sent "
@@ -310,6 +318,16 @@ def _dispatch(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, plugins, args.overrides)
     from synthlearn.execution.run import Run, load_data
 
+    if args.command == "sites":
+        from synthlearn.sitework.site_file import export_sites
+
+        dataset, sites = load_data(recipe)
+        manifest = export_sites(sites, dataset, recipe.name, recipe.seed, Path(args.out))
+        for entry in manifest["sites"]:
+            print(f"site {entry['site']}: {entry['n']} images, classes "
+                  f"{entry['class_counts']} -> {Path(args.out) / entry['file']}")
+        print(f"manifest -> {Path(args.out) / 'sites.json'}")
+        return 0
     if args.command == "validate":
         from synthlearn.execution.run_dir import output_problems
 
