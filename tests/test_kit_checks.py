@@ -11,7 +11,7 @@ import attrs
 import numpy as np
 import pytest
 import torch
-from synthlearn import SiteTaskError, SynthlearnError
+from synthlearn import SiteTaskError, SiteTaskSpec, SynthlearnError, hookimpl
 from synthlearn.arms.context import ArmContext, ArmResult
 from synthlearn.data.digits import DigitsConfig, DigitsDataset
 from synthlearn.data.partitions import (
@@ -258,6 +258,14 @@ class ReturnsAModel:
         return ctx.build_model()
 
 
+class RegistersItsSiteTask:
+    """What a plugin with site work does: lets site nodes run ``_train_at_sites``."""
+
+    @hookimpl
+    def synthlearn_register_site_tasks(self) -> list[SiteTaskSpec]:
+        return [SiteTaskSpec(_train_at_sites)]
+
+
 @pytest.mark.parametrize(("arm", "rule"), [
     (PeeksArm(), "the server never reads a site's images"),
     (NoSiteWorkArm(), "what crosses is counted"),
@@ -266,7 +274,13 @@ class ReturnsAModel:
 ])
 def test_a_broken_arm_fails_the_rule_it_breaks(arm, rule: str) -> None:
     with fails(rule):
-        check_arm(arm)
+        check_arm(arm, plugins=[RegistersItsSiteTask()])
+
+
+def test_an_arm_whose_site_work_no_plugin_registered_fails() -> None:
+    with fails("its site tasks are registered") as info:
+        check_arm(UnseededArm())
+    assert "test_kit_checks:_train_at_sites" in str(info.value)
 
 
 def test_the_arm_check_names_where_the_server_read_site_images() -> None:

@@ -6,7 +6,7 @@ fields ``input_path_field`` and ``sampling_field``) without importing torch. The
 whole public API for plugin authors is ``synthlearn.api``; everything else is internal.
 """
 
-from synthlearn.components import KINDS, ComponentSpec, NoParams
+from synthlearn.components import KINDS, ComponentSpec, NoParams, SiteTaskSpec
 from synthlearn.errors import (
     DataError,
     PluginError,
@@ -29,6 +29,7 @@ __all__ = [
     "RecipeError",
     "SiteFailure",
     "SiteTaskError",
+    "SiteTaskSpec",
     "SynthlearnError",
     "__version__",
     "hookimpl",

@@ -5,7 +5,8 @@ the names below keep their meaning, and a rename goes through a deprecation.
 
 The contract (what a plugin registers and what its objects must offer)
     ``hookimpl`` (mark hook implementations; the hooks are ``synthlearn.hookspecs``),
-    ``ComponentSpec``, ``NoParams``, ``KINDS``; one Protocol per kind: ``DatasetSource``,
+    ``ComponentSpec``, ``NoParams``, ``KINDS``, ``SiteTaskSpec`` (a site task a node may
+    run); one Protocol per kind: ``DatasetSource``,
     ``Partitioner``, ``ConditioningScheme``, ``Generator``, ``Arm``, ``ModelFactory``,
     ``Attack``, ``Runner``; optional methods: ``Checked`` (``check(dataset, sites)``),
     ``StatsChecked`` (a conditioning's ``check_stats``), ``Described`` (an attack's
@@ -64,7 +65,7 @@ from __future__ import annotations
 
 from synthlearn.arms.context import ArmContext, ArmResult
 from synthlearn.arms.site_steps import check_site_steps, finish_at_sites
-from synthlearn.components import KINDS, ComponentSpec, NoParams
+from synthlearn.components import KINDS, ComponentSpec, NoParams, SiteTaskSpec
 from synthlearn.data.types import AttributeInfo, Dataset, ImageData
 from synthlearn.errors import (
     DataError,
@@ -126,6 +127,7 @@ __all__ = [
     "Attack",
     "Checked",
     "ComponentSpec",
+    "SiteTaskSpec",
     "ConditioningScheme",
     "DatasetSource",
     "Described",

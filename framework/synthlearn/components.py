@@ -55,3 +55,23 @@ class RegisteredComponent:
     plugin: str
     distribution: str
     version: str
+
+
+@attrs.define(frozen=True)
+class SiteTaskSpec:
+    """A site task function a plugin lets a site's node run.
+
+    ``fn(site, config, inbound, env) -> Payload`` is a module-level function (what a
+    ``SiteTask`` runs); ``config`` is the attrs class its config is structured into at
+    the node, strictly (``None``: plain JSON data, given as is). A node started by a
+    remote runner runs only functions registered so by a plugin installed *on that
+    node*: the allow-list that keeps a server from making a hospital run anything else.
+    """
+
+    fn: Callable[..., Any]
+    config: type | None = None
+
+    @property
+    def path(self) -> str:
+        """``module:qualname``, the name a task message uses."""
+        return f"{self.fn.__module__}:{self.fn.__qualname__}"

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from synthlearn.arms.context import ArmContext, ArmResult
-    from synthlearn.components import ComponentSpec
+    from synthlearn.components import ComponentSpec, SiteTaskSpec
 
 PROJECT = "synthlearn"
 
@@ -140,6 +140,17 @@ def synthlearn_register_runners() -> list[ComponentSpec]:
     payload as safetensors bytes as that site finishes; a failed site is raised as
     ``SiteTaskError(site, error)``. Caching, byte counting and events are done by the
     caller (``ArmContext.run_sites``) as each result arrives.
+    """
+
+
+@hookspec
+def synthlearn_register_site_tasks() -> list[SiteTaskSpec]:
+    """The site task functions this plugin's arms (and site steps) run, each with its
+    config class (``SiteTaskSpec``).
+
+    A remote runner's site node runs a task only if a plugin installed on the node
+    registered its function here; an arm whose site work is not registered runs with
+    the local runner only. Called when a runner or a check asks (it may import torch).
     """
 
 

@@ -727,6 +727,26 @@ class _Checker:
         return None if broken else component
 
 
+def resolve_component(plugins: PluginSet, kind: str, entry: Any, where: str) -> Component:
+    """One component from its recipe form (``{"use": ..., "params": {...}, <slot>: ...}``,
+    what ``Component.to_dict`` writes), resolved as a recipe check resolves it: an
+    installed component of ``kind``, params structured strictly, slots resolved, the
+    object built and checked against its kind's contract. Every problem is a line of
+    one ``RecipeError``, at ``where`` (a YAML-like path)."""
+    checker = _Checker(plugins, PathBases())
+    if not isinstance(entry, Mapping):
+        raise RecipeError([f"{where}: expected a mapping with 'use', got "
+                           f"{type(entry).__name__}"])
+    raw = dict(entry)
+    head = {key: raw.pop(key) for key in ("use", "params") if key in raw}
+    ref, problems = structure_at(checker.conv, head, ComponentRef, where)
+    component = None if ref is None else checker.resolve(ref, kind, where, slots=raw)
+    problems += checker.problems
+    if component is None or problems:
+        raise RecipeError(problems or [f"{where}: cannot resolve {kind} {head.get('use')!r}"])
+    return component
+
+
 def check_recipe(data: dict[str, Any], plugins: PluginSet, *, recipe_dir: str | Path | None = None,
                  overridden: Iterable[str] = ()) -> Recipe:
     """Check raw recipe data against the installed plugins; raise ``RecipeError`` listing

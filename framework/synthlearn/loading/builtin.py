@@ -6,7 +6,7 @@ from synthlearn.arms.centralized import CentralizedArm, CentralizedConfig
 from synthlearn.arms.context import ArmContext, ArmResult
 from synthlearn.arms.local import LocalArm, LocalConfig
 from synthlearn.arms.synthetic import SyntheticArm, SyntheticConfig
-from synthlearn.components import ComponentSpec
+from synthlearn.components import ComponentSpec, SiteTaskSpec
 from synthlearn.data.digits import DigitsConfig, DigitsDataset
 from synthlearn.data.imagefolder import ImageFolderConfig, ImageFolderDataset
 from synthlearn.data.medmnist import MedMNISTConfig, MedMNISTDataset
@@ -95,6 +95,23 @@ def synthlearn_register_runners() -> list[ComponentSpec]:
     return [
         ComponentSpec("local", LocalRunnerConfig, LocalRunner,
                       "run site work in this process"),
+    ]
+
+
+@hookimpl
+def synthlearn_register_site_tasks() -> list[SiteTaskSpec]:
+    from synthlearn.arms.centralized import share_raw_images
+    from synthlearn.arms.local import train_local_model
+    from synthlearn.arms.site_batchnorm import AdaptConfig, site_statistics
+    from synthlearn.arms.site_calibration import CalibrateConfig, site_biases
+    from synthlearn.arms.synthetic import synthesize
+
+    return [
+        SiteTaskSpec(share_raw_images, CentralizedConfig),
+        SiteTaskSpec(train_local_model, LocalConfig),
+        SiteTaskSpec(synthesize, SyntheticConfig),
+        SiteTaskSpec(site_statistics, AdaptConfig),
+        SiteTaskSpec(site_biases, CalibrateConfig),
     ]
 
 

@@ -32,7 +32,7 @@ import attrs
 import pluggy
 
 from synthlearn import hookspecs
-from synthlearn.components import KINDS, ComponentSpec, RegisteredComponent
+from synthlearn.components import KINDS, ComponentSpec, RegisteredComponent, SiteTaskSpec
 from synthlearn.errors import PluginError
 from synthlearn.loading.events import EventHooks
 
@@ -65,6 +65,15 @@ class PluginInfo:
         return self.error is None
 
 
+@attrs.define(frozen=True)
+class RegisteredSiteTask:
+    """A site task function together with the distribution that registered it."""
+
+    spec: SiteTaskSpec
+    distribution: str
+    version: str
+
+
 @attrs.define
 class PluginSet:
     """Everything the plugin manager found: plugins, components by kind, and problems."""
@@ -74,6 +83,38 @@ class PluginSet:
     components: dict[str, dict[str, RegisteredComponent]]
     problems: list[str]
     deprecations: list[str] = attrs.field(factory=list)
+    owners: dict[int, PluginInfo] = attrs.field(factory=dict, repr=False)
+    _site_tasks: dict[str, RegisteredSiteTask] | None = attrs.field(default=None, init=False,
+                                                                     repr=False)
+
+    def site_tasks(self) -> dict[str, RegisteredSiteTask]:
+        """Every site task function the loaded plugins register
+        (``synthlearn_register_site_tasks``), by ``SiteTaskSpec.path``: the allow-list a
+        remote site node runs tasks from. Collected on first use (the hooks may import
+        torch); a hook that fails or returns anything but ``SiteTaskSpec`` is a
+        ``PluginError`` naming its distribution."""
+        if self._site_tasks is not None:
+            return self._site_tasks
+        found: dict[str, RegisteredSiteTask] = {}
+        for impl in self.manager.hook.synthlearn_register_site_tasks.get_hookimpls():
+            info = self.owners.get(id(impl.plugin))
+            if info is None or not info.ok:
+                continue
+            where = f"distribution {info.distribution} (plugin {info.name})"
+            try:
+                specs = list(impl.function() or [])
+            except Exception as exc:
+                raise PluginError(f"synthlearn_register_site_tasks failed: "
+                                  f"{_one_line(exc)}", where=where) from None
+            for spec in specs:
+                if not isinstance(spec, SiteTaskSpec):
+                    raise PluginError(f"synthlearn_register_site_tasks returned "
+                                      f"{type(spec).__name__}, expected "
+                                      "synthlearn.SiteTaskSpec", where=where)
+                found.setdefault(spec.path, RegisteredSiteTask(spec, info.distribution,
+                                                               info.version))
+        self._site_tasks = found
+        return found
 
     def raise_problems(self) -> None:
         """Stop with the first problem (broken plugin or name clash), as one line; a
@@ -231,7 +272,7 @@ def load_plugins(extra: Iterable[object] = (), *, autoload: bool = True) -> Plug
         for p in plugins
         if not p.ok
     ] + clash_problems
-    return PluginSet(pm, plugins, components, problems, deprecations)
+    return PluginSet(pm, plugins, components, problems, deprecations, owner)
 
 
 def _deprecations(pm: pluggy.PluginManager, owner: dict[int, PluginInfo]) -> list[str]:

@@ -1,8 +1,8 @@
-"""The hook that registers the ``fedavg`` arm with synthlearn."""
+"""The hooks that register the ``fedavg`` arm and its site task with synthlearn."""
 
 from __future__ import annotations
 
-from synthlearn import ComponentSpec, hookimpl
+from synthlearn import ComponentSpec, SiteTaskSpec, hookimpl
 
 from synthlearn_fedavg.arm import FedAvgArm
 from synthlearn_fedavg.config import FedAvgConfig
@@ -16,3 +16,11 @@ def synthlearn_register_arms() -> list[ComponentSpec]:
                       "federated averaging over rounds (FedProx with mu > 0); weights "
                       "cross both ways every round"),
     ]
+
+
+@hookimpl
+def synthlearn_register_site_tasks() -> list[SiteTaskSpec]:
+    """One round of local training at a site (what a remote site node may run)."""
+    from synthlearn_fedavg.site_round import RoundConfig, train_round
+
+    return [SiteTaskSpec(train_round, RoundConfig)]

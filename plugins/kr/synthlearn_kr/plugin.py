@@ -1,8 +1,8 @@
-"""The hook that registers the ``kr`` arm with synthlearn."""
+"""The hooks that register the ``kr`` arm and its site tasks with synthlearn."""
 
 from __future__ import annotations
 
-from synthlearn import ComponentSpec, hookimpl
+from synthlearn import ComponentSpec, SiteTaskSpec, hookimpl
 
 from synthlearn_kr.arm import KRArm
 from synthlearn_kr.config import KRConfig
@@ -21,3 +21,12 @@ def synthlearn_register_arms() -> list[ComponentSpec]:
                       slot_defaults={"generator": "gan", "conditioning": "categorical",
                                      "teacher": None}),
     ]
+
+
+@hookimpl
+def synthlearn_register_site_tasks() -> list[SiteTaskSpec]:
+    """Fitting and teaching at a site, and labelling other sites' sets (what a remote
+    site node may run)."""
+    from synthlearn_kr.site_work import SiteWork, label, prepare
+
+    return [SiteTaskSpec(prepare, SiteWork), SiteTaskSpec(label, SiteWork)]

@@ -28,6 +28,7 @@ class _Watch:
         self.armed = False
         self.inside = 0
         self.reads: list[str] = []
+        self.tasks: list[str] = []  # the site task functions run, by module:qualname
 
     def note(self) -> None:
         if self.armed and not self.inside:
@@ -67,8 +68,9 @@ class _WatchingRunner:
     def __init__(self, inner: Any, watch: _Watch) -> None:
         self.inner, self.watch = inner, watch
 
-    def execute(self, *args: Any, **kwargs: Any) -> Iterator[tuple[int, bytes]]:
-        returned = self._inside(lambda: self.inner.execute(*args, **kwargs))
+    def execute(self, task: Any, *args: Any, **kwargs: Any) -> Iterator[tuple[int, bytes]]:
+        self.watch.tasks.append(task.fn_path)
+        returned = self._inside(lambda: self.inner.execute(task, *args, **kwargs))
         results = iter(returned.items() if isinstance(returned, Mapping) else returned)
         while True:  # a runner that yields works while it is asked for the next site
             item = self._inside(lambda: next(results, None))
@@ -122,6 +124,9 @@ def check_arm(arm: Any, *, slots: Mapping[str, Any] | None = None,
     * ``synthetic sets and artifacts are well formed``: ``synthetic`` holds the
       dataset's image shape for existing sites, ``artifacts`` are bytes under plain
       file names;
+    * ``its site tasks are registered``: every function it runs at the sites is
+      registered through ``synthlearn_register_site_tasks`` (``SiteTaskSpec``), so a
+      remote runner's nodes may run it;
     * ``same seed, same numbers``: a second run on a fresh context gives the same test
       figures and byte counts.
 
@@ -155,6 +160,12 @@ def check_arm(arm: Any, *, slots: Mapping[str, Any] | None = None,
                   "the server)")
     rules.require(not watch.reads, "the server never reads a site's images",
                   f"site images read outside site work at {watch.reads[:3]}")
+    registered = {spec.path for specs in ctx.hook.synthlearn_register_site_tasks()
+                  for spec in specs or []}
+    unregistered = sorted(set(watch.tasks) - registered)
+    rules.require(not unregistered, "its site tasks are registered",
+                  f"{unregistered[:3]} ran at the sites without a SiteTaskSpec from "
+                  "synthlearn_register_site_tasks: a remote site node would refuse it")
     shape = (ctx.in_chans, *ctx.image_size)
     bad = [sid for sid, data in result.synthetic.items()
            if sid not in site_ids or not isinstance(data, ImageData)
