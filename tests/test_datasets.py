@@ -494,3 +494,20 @@ def test_imagefolder_errors(tmp_path):
         ImageFolderDataset(ImageFolderConfig(root=str(tmp_path / "bad"))).load(0)
     with pytest.raises(DataError, match="channels"):
         ImageFolderDataset(ImageFolderConfig(root=str(tmp_path), channels=2))
+
+
+def test_images_are_held_in_one_memory_layout() -> None:
+    """The same values in another layout (here channels-last transposed to (N, C, H, W),
+    which gives the size-1 channel axis an odd stride) can take torch down another
+    convolution path and change the numbers; ImageData keeps one standard layout, so a
+    site's data read from its file trains exactly as the partitioned array does."""
+    from synthlearn.data.types import ImageData
+
+    rng = np.random.default_rng(0)
+    odd = rng.integers(0, 256, (6, 16, 16, 1), dtype=np.uint8).transpose(0, 3, 1, 2)
+    assert odd.strides != (256, 256, 16, 1)
+    data = ImageData(images=odd, labels=np.zeros(6, np.int64))
+    assert data.images.strides == (256, 256, 16, 1)
+    assert np.array_equal(data.images, odd)
+    standard = data.images
+    assert ImageData(images=standard, labels=np.zeros(6, np.int64)).images is standard

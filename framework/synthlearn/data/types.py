@@ -20,6 +20,15 @@ class AttributeInfo:
     description: str = ""
 
 
+def _row_major_strides(array: np.ndarray) -> tuple[int, ...]:
+    """The strides a freshly allocated C-order array of ``array``'s shape has."""
+    strides, step = [], array.itemsize
+    for size in reversed(array.shape):
+        strides.append(step)
+        step *= size
+    return tuple(reversed(strides))
+
+
 @attrs.define(frozen=True, eq=False)
 class ImageData:
     """A set of labelled images held in memory.
@@ -41,6 +50,12 @@ class ImageData:
         if self.images.dtype != np.uint8 or self.images.ndim != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} "
                              f"{self.images.shape}")
+        if self.images.strides != _row_major_strides(self.images):
+            # the same values in another memory layout (a transposed array, a size-1 axis
+            # with an odd stride) can steer torch to another convolution path and change
+            # the numbers: every ImageData holds its images in one standard layout, so
+            # the same data trains the same in any process (a site's node included)
+            object.__setattr__(self, "images", np.array(self.images, order="C", copy=True))
         n = len(self.images)
         if self.labels.shape != (n,):
             raise ValueError(f"labels must have shape ({n},), got {self.labels.shape}")
