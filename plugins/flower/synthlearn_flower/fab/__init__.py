@@ -1,0 +1,1 @@
+"""The Flower App Bundle a synthlearn run submits (its source folder, built at run time)."""

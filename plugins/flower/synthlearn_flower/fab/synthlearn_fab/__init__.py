@@ -1,0 +1,1 @@
+"""Placeholder package of synthlearn's Flower App Bundle."""

@@ -1,0 +1,213 @@
+"""The ``flower`` runner and ``synthlearn-node`` against a real Flower SuperLink and three
+real SuperNodes, each a separate process on localhost given only its own site file:
+the numbers equal the local runner's, bytes are counted, and a node that dies mid-arm
+ends the run with one line naming the site. Tiny models and phantom data keep it to
+seconds of work (most of the time is Flower starting its processes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("flwr", reason="Flower (flwr) is not installed")
+pytest.importorskip("synthlearn_flower", reason="the synthlearn-flower plugin is not installed")
+
+from synthlearn.testing import installed, small_recipe  # noqa: E402
+from synthlearn_flower import FlowerConfig  # noqa: E402
+
+BIN = Path(sys.executable).parent
+QUIET = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
+         "FLWR_LOG_LEVEL": "WARNING", "OMP_NUM_THREADS": "1"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {**os.environ, **QUIET, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **extra}
+
+
+class Federation:
+    """A SuperLink and one synthlearn-node per site file, as processes."""
+
+    def __init__(self, folder: Path, site_files: list[Path]) -> None:
+        self.folder, self.port = folder, _free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        (folder / "link").mkdir()
+        self.link = self._start("superlink", [
+            str(BIN / "flower-superlink"), "--insecure", "--isolation", "process",
+            "--port", str(self.port), "--disable-runtime-dependency-installation"],
+            FLWR_HOME=str(folder / "link"))
+        self._wait_for_port()
+        self.nodes = [self._start(f"node{i}", [
+            str(BIN / "synthlearn-node"), "--site-file", str(path), "--superlink",
+            self.address, "--insecure"]) for i, path in enumerate(site_files)]
+
+    def _start(self, name: str, command: list[str], **env: str) -> subprocess.Popen:
+        log = open(self.folder / f"{name}.log", "wb")  # noqa: SIM115 (kept with the process)
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                env=_env(**env), start_new_session=True)
+
+    def _wait_for_port(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.3)
+        raise RuntimeError(f"the SuperLink did not start: {self.log('superlink')}")
+
+    def log(self, name: str) -> str:
+        return (self.folder / f"{name}.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        for process in [*self.nodes, self.link]:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in [*self.nodes, self.link]:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def _recipe(runner: dict) -> dict:
+    recipe = small_recipe(arms=[
+        {"use": "local"},
+        {"use": "fedavg", "params": {"rounds": 2}},
+        {"name": "synthetic", "use": "synthetic", "params": {"share": "generator"},
+         "generator": {"use": "gan", "params": {"steps": 20}}}], runner=runner)
+    recipe["model"]["params"]["epochs"] = 1
+    recipe["output"] = {"dir": "runs", "cache": None}
+    return recipe
+
+
+def _run(folder: Path, recipe: dict, name: str) -> subprocess.CompletedProcess:
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return subprocess.run([str(BIN / "synthlearn"), "run", str(path), "--out",
+                           str(folder / name), "--quiet"], capture_output=True, text=True,
+                          env=_env(), timeout=600)
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+    pytest.importorskip("synthlearn_gan", reason="the synthlearn-gan plugin is not installed")
+    pytest.importorskip("synthlearn_fedavg", reason="the synthlearn-fedavg plugin is not "
+                                                    "installed")
+    folder = tmp_path_factory.mktemp("federation")
+    recipe = folder / "export.yaml"
+    recipe.write_text(yaml.safe_dump(_recipe({"use": "local"})))
+    exported = subprocess.run([str(BIN / "synthlearn"), "sites", "export", str(recipe),
+                               "--out", str(folder / "sites")], capture_output=True,
+                              text=True, env=_env())
+    assert exported.returncode == 0, exported.stderr
+    fed = Federation(folder, sorted((folder / "sites").glob("site-*.safetensors")))
+    yield fed
+    fed.stop()
+
+
+def test_site_work_on_real_supernodes_gives_the_local_runners_numbers(
+        federation: Federation) -> None:
+    folder = federation.folder
+    runner = {"use": "flower", "params": {"superlink": federation.address, "insecure": True,
+                                          "connect_timeout_s": 90}}
+    remote = _run(folder, _recipe(runner), "flower")
+    assert remote.returncode == 0, (remote.stderr, federation.log("node0"))
+    local = _run(folder, _recipe({"use": "local"}), "local")
+    assert local.returncode == 0, local.stderr
+    by_runner = {name: {a["name"]: a for a in json.loads(
+        (folder / name / "metrics.json").read_text())["arms"]} for name in ("flower", "local")}
+    for arm in ("local", "fedavg", "synthetic"):
+        here, there = by_runner["local"][arm], by_runner["flower"][arm]
+        for key in ("accuracy", "auc", "bytes_to_server", "bytes_to_sites"):
+            assert there["metrics"][key] == here["metrics"][key], (arm, key)
+        assert there["site_bytes"] == here["site_bytes"]
+    assert by_runner["flower"]["fedavg"]["metrics"]["bytes_to_sites"] > 0
+    # each node ran its own site's tasks: site 0's node logged only site 0
+    log = federation.log("node0")
+    assert "site 0: task 'train_local'" in log and "site 1:" not in log
+
+
+def test_a_node_that_dies_mid_arm_ends_the_run_naming_its_site(federation: Federation
+                                                                ) -> None:
+    folder = federation.folder
+    runner = {"use": "flower", "params": {"superlink": federation.address, "insecure": True,
+                                          "connect_timeout_s": 60, "task_timeout_s": 15}}
+    recipe = _recipe(runner)
+    recipe["arms"] = [{"use": "fedavg", "params": {"rounds": 3}}]
+    path = folder / "dead.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    before = federation.log("node1").count("task 'round-0'")
+    run = subprocess.Popen([str(BIN / "synthlearn"), "run", str(path), "--out",
+                            str(folder / "dead"), "--quiet"], stderr=subprocess.PIPE,
+                           text=True, env=_env())
+    deadline = time.monotonic() + 120
+    while (federation.log("node1").count("task 'round-0'") == before
+           and time.monotonic() < deadline):
+        time.sleep(0.2)
+    os.killpg(federation.nodes[1].pid, signal.SIGKILL)  # site 1's machine goes down
+    _, stderr = run.communicate(timeout=300)
+    assert run.returncode == 2, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error: arm fedavg, site 1, round "), last
+    # the message expires (its time to live is task_timeout_s) or the wait runs out
+    assert ("site failed: NodeError: " in last and "(Flower error 3)" in last) or (
+        "site failed: TimeoutError: no result within task_timeout_s (15 s)" in last), last
+    assert "Traceback" not in stderr
+    assert not (folder / "dead").exists()  # nothing half-written
+
+
+def test_insecure_only_on_this_machine_and_the_runner_is_registered() -> None:
+    assert installed("runner", "flower").distribution == "synthlearn-flower"
+    FlowerConfig(superlink="localhost:9093", insecure=True)
+    with pytest.raises(ValueError, match="only for a SuperLink on this machine"):
+        FlowerConfig(superlink="10.1.2.3:9093", insecure=True)
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        FlowerConfig(superlink="no-port")
+
+
+def test_the_node_refuses_another_site_and_unregistered_tasks(tmp_path: Path) -> None:
+    """What a node answers, message by message (no network: the handler itself)."""
+    from flwr.app import Message, RecordDict
+    from flwr.supercore.task_identity import TaskIdentity
+    from synthlearn.loading.manager import load_plugins
+    from synthlearn.sitework.site_file import read_site_file, site_payload
+    from synthlearn.testing import tiny_dataset, tiny_sites
+    from synthlearn_flower.messages import HELLO, SITE_TASK, content, read
+    from synthlearn_flower.node import handle
+
+    dataset = tiny_dataset()
+    site = tiny_sites(dataset, 3)[2]
+    (tmp_path / "s.safetensors").write_bytes(site_payload(site, dataset, "t", 0).to_bytes())
+    site_file, plugins = read_site_file(tmp_path / "s.safetensors"), load_plugins()
+    TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = 7, 8, 9  # as in a task
+
+    def ask(kind: str, meta: dict | None = None) -> tuple[Message, bool]:
+        message = Message(RecordDict() if meta is None else content(meta), dst_node_id=1,
+                          message_type=kind)
+        return handle(message, site_file, plugins, None, quiet=True)
+
+    reply, ok = ask(HELLO)
+    assert ok and read(reply)[0]["site"] == 2 and read(reply)[0]["n"] == len(site.data)
+    reply, ok = ask(SITE_TASK, {"format": "synthlearn-task", "version": 1, "site": 2,
+                                "task": {"fn": "os:system", "config": "rm -rf /"},
+                                "env": {}})
+    assert not ok and "'os:system' is not registered" in reply.error.reason
+    reply, ok = ask(SITE_TASK, {"format": "synthlearn-task", "version": 1, "site": 0})
+    assert not ok and "this node holds site 2" in reply.error.reason
+    reply, ok = ask("query.other")
+    assert not ok and "answers query.hello and query.site_task" in reply.error.reason
