@@ -57,6 +57,13 @@ Attacks
     logits and probabilities, reference models). The audit that builds it, the
     candidate pool and the metrics are the core's.
 
+Runners (site work elsewhere: a hospital's node)
+    ``task_request`` (a site task as JSON for a site's node), ``run_task_request`` (the
+    node runs it: registered site tasks only, components from its own plugins, its own
+    site), ``SiteFile``/``read_site_file``/``site_payload`` (one site's data in a file
+    of its own, ``synthlearn sites export``), ``SiteCache`` (a site's store for
+    expensive work), ``load_plugins`` (the installed plugins, as a node resolves them).
+
 Importing this module imports torch; plugin entry-point modules that only register
 components can import from ``synthlearn`` alone and keep ``synthlearn plugins`` quick.
 """
@@ -102,6 +109,7 @@ from synthlearn.interfaces import (
     Runner,
     StatsChecked,
 )
+from synthlearn.loading.manager import load_plugins
 from synthlearn.models.training import (
     OPTIMIZERS,
     TrainSettings,
@@ -116,8 +124,11 @@ from synthlearn.models.training import (
 )
 from synthlearn.notices import warn
 from synthlearn.params import input_path_field, make_converter, sampling_field
+from synthlearn.sitework.cache import SiteCache
 from synthlearn.sitework.exchange import Payload, check_layout, load_state, state_payload
 from synthlearn.sitework.received import received_count, received_tensor
+from synthlearn.sitework.remote import run_task_request, task_request
+from synthlearn.sitework.site_file import SiteFile, read_site_file, site_payload
 from synthlearn.sitework.sites import Site, SiteEnv, SiteTask, derive_seed, seeded_model
 
 __all__ = [
@@ -197,4 +208,12 @@ __all__ = [
     "pool_subset",
     # attacks
     "AttackContext",
+    # runners
+    "SiteCache",
+    "SiteFile",
+    "load_plugins",
+    "read_site_file",
+    "run_task_request",
+    "site_payload",
+    "task_request",
 ]

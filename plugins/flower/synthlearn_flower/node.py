@@ -32,10 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from synthlearn import SynthlearnError, __version__
-from synthlearn.loading.manager import load_plugins
-from synthlearn.sitework.cache import SiteCache
-from synthlearn.sitework.remote import run_task_request
-from synthlearn.sitework.site_file import SiteFile, read_site_file
+from synthlearn.api import SiteCache, SiteFile, load_plugins, read_site_file, run_task_request
 
 from synthlearn_flower.config import is_loopback
 

@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from synthlearn import SiteTaskError, SynthlearnError
-from synthlearn.api import Site, SiteEnv, SiteTask
-from synthlearn.sitework.remote import task_request
+from synthlearn.api import Site, SiteEnv, SiteTask, task_request
 
 from synthlearn_flower.config import FlowerConfig
 from synthlearn_flower.messages import HELLO, SITE_TASK, content, read

@@ -184,8 +184,7 @@ def test_the_node_refuses_another_site_and_unregistered_tasks(tmp_path: Path) ->
     """What a node answers, message by message (no network: the handler itself)."""
     from flwr.app import Message, RecordDict
     from flwr.supercore.task_identity import TaskIdentity
-    from synthlearn.loading.manager import load_plugins
-    from synthlearn.sitework.site_file import read_site_file, site_payload
+    from synthlearn.api import load_plugins, read_site_file, site_payload
     from synthlearn.testing import tiny_dataset, tiny_sites
     from synthlearn_flower.messages import HELLO, SITE_TASK, content, read
     from synthlearn_flower.node import handle
