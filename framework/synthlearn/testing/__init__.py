@@ -54,10 +54,12 @@ if TYPE_CHECKING:
     from synthlearn.testing.context import make_arm_context
     from synthlearn.testing.offering import offer
     from synthlearn.testing.recipes import (
+        class_conditions,
         learning_recipe,
         small_recipe,
         tiny_dataset,
         tiny_sites,
+        two_tone,
         write_distribution,
         write_recipe_file,
     )
@@ -71,8 +73,9 @@ _WHERE = {
     "run_cli": "synthlearn.testing.cli",
     "make_arm_context": "synthlearn.testing.context",
     "offer": "synthlearn.testing.offering",
-    **dict.fromkeys(["learning_recipe", "small_recipe", "tiny_dataset", "tiny_sites",
-                     "write_distribution", "write_recipe_file"], "synthlearn.testing.recipes"),
+    **dict.fromkeys(["class_conditions", "learning_recipe", "small_recipe", "tiny_dataset",
+                     "tiny_sites", "two_tone", "write_distribution", "write_recipe_file"],
+                    "synthlearn.testing.recipes"),
     "RunResult": "synthlearn.testing.run",
     "run_recipe": "synthlearn.testing.run",
     "installed": "synthlearn.testing.run",
@@ -90,6 +93,7 @@ __all__ = [
     "check_model",
     "check_partition",
     "check_runner",
+    "class_conditions",
     "installed",
     "learning_recipe",
     "make_arm_context",
@@ -99,6 +103,7 @@ __all__ = [
     "small_recipe",
     "tiny_dataset",
     "tiny_sites",
+    "two_tone",
     "write_distribution",
     "write_recipe_file",
 ]

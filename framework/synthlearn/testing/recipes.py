@@ -13,7 +13,8 @@ import yaml
 
 from synthlearn.data.partitions import IIDPartition
 from synthlearn.data.phantom import PhantomConfig, PhantomDataset
-from synthlearn.data.types import Dataset
+from synthlearn.data.types import Dataset, ImageData
+from synthlearn.generation.conditioning import Conditions
 from synthlearn.sitework.sites import Site, derive_seed
 
 __all__ = ["small_recipe", "tiny_dataset", "tiny_sites", "write_distribution",
@@ -60,6 +61,29 @@ def tiny_dataset(n_train: int = 120, n_test: int = 60, size: int = 16, classes: 
     and phenotype attributes (lesion size, contrast, scanner): made in milliseconds."""
     config = PhantomConfig(n_train=n_train, n_test=n_test, size=size, classes=classes)
     return PhantomDataset(config).load(seed)
+
+
+def two_tone(n: int = 32, side: int = 16, channels: int = 1, seed: int = 0) -> ImageData:
+    """``n`` images a generator can learn in a few steps, classes alternating: class 0 a
+    dim disc (about 60) on black, class 1 a bright one (about 200), each placed near the
+    centre with some noise. For generator tests: whether a class condition steers the
+    output shows in the mean brightness."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n, dtype=np.int64) % 2
+    yy, xx = np.mgrid[:side, :side]
+    images = np.zeros((n, channels, side, side), np.float32)
+    for i, label in enumerate(labels):
+        cy, cx = rng.uniform(0.4, 0.6, 2) * side
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 < (0.3 * side) ** 2
+        images[i] = disc * (200.0 if label else 60.0) + rng.normal(0, 8, (channels, side, side))
+    return ImageData(images=np.clip(images, 0, 255).astype(np.uint8), labels=labels)
+
+
+def class_conditions(labels: np.ndarray) -> Conditions:
+    """Conditions holding the class alone (a vector of size 0), as the ``categorical``
+    scheme gives a generator."""
+    labels = np.asarray(labels, np.int64)
+    return Conditions(labels, np.zeros((len(labels), 0), np.float32))
 
 
 def tiny_sites(dataset: Dataset, count: int = 3, seed: int = 0) -> list[Site]:

@@ -16,9 +16,11 @@ from synthlearn import SynthlearnError  # noqa: E402
 from synthlearn.api import Conditions, Dataset, ImageData, Payload, Site  # noqa: E402
 from synthlearn.testing import (  # noqa: E402
     check_generator,
+    class_conditions,
     installed,
     run_recipe,
     small_recipe,
+    two_tone,
 )
 from synthlearn_diffusion import DiffusionConfig, DiffusionGenerator  # noqa: E402
 from synthlearn_diffusion.networks import (  # noqa: E402
@@ -33,29 +35,15 @@ TINY = DiffusionConfig(steps=4, batch_size=16, width=8, levels=2, attention=Fals
                        sample_steps=3, min_images=8, device="cpu")
 
 
-def two_tone(n: int = 32, side: int = 16, channels: int = 1, seed: int = 0) -> ImageData:
-    """Class 0: a dim disc (~60) on black; class 1: a bright disc (~200); some noise."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n, dtype=np.int64) % 2
-    yy, xx = np.mgrid[:side, :side]
-    images = np.zeros((n, channels, side, side), np.float32)
-    for i, label in enumerate(labels):
-        cy, cx = rng.uniform(0.4, 0.6, 2) * side
-        disc = (yy - cy) ** 2 + (xx - cx) ** 2 < (0.3 * side) ** 2
-        images[i] = disc * (200.0 if label else 60.0) + rng.normal(0, 8, (channels, side, side))
-    return ImageData(images=np.clip(images, 0, 255).astype(np.uint8), labels=labels)
 
 
-def categorical(labels: np.ndarray) -> Conditions:
-    labels = np.asarray(labels, np.int64)
-    return Conditions(labels, np.zeros((len(labels), 0), np.float32))
 
 
 def fitted(config: DiffusionConfig = TINY, data: ImageData | None = None, seed: int = 0
            ) -> DiffusionGenerator:
     data = two_tone() if data is None else data
     generator = DiffusionGenerator(config)
-    generator.fit(data, categorical(data.labels), 2, seed, progress=False)
+    generator.fit(data, class_conditions(data.labels), 2, seed, progress=False)
     return generator
 
 
@@ -88,7 +76,7 @@ def test_guidance_strengthens_class_fidelity() -> None:
     data = two_tone(128)
     config = attrs.evolve(TINY, steps=60, lr=2e-3, ema=0.99, cond_drop=0.2, sample_steps=8)
     generator = fitted(config, data)
-    conditions = categorical(np.repeat([0, 1], 32))
+    conditions = class_conditions(np.repeat([0, 1], 32))
     gap = {}
     for scale in (0.0, 1.0, 3.0):
         generator.config = attrs.evolve(config, guidance=scale)
@@ -113,7 +101,7 @@ def test_condition_vectors_change_the_output() -> None:
     assert generator.state().meta["vector_size"] == 3
     assert "vector_proj.weight" in generator.state().tensors
     with pytest.raises(SynthlearnError, match="size 0"):
-        generator.sample(categorical(labels), seed=5)
+        generator.sample(class_conditions(labels), seed=5)
 
 
 # --- determinism and exchange ---------------------------------------------------------
@@ -129,12 +117,12 @@ def test_fit_is_deterministic_and_leaves_the_global_rng_alone(tiny: DiffusionGen
 
 
 def test_sampling_is_deterministic_per_seed(tiny: DiffusionGenerator) -> None:
-    conditions = categorical(np.arange(140) % 2)  # more than one sampling batch
+    conditions = class_conditions(np.arange(140) % 2)  # more than one sampling batch
     first = tiny.sample(conditions, seed=3)
     assert first.dtype == np.uint8 and first.shape == (140, 1, 16, 16)
     assert np.array_equal(first, tiny.sample(conditions, seed=3))
     assert not np.array_equal(first, tiny.sample(conditions, seed=4))
-    assert tiny.sample(categorical(np.zeros(0, np.int64)), seed=3).shape == (0, 1, 16, 16)
+    assert tiny.sample(class_conditions(np.zeros(0, np.int64)), seed=3).shape == (0, 1, 16, 16)
 
 
 def test_state_round_trip_gives_identical_samples(tiny: DiffusionGenerator) -> None:
@@ -147,7 +135,7 @@ def test_state_round_trip_gives_identical_samples(tiny: DiffusionGenerator) -> N
     received = Payload.from_bytes(payload.to_bytes(), "site 1")
     server = DiffusionGenerator(attrs.evolve(TINY, width=64, levels=4))  # arch from meta
     server.load(received, "site 1")
-    conditions = categorical(np.array([0, 1, 1, 0]))
+    conditions = class_conditions(np.array([0, 1, 1, 0]))
     assert np.array_equal(server.sample(conditions, 7), tiny.sample(conditions, 7))
     # the sampling side's sampler settings apply to a loaded generator
     server.config = attrs.evolve(TINY, sampler="ddim", sample_steps=4)
@@ -156,7 +144,7 @@ def test_state_round_trip_gives_identical_samples(tiny: DiffusionGenerator) -> N
 
 def test_sample_or_state_before_fit_is_an_error() -> None:
     with pytest.raises(SynthlearnError, match="not been fitted"):
-        DiffusionGenerator(TINY).sample(categorical(np.array([0])), seed=0)
+        DiffusionGenerator(TINY).sample(class_conditions(np.array([0])), seed=0)
     with pytest.raises(SynthlearnError, match="not been fitted"):
         DiffusionGenerator(TINY).state()
 
@@ -243,7 +231,7 @@ def test_other_sizes_fit_and_sample(channels: int, side: int, levels: int) -> No
     data = two_tone(8, side=side, channels=channels)
     config = attrs.evolve(TINY, steps=1, batch_size=4, levels=levels, sample_steps=1)
     generator = fitted(config, data)
-    images = generator.sample(categorical(np.array([0, 1])), seed=0)
+    images = generator.sample(class_conditions(np.array([0, 1])), seed=0)
     assert images.dtype == np.uint8 and images.shape == (2, channels, side, side)
 
 
@@ -273,7 +261,7 @@ def test_check_rejects_unsupported_shapes_and_small_sites() -> None:
     assert str(info.value) == ("site 2 has 12 images; the diffusion generator needs at least "
                                "32 (params.min_images)")
     with pytest.raises(SynthlearnError) as info:
-        generator.fit(sites[1].data, categorical(sites[1].data.labels), 2, 0, progress=False)
+        generator.fit(sites[1].data, class_conditions(sites[1].data.labels), 2, 0, progress=False)
     assert str(info.value) == ("12 images; the diffusion generator needs at least 32 "
                                "(params.min_images)")
 
@@ -281,9 +269,9 @@ def test_check_rejects_unsupported_shapes_and_small_sites() -> None:
 def test_fit_rejects_bad_conditions() -> None:
     data = two_tone(16)
     with pytest.raises(SynthlearnError, match="labels must be in 0..1"):
-        DiffusionGenerator(TINY).fit(data, categorical(data.labels + 1), 2, 0, progress=False)
+        DiffusionGenerator(TINY).fit(data, class_conditions(data.labels + 1), 2, 0, progress=False)
     with pytest.raises(SynthlearnError, match="8 conditions for 16 images"):
-        DiffusionGenerator(TINY).fit(data, categorical(data.labels[:8]), 2, 0, progress=False)
+        DiffusionGenerator(TINY).fit(data, class_conditions(data.labels[:8]), 2, 0, progress=False)
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,14 @@ pytest.importorskip("synthlearn_diffusion")
 pytest.importorskip("diffusers")
 
 from synthlearn import SynthlearnError  # noqa: E402
-from synthlearn.api import Conditions, ImageData, Payload  # noqa: E402
-from synthlearn.testing import check_generator, run_recipe, small_recipe  # noqa: E402
+from synthlearn.api import ImageData, Payload  # noqa: E402
+from synthlearn.testing import (  # noqa: E402
+    check_generator,
+    class_conditions,
+    run_recipe,
+    small_recipe,
+    two_tone,
+)
 from synthlearn_diffusion import DiffusionConfig, DiffusionGenerator  # noqa: E402
 from synthlearn_diffusion.networks import ae_config  # noqa: E402
 
@@ -27,29 +33,15 @@ TINY = DiffusionConfig(steps=4, batch_size=16, width=8, levels=2, attention=Fals
                        latent_channels=2, ae_width=8, ae_levels=2, ae_steps=4)
 
 
-def two_tone(n: int = 32, side: int = 16, channels: int = 1, seed: int = 0) -> ImageData:
-    """Class 0: a dim disc (~60) on black; class 1: a bright disc (~200); some noise."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n, dtype=np.int64) % 2
-    yy, xx = np.mgrid[:side, :side]
-    images = np.zeros((n, channels, side, side), np.float32)
-    for i, label in enumerate(labels):
-        cy, cx = rng.uniform(0.4, 0.6, 2) * side
-        disc = (yy - cy) ** 2 + (xx - cx) ** 2 < (0.3 * side) ** 2
-        images[i] = disc * (200.0 if label else 60.0) + rng.normal(0, 8, (channels, side, side))
-    return ImageData(images=np.clip(images, 0, 255).astype(np.uint8), labels=labels)
 
 
-def categorical(labels: np.ndarray) -> Conditions:
-    labels = np.asarray(labels, np.int64)
-    return Conditions(labels, np.zeros((len(labels), 0), np.float32))
 
 
 def fitted(config: DiffusionConfig = TINY, data: ImageData | None = None, seed: int = 0
            ) -> DiffusionGenerator:
     data = two_tone() if data is None else data
     generator = DiffusionGenerator(config)
-    generator.fit(data, categorical(data.labels), 2, seed, progress=False)
+    generator.fit(data, class_conditions(data.labels), 2, seed, progress=False)
     return generator
 
 
@@ -78,7 +70,7 @@ def test_the_decoder_travels_and_the_encoder_stays(tiny: DiffusionGenerator) -> 
 
 
 def test_round_trip_and_determinism(tiny: DiffusionGenerator) -> None:
-    conditions = categorical(np.array([0, 1, 1, 0]))
+    conditions = class_conditions(np.array([0, 1, 1, 0]))
     first = tiny.sample(conditions, 7)
     assert first.dtype == np.uint8 and first.shape == (4, 1, 16, 16)
     assert np.array_equal(first, tiny.sample(conditions, 7))
@@ -144,14 +136,14 @@ def test_latent_sizes(channels: int, side: int, levels: int) -> None:
                           sample_steps=1)
     generator = fitted(config, data)
     assert generator.state().meta["unet"]["sample_size"] == (16 if side == 28 else 16)
-    images = generator.sample(categorical(np.array([0, 1])), seed=0)
+    images = generator.sample(class_conditions(np.array([0, 1])), seed=0)
     assert images.dtype == np.uint8 and images.shape == (2, channels, side, side)
 
 
 def test_site_too_small_in_latent_mode() -> None:
     data = two_tone(6)
     with pytest.raises(SynthlearnError) as info:
-        DiffusionGenerator(TINY).fit(data, categorical(data.labels), 2, 0, progress=False)
+        DiffusionGenerator(TINY).fit(data, class_conditions(data.labels), 2, 0, progress=False)
     assert str(info.value) == ("6 images; the diffusion generator needs at least 8 "
                                "(params.min_images)")
 
@@ -163,7 +155,7 @@ def test_latent_guidance_and_a_synthetic_arm_beat_chance(tmp_path) -> None:
     config = attrs.evolve(TINY, steps=150, ae_steps=150, lr=2e-3, ema=0.99, cond_drop=0.2,
                           sample_steps=8)
     generator = fitted(config, data)
-    conditions = categorical(np.repeat([0, 1], 32))
+    conditions = class_conditions(np.repeat([0, 1], 32))
     gap = {}
     for scale in (0.0, 3.0):
         generator.config = attrs.evolve(config, guidance=scale)

@@ -14,9 +14,11 @@ from synthlearn.api import Conditions, Dataset, ImageData, Payload, Site  # noqa
 from synthlearn.testing import (  # noqa: E402
     check_arm,
     check_generator,
+    class_conditions,
     installed,
     run_recipe,
     small_recipe,
+    two_tone,
 )
 from synthlearn_gan import GanConfig, GanGenerator  # noqa: E402
 from synthlearn_gan.networks import factor_side  # noqa: E402
@@ -25,31 +27,16 @@ from synthlearn_gan.networks import factor_side  # noqa: E402
 TINY = GanConfig(steps=4, batch_size=16, latent_dim=16, width=8, min_images=8, device="cpu")
 
 
-def two_tone(n: int = 128, side: int = 28, channels: int = 1, seed: int = 0) -> ImageData:
-    """Class 0: a dim disc (~60) on black; class 1: a bright disc (~200); some noise."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n, dtype=np.int64) % 2
-    yy, xx = np.mgrid[:side, :side]
-    images = np.zeros((n, channels, side, side), np.float32)
-    for i, label in enumerate(labels):
-        cy, cx = rng.uniform(0.4, 0.6, 2) * side
-        disc = (yy - cy) ** 2 + (xx - cx) ** 2 < (0.3 * side) ** 2
-        level = 200.0 if label else 60.0
-        images[i] = disc * level + rng.normal(0, 8, (channels, side, side))
-    return ImageData(images=np.clip(images, 0, 255).astype(np.uint8), labels=labels)
 
 
-def categorical(labels: np.ndarray) -> Conditions:
-    """Label-only conditions (vector size 0)."""
-    return Conditions(np.asarray(labels, np.int64), np.zeros((len(labels), 0), np.float32))
 
 
 def fitted(config: GanConfig = TINY, data: ImageData | None = None, seed: int = 0
            ) -> GanGenerator:
     """A generator fitted on ``data`` (default: 32 two-tone images)."""
-    data = two_tone(32) if data is None else data
+    data = two_tone(32, side=28) if data is None else data
     generator = GanGenerator(config)
-    generator.fit(data, categorical(data.labels), 2, seed, progress=False)
+    generator.fit(data, class_conditions(data.labels), 2, seed, progress=False)
     return generator
 
 
@@ -67,7 +54,7 @@ def test_class_conditioning_controls_brightness() -> None:
     data = two_tone(128, side=16)
     config = attrs.evolve(TINY, steps=150, batch_size=32, lr_g=1e-3, lr_d=1e-3, ema=0.99)
     generator = fitted(config, data)
-    images = generator.sample(categorical(np.repeat([0, 1], 64)), seed=1).astype(np.float64)
+    images = generator.sample(class_conditions(np.repeat([0, 1], 64)), seed=1).astype(np.float64)
     dark, bright = images[:64].mean(), images[64:].mean()
     real = data.images.astype(np.float64)
     real_dark, real_bright = real[data.labels == 0].mean(), real[data.labels == 1].mean()
@@ -77,7 +64,7 @@ def test_class_conditioning_controls_brightness() -> None:
 
 
 def test_condition_vectors_change_the_output() -> None:
-    data = two_tone(32)
+    data = two_tone(32, side=28)
     rng = np.random.default_rng(0)
     conditions = Conditions(data.labels, rng.normal(size=(32, 3)).astype(np.float32))
     generator = GanGenerator(TINY)
@@ -89,7 +76,7 @@ def test_condition_vectors_change_the_output() -> None:
     assert np.abs(a.astype(int) - b.astype(int)).mean() > 1.0
     assert generator.state().meta["vector_size"] == 3
     with pytest.raises(SynthlearnError, match="size 0"):
-        generator.sample(categorical(labels), seed=5)
+        generator.sample(class_conditions(labels), seed=5)
 
 
 # --- determinism and exchange ---------------------------------------------------------
@@ -105,12 +92,12 @@ def test_fit_is_deterministic_and_leaves_the_global_rng_alone(tiny: GanGenerator
 
 
 def test_sampling_is_deterministic_per_seed(tiny: GanGenerator) -> None:
-    conditions = categorical(np.arange(300) % 2)  # more than one sampling batch
+    conditions = class_conditions(np.arange(300) % 2)  # more than one sampling batch
     first = tiny.sample(conditions, seed=3)
     assert first.dtype == np.uint8 and first.shape == (300, 1, 28, 28)
     assert np.array_equal(first, tiny.sample(conditions, seed=3))
     assert not np.array_equal(first, tiny.sample(conditions, seed=4))
-    assert tiny.sample(categorical(np.zeros(0, np.int64)), seed=3).shape == (0, 1, 28, 28)
+    assert tiny.sample(class_conditions(np.zeros(0, np.int64)), seed=3).shape == (0, 1, 28, 28)
 
 
 def test_state_round_trip_gives_identical_samples(tiny: GanGenerator) -> None:
@@ -121,13 +108,13 @@ def test_state_round_trip_gives_identical_samples(tiny: GanGenerator) -> None:
     received = Payload.from_bytes(payload.to_bytes(), "site 1")
     server = GanGenerator(GanConfig(width=64, latent_dim=128))  # architecture from meta
     server.load(received, "site 1")
-    conditions = categorical(np.array([0, 1, 1, 0]))
+    conditions = class_conditions(np.array([0, 1, 1, 0]))
     assert np.array_equal(server.sample(conditions, 7), tiny.sample(conditions, 7))
 
 
 def test_sample_or_state_before_fit_is_an_error() -> None:
     with pytest.raises(SynthlearnError, match="not been fitted"):
-        GanGenerator(TINY).sample(categorical(np.array([0])), seed=0)
+        GanGenerator(TINY).sample(class_conditions(np.array([0])), seed=0)
     with pytest.raises(SynthlearnError, match="not been fitted"):
         GanGenerator(TINY).state()
 
@@ -189,7 +176,7 @@ def test_wrong_or_missing_tensors_are_errors(tiny: GanGenerator) -> None:
 def test_other_sizes_fit_and_sample(channels: int, side: int) -> None:
     data = two_tone(16, side=side, channels=channels)
     generator = fitted(attrs.evolve(TINY, steps=2, batch_size=8), data)
-    images = generator.sample(categorical(np.array([0, 1, 1])), seed=0)
+    images = generator.sample(class_conditions(np.array([0, 1, 1])), seed=0)
     assert images.dtype == np.uint8 and images.shape == (3, channels, side, side)
 
 
@@ -210,7 +197,7 @@ def test_check_rejects_unsupported_size_and_small_sites() -> None:
         generator.check(_dataset(odd), [Site(0, odd)])
     assert str(info.value) == ("image size 30x30 is not supported by the gan generator: use a "
                                "square side b*2^k with b in 4..7, e.g. 28, 32, 64, 128")
-    data = two_tone(60)
+    data = two_tone(60, side=28)
     sites = [Site(1, data.subset(np.arange(48))), Site(2, data.subset(np.arange(48, 60)))]
     generator.check(_dataset(data), sites[:1])
     with pytest.raises(SynthlearnError) as info:
@@ -218,16 +205,16 @@ def test_check_rejects_unsupported_size_and_small_sites() -> None:
     assert str(info.value) == ("site 2 has 12 images; the gan generator needs at least 32 "
                                "(params.min_images)")
     with pytest.raises(SynthlearnError) as info:
-        generator.fit(sites[1].data, categorical(sites[1].data.labels), 2, 0, progress=False)
+        generator.fit(sites[1].data, class_conditions(sites[1].data.labels), 2, 0, progress=False)
     assert str(info.value) == "12 images; the gan generator needs at least 32 (params.min_images)"
 
 
 def test_fit_rejects_bad_conditions() -> None:
-    data = two_tone(16)
+    data = two_tone(16, side=28)
     with pytest.raises(SynthlearnError, match="labels must be in 0..1"):
-        GanGenerator(TINY).fit(data, categorical(data.labels + 1), 2, 0, progress=False)
+        GanGenerator(TINY).fit(data, class_conditions(data.labels + 1), 2, 0, progress=False)
     with pytest.raises(SynthlearnError, match="8 conditions for 16 images"):
-        GanGenerator(TINY).fit(data, categorical(data.labels[:8]), 2, 0, progress=False)
+        GanGenerator(TINY).fit(data, class_conditions(data.labels[:8]), 2, 0, progress=False)
 
 
 @pytest.mark.parametrize(
