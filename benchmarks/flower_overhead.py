@@ -74,7 +74,8 @@ def main() -> None:
         folder = Path(tmp)
         for site in sites:
             (folder / f"site-{site.id}.safetensors").write_bytes(
-                site_payload(site, dataset, "benchmark", 0).to_bytes())
+                site_payload(site, dataset.class_names, dataset.attributes, "benchmark",
+                             0).to_bytes())
         port = _free_port()
         (folder / "link").mkdir()
         try:

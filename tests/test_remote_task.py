@@ -30,7 +30,8 @@ class Loopback:
         for site in sites:
             if site.id not in self.files:  # the 'deployment': the site's own file
                 path = STATE["folder"] / f"site-{site.id}.safetensors"
-                path.write_bytes(site_payload(site, STATE["dataset"], "t", 0).to_bytes())
+                path.write_bytes(site_payload(site, STATE["dataset"].class_names,
+                                              STATE["dataset"].attributes, "t", 0).to_bytes())
                 self.files[site.id] = path
             request = json.loads(json.dumps(task_request(task, envs[site.id], site.id)))
             STATE["requests"] += 1
@@ -86,7 +87,8 @@ def _request(task_fn, config, tmp_path: Path):
     task = SiteTask("t", task_fn, config, "x")
     request = json.loads(json.dumps(task_request(task, ctx.site_env(site, task), site.id)))
     path = tmp_path / "site.safetensors"
-    path.write_bytes(site_payload(site, tiny_dataset(), "t", 0).to_bytes())
+    path.write_bytes(site_payload(site, tiny_dataset().class_names, tiny_dataset().attributes,
+                                  "t", 0).to_bytes())
     return request, read_site_file(path), ctx
 
 

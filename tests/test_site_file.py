@@ -56,7 +56,7 @@ def test_a_folder_with_anything_in_it_is_never_written_over(exported, tmp_path: 
 
 def _rewrite(exported, tmp_path: Path, change) -> Path:
     dataset, sites, _, _ = exported
-    payload = site_payload(sites[0], dataset, "tiny", 7)
+    payload = site_payload(sites[0], dataset.class_names, dataset.attributes, "tiny", 7)
     tensors, meta = dict(payload.tensors), dict(payload.meta)
     change(tensors, meta)
     path = tmp_path / "site-0.safetensors"

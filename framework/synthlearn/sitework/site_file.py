@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +60,10 @@ def site_file_name(site_id: int) -> str:
     return f"site-{site_id}.safetensors"
 
 
-def site_payload(site: Site, dataset: Dataset, recipe: str, seed: int) -> Payload:
-    """A site's data and the facts a node needs, as one payload (``read_site_file``'s
+def site_payload(site: Site, class_names: Sequence[str],
+                 attributes: Sequence[AttributeInfo], recipe: str, seed: int) -> Payload:
+    """A site's data and the facts a node needs (the dataset's class names and the
+    phenotype attributes the site's images carry), as one payload (``read_site_file``'s
     inverse)."""
     data = site.data
     tensors = {"images": torch.from_numpy(np.ascontiguousarray(data.images)),
@@ -69,10 +72,9 @@ def site_payload(site: Site, dataset: Dataset, recipe: str, seed: int) -> Payloa
         tensors[f"attribute.{name}"] = torch.from_numpy(values.astype(np.float32))
     meta = {
         "format": FORMAT, "version": VERSION, "site": site.id, "n": len(data),
-        "image_shape": [dataset.channels, *dataset.image_size],
-        "class_names": list(dataset.class_names),
-        "attributes": [attrs.asdict(a) for a in dataset.attributes
-                       if a.name in data.attributes],
+        "image_shape": [int(d) for d in data.images.shape[1:]],
+        "class_names": list(class_names),
+        "attributes": [attrs.asdict(a) for a in attributes if a.name in data.attributes],
         "recipe": recipe, "seed": seed, "fingerprint": data.fingerprint(),
     }
     return Payload(tensors, meta)
@@ -91,7 +93,8 @@ def export_sites(sites: list[Site], dataset: Dataset, recipe: str, seed: int, ou
     try:
         entries = []
         for site in sites:
-            blob = site_payload(site, dataset, recipe, seed).to_bytes()
+            blob = site_payload(site, dataset.class_names, dataset.attributes, recipe,
+                                seed).to_bytes()
             name = site_file_name(site.id)
             (staging / name).write_bytes(blob)
             entries.append({"site": site.id, "file": name, "n": len(site.data),

@@ -33,17 +33,34 @@ def _seconds(_instance: object, attribute: attrs.Attribute, value: Any) -> None:
         raise ValueError(f"'{attribute.name}' must be a number of seconds > 0, got {value!r}")
 
 
+def _threads(_instance: object, attribute: attrs.Attribute, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 256:
+        raise ValueError(f"'{attribute.name}' must be an integer 1 to 256, got {value!r}")
+
+
 @attrs.frozen
 class FlowerConfig:
-    """Where the SuperLink is and how to reach it safely.
+    """Where the sites' nodes are and how to reach them safely.
 
-    Each site runs ``synthlearn-node --site-file <its file> --superlink HOST:PORT``; the
-    SuperLink runs with ``--isolation process`` (the synthlearn run is its ServerApp).
+    ``mode: simulation`` runs the whole federation on this machine, one process per
+    site. In ``deployment`` each site runs ``synthlearn-node --site-file <its file>
+    --superlink HOST:PORT``; the SuperLink runs with ``--isolation process`` (the
+    synthlearn run is its ServerApp).
     TLS is the default: ``root_certificates`` is the CA that signed the SuperLink's
     certificate; ``insecure: true`` (plain HTTP) is accepted only for a SuperLink on
     this machine.
     """
 
+    mode: str = attrs.field(
+        default="deployment", validator=attrs.validators.in_(("deployment", "simulation")),
+        metadata={"doc": "`deployment`: the sites' nodes run on their own machines and "
+                         "connect to `superlink`; `simulation`: the run starts a SuperLink and "
+                         "one synthlearn-node process per site on this machine (plain HTTP on "
+                         "localhost; `superlink` and the TLS params are not used)"})
+    threads_per_site: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_threads),
+        metadata={"doc": "with `simulation`: torch threads of each site's node (null: the "
+                         "machine's cores shared out, at least 1)"})
     superlink: str = attrs.field(
         default="127.0.0.1:9093", validator=_address,
         metadata={"doc": "HOST:PORT of the SuperLink (its one HTTP port: Fleet, Control and "
@@ -66,6 +83,11 @@ class FlowerConfig:
                          "arm stops naming it"})
 
     def __attrs_post_init__(self) -> None:
+        if self.mode == "simulation":
+            return  # its own SuperLink on localhost: the connection params do not apply
+        if self.threads_per_site is not None:
+            raise ValueError("'threads_per_site' is for mode: simulation (a deployed node "
+                             "sets its own threads)")
         if self.insecure and not is_loopback(self.superlink):
             raise ValueError(f"'insecure' sends site data and models in plain text: only for "
                              f"a SuperLink on this machine, not {self.superlink}")

@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import os
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from synthlearn import SiteTaskError, SynthlearnError
-from synthlearn.api import Site, SiteEnv, SiteTask, task_request
+from synthlearn.api import Site, SiteEnv, SiteTask, site_payload, task_request
 
 from synthlearn_flower.config import FlowerConfig
+from synthlearn_flower.local import LocalFederation
 from synthlearn_flower.messages import HELLO, SITE_TASK, content, read
 from synthlearn_flower.node import FLOWER_ENV
 
@@ -48,6 +50,8 @@ class _Session:
         self.grid: Any = None
         self.heartbeat: Any = None
         self.nodes: dict[int, int] = {}
+        self.local: LocalFederation | None = None  # mode: simulation
+        self.started: set[int] = set()  # sites whose local node was started
 
 
 _SESSIONS: dict[FlowerConfig, _Session] = {}
@@ -82,6 +86,8 @@ class FlowerRunner:
         from flwr.app import Message
 
         self._connect()
+        if self.config.mode == "simulation":
+            self._start_nodes(sites, envs)
         self._map_sites(sites)
         messages = [Message(content(task_request(task, envs[site.id], site.id),
                                     inbound.get(site.id)),
@@ -126,12 +132,40 @@ class FlowerRunner:
 
     # -- connecting
 
+    @property
+    def _address(self) -> str:
+        local = self._session.local
+        return self.config.superlink if local is None else local.address
+
+    @property
+    def _insecure(self) -> bool:
+        return self.config.insecure or self.config.mode == "simulation"
+
+    def _start_nodes(self, sites: list[Site], envs: Mapping[int, SiteEnv]) -> None:
+        """mode: simulation: a synthlearn-node process for every site without one, each
+        with the site's own file (written here) and its share of the cores."""
+        session, local = self._session, self._session.local
+        assert local is not None
+        threads = self.config.threads_per_site or max(1, (os.cpu_count() or 1) // len(sites))
+        for site in sites:
+            if site.id in session.started:
+                continue
+            env = envs[site.id]
+            names = [f"class {c}" for c in range(env.num_classes)]
+            path = local.folder / f"site-{site.id}.safetensors"
+            path.write_bytes(site_payload(site, names, env.attributes, "simulation",
+                                          env.seed).to_bytes())
+            local.add_node(f"site-{site.id}", path, threads=threads, quiet=not env.progress)
+            session.started.add(site.id)
+
     def _connect(self) -> None:
-        """Submit the run and become its ServerApp (once)."""
+        """Submit the run and become its ServerApp (once); with mode: simulation, start
+        the local SuperLink first."""
         if self._grid is not None:
             return
-        import os
-
+        if self.config.mode == "simulation" and self._session.local is None:
+            self._session.local = LocalFederation()
+            atexit.register(self.close)
         os.environ.update({k: v for k, v in FLOWER_ENV.items() if k not in os.environ})
         from flwr.cli.build import build_fab_from_disk
         from flwr.cli.typing import SuperLinkConnection
@@ -145,18 +179,18 @@ class FlowerRunner:
         from flwr.supercore.task_identity import TaskIdentity
         from flwr.superlink.grid import HttpGrid
 
-        address, where = self.config.superlink, f"SuperLink {self.config.superlink}"
-        certificates = self._certificates()
+        address, where = self._address, f"SuperLink {self._address}"
+        certificates = None if self._insecure else self._certificates()
         try:
             control = init_http_client_from_connection(SuperLinkConnection(
-                name="synthlearn", address=address, insecure=self.config.insecure,
+                name="synthlearn", address=address, insecure=self._insecure,
                 root_certificates=self.config.root_certificates))
             bundle = build_fab_from_disk(Path(__file__).parent / "fab")
             control.StartRun(StartRunRequest(
                 fab=fab_to_proto(Fab(hashlib.sha256(bundle).hexdigest(), bundle, {})),
                 override_config=user_config_to_proto({})))
             token = self._claim(address, certificates, AcquireTaskRequest, TaskType)
-            grid = HttpGrid(runtime_api_address=address, insecure=self.config.insecure,
+            grid = HttpGrid(runtime_api_address=address, insecure=self._insecure,
                             root_certificates=certificates, token=token)
             heartbeat = HeartbeatSender(make_task_heartbeat_fn_http(grid._runtime_client))
             heartbeat.start()
@@ -190,7 +224,7 @@ class FlowerRunner:
         from flwr.supercore.runtime import RuntimeHttpClient
 
         client = RuntimeHttpClient.from_server_address(
-            server_address=address, insecure=self.config.insecure,
+            server_address=address, insecure=self._insecure,
             root_certificates=certificates,
             interceptors=[RuntimeVersionHttpInterceptor(component_name="flower-superexec")],
             retry_invoker=make_simple_http_retry_invoker())
@@ -243,7 +277,7 @@ class FlowerRunner:
                 f"node {node} holds site {site_id!r}, which "
                 + ("node " + str(self._nodes[site_id]) + " holds already"
                    if site_id in self._nodes else "this run does not have"),
-                where=f"SuperLink {self.config.superlink}")
+                where=f"SuperLink {self._address}")
         if facts.get("n") != len(site.data) or facts.get("fingerprint") != \
                 site.data.fingerprint():
             raise SiteTaskError(site.id, NodeError(
@@ -253,9 +287,20 @@ class FlowerRunner:
         self._nodes[site.id] = node
 
     def close(self) -> None:
-        """Report the run's ServerApp task done and stop its heartbeat."""
+        """Report the run's ServerApp task done, stop its heartbeat, and with mode:
+        simulation stop the local nodes and SuperLink."""
         session = _SESSIONS.pop(self.config, None)
-        grid = None if session is None else session.grid
+        if session is None:
+            return
+        try:
+            self._finish(session)
+        finally:
+            if session.local is not None:
+                session.local.stop()
+
+    @staticmethod
+    def _finish(session: _Session) -> None:
+        grid = session.grid
         if grid is None:
             return
         try:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,64 +24,15 @@ pytest.importorskip("synthlearn_flower", reason="the synthlearn-flower plugin is
 
 from synthlearn.testing import installed, small_recipe  # noqa: E402
 from synthlearn_flower import FlowerConfig  # noqa: E402
+from synthlearn_flower.local import LocalFederation  # noqa: E402
 
 BIN = Path(sys.executable).parent
 QUIET = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
          "FLWR_LOG_LEVEL": "WARNING", "OMP_NUM_THREADS": "1"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _env(**extra: str) -> dict[str, str]:
     return {**os.environ, **QUIET, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **extra}
-
-
-class Federation:
-    """A SuperLink and one synthlearn-node per site file, as processes."""
-
-    def __init__(self, folder: Path, site_files: list[Path]) -> None:
-        self.folder, self.port = folder, _free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        (folder / "link").mkdir()
-        self.link = self._start("superlink", [
-            str(BIN / "flower-superlink"), "--insecure", "--isolation", "process",
-            "--port", str(self.port), "--disable-runtime-dependency-installation"],
-            FLWR_HOME=str(folder / "link"))
-        self._wait_for_port()
-        self.nodes = [self._start(f"node{i}", [
-            str(BIN / "synthlearn-node"), "--site-file", str(path), "--superlink",
-            self.address, "--insecure"]) for i, path in enumerate(site_files)]
-
-    def _start(self, name: str, command: list[str], **env: str) -> subprocess.Popen:
-        log = open(self.folder / f"{name}.log", "wb")  # noqa: SIM115 (kept with the process)
-        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                env=_env(**env), start_new_session=True)
-
-    def _wait_for_port(self) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.3)
-        raise RuntimeError(f"the SuperLink did not start: {self.log('superlink')}")
-
-    def log(self, name: str) -> str:
-        return (self.folder / f"{name}.log").read_text(errors="replace")
-
-    def stop(self) -> None:
-        for process in [*self.nodes, self.link]:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in [*self.nodes, self.link]:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
 
 
 def _recipe(runner: dict) -> dict:
@@ -104,7 +55,7 @@ def _run(folder: Path, recipe: dict, name: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFederation]:
     pytest.importorskip("synthlearn_gan", reason="the synthlearn-gan plugin is not installed")
     pytest.importorskip("synthlearn_fedavg", reason="the synthlearn-fedavg plugin is not "
                                                     "installed")
@@ -115,13 +66,15 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
                                "--out", str(folder / "sites")], capture_output=True,
                               text=True, env=_env())
     assert exported.returncode == 0, exported.stderr
-    fed = Federation(folder, sorted((folder / "sites").glob("site-*.safetensors")))
+    fed = LocalFederation(folder)  # a real SuperLink, and a synthlearn-node per site file
+    for i, path in enumerate(sorted((folder / "sites").glob("site-*.safetensors"))):
+        fed.add_node(f"node{i}", path)
     yield fed
     fed.stop()
 
 
 def test_site_work_on_real_supernodes_gives_the_local_runners_numbers(
-        federation: Federation) -> None:
+        federation: LocalFederation) -> None:
     folder = federation.folder
     runner = {"use": "flower", "params": {"superlink": federation.address, "insecure": True,
                                           "connect_timeout_s": 90}}
@@ -142,7 +95,7 @@ def test_site_work_on_real_supernodes_gives_the_local_runners_numbers(
     assert "site 0: task 'train_local'" in log and "site 1:" not in log
 
 
-def test_a_node_that_dies_mid_arm_ends_the_run_naming_its_site(federation: Federation
+def test_a_node_that_dies_mid_arm_ends_the_run_naming_its_site(federation: LocalFederation
                                                                 ) -> None:
     folder = federation.folder
     runner = {"use": "flower", "params": {"superlink": federation.address, "insecure": True,
@@ -159,7 +112,7 @@ def test_a_node_that_dies_mid_arm_ends_the_run_naming_its_site(federation: Feder
     while (federation.log("node1").count("task 'round-0'") == before
            and time.monotonic() < deadline):
         time.sleep(0.2)
-    os.killpg(federation.nodes[1].pid, signal.SIGKILL)  # site 1's machine goes down
+    os.killpg(federation.nodes["node1"].pid, signal.SIGKILL)  # site 1's machine goes down
     _, stderr = run.communicate(timeout=300)
     assert run.returncode == 2, stderr
     last = stderr.strip().splitlines()[-1]
@@ -171,9 +124,34 @@ def test_a_node_that_dies_mid_arm_ends_the_run_naming_its_site(federation: Feder
     assert not (folder / "dead").exists()  # nothing half-written
 
 
+def test_simulation_mode_starts_its_own_federation_with_the_same_numbers(
+        tmp_path: Path) -> None:
+    pytest.importorskip("synthlearn_fedavg", reason="the synthlearn-fedavg plugin is not "
+                                                    "installed")
+    recipe = _recipe({"use": "flower", "params": {"mode": "simulation",
+                                                  "threads_per_site": 1}})
+    recipe["arms"] = [{"use": "local"}, {"use": "fedavg", "params": {"rounds": 2}}]
+    simulated = _run(tmp_path, recipe, "simulated")
+    assert simulated.returncode == 0, simulated.stderr
+    recipe["runner"] = {"use": "local"}
+    local = _run(tmp_path, recipe, "local")
+    assert local.returncode == 0, local.stderr
+    figures = {name: [(a["metrics"]["accuracy"], a["metrics"]["auc"],
+                       a["metrics"]["bytes_to_server"]) for a in json.loads(
+        (tmp_path / name / "metrics.json").read_text())["arms"]]
+        for name in ("simulated", "local")}
+    assert figures["simulated"] == figures["local"]
+    leftover = [p for p in Path(tempfile.gettempdir()).glob("synthlearn-flower-*")
+                if p.stat().st_mtime > time.time() - 600]
+    assert leftover == []  # the run removed its federation's folder
+
+
 def test_insecure_only_on_this_machine_and_the_runner_is_registered() -> None:
     assert installed("runner", "flower").distribution == "synthlearn-flower"
     FlowerConfig(superlink="localhost:9093", insecure=True)
+    FlowerConfig(mode="simulation", threads_per_site=2)
+    with pytest.raises(ValueError, match="for mode: simulation"):
+        FlowerConfig(threads_per_site=2)
     with pytest.raises(ValueError, match="only for a SuperLink on this machine"):
         FlowerConfig(superlink="10.1.2.3:9093", insecure=True)
     with pytest.raises(ValueError, match="HOST:PORT"):
@@ -191,7 +169,8 @@ def test_the_node_refuses_another_site_and_unregistered_tasks(tmp_path: Path) ->
 
     dataset = tiny_dataset()
     site = tiny_sites(dataset, 3)[2]
-    (tmp_path / "s.safetensors").write_bytes(site_payload(site, dataset, "t", 0).to_bytes())
+    payload = site_payload(site, dataset.class_names, dataset.attributes, "t", 0)
+    (tmp_path / "s.safetensors").write_bytes(payload.to_bytes())
     site_file, plugins = read_site_file(tmp_path / "s.safetensors"), load_plugins()
     TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = 7, 8, 9  # as in a task
 
