@@ -27,7 +27,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory):
 def test_every_site_reads_back_exactly(exported) -> None:
     dataset, sites, out, manifest = exported
     assert sorted(p.name for p in out.iterdir()) == [
-        "site-0.safetensors", "site-1.safetensors", "site-2.safetensors", "sites.json"]
+        "server.safetensors", "site-0.safetensors", "site-1.safetensors",
+        "site-2.safetensors", "sites.json"]
     assert [e["n"] for e in manifest["sites"]] == [len(s.data) for s in sites]
     for site in sites:
         read = read_site_file(out / f"site-{site.id}.safetensors")
@@ -46,11 +47,11 @@ def test_a_folder_with_anything_in_it_is_never_written_over(exported, tmp_path: 
     dataset, sites, out, _ = exported
     with pytest.raises(SynthlearnError, match="never written over"):
         export_sites(sites, dataset, "tiny", 7, out)
-    assert len(list(out.iterdir())) == 4
+    assert len(list(out.iterdir())) == 5
     (tmp_path / "empty").mkdir()
     export_sites(sites[:1], dataset, "tiny", 7, tmp_path / "empty")  # an empty one is fine
     assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == [
-        "site-0.safetensors", "sites.json"]
+        "server.safetensors", "site-0.safetensors", "sites.json"]
     assert [p.name for p in tmp_path.iterdir()] == ["empty"]  # no staging folder left
 
 

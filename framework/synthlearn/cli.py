@@ -336,7 +336,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         if problems:
             raise RecipeError(problems)
         arms = f"{len(recipe.arms)} arm{'' if len(recipe.arms) == 1 else 's'}"
-        print(f"ok ({dataset.name}: {len(dataset.train)} training images over "
+        print(f"ok ({dataset.name}: {dataset.n_train} training images over "
               f"{len(sites)} sites, {len(dataset.test)} test images; {arms})")
         return 0
 

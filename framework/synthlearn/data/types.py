@@ -8,6 +8,8 @@ from typing import Literal
 import attrs
 import numpy as np
 
+from synthlearn.errors import DataError
+
 AttributeKind = Literal["continuous", "binary", "categorical"]
 
 
@@ -113,6 +115,52 @@ class ImageData:
 
 
 @attrs.define(frozen=True, eq=False)
+class RemoteSiteData:
+    """A site's training images as the server knows them when they never leave the
+    site's node (``data: {use: exported}``): how many, per class, their fingerprint and
+    shape. It stands where a site's ``ImageData`` would: ``len``, ``class_counts`` and
+    ``fingerprint`` work (cache keys, byte shares, the runner's check that a node holds
+    the site it claims), while reading ``images``, ``labels`` or ``attributes`` at the
+    server raises one ``DataError`` naming the site."""
+
+    site: int
+    n: int
+    counts: tuple[int, ...]
+    data_fingerprint: str
+    image_shape: tuple[int, int, int]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def class_counts(self, num_classes: int) -> list[int]:
+        """How many images of each class, classes 0..num_classes-1."""
+        return [int(c) for c in self.counts[:num_classes]] + \
+            [0] * max(0, num_classes - len(self.counts))
+
+    def fingerprint(self) -> str:
+        """The SHA-256 the site's ``ImageData`` has (written by the export)."""
+        return self.data_fingerprint
+
+    def _absent(self, what: str) -> DataError:
+        return DataError(f"this step needs the site's {what} at the server, but with "
+                         "`data: exported` they stay at the site's node (site work runs "
+                         "there: `runner: {use: flower, params: {mode: deployment}}`)",
+                         where=f"site {self.site}")
+
+    @property
+    def images(self) -> np.ndarray:
+        raise self._absent("images")
+
+    @property
+    def labels(self) -> np.ndarray:
+        raise self._absent("labels")
+
+    @property
+    def attributes(self) -> dict[str, np.ndarray]:
+        raise self._absent("attributes")
+
+
+@attrs.define(frozen=True, eq=False)
 class Dataset:
     """A dataset as loaded: the training split (to be partitioned into sites) and the
     test split (kept by the evaluator at the server, never given to a site).
@@ -120,6 +168,10 @@ class Dataset:
     ``validation``, when the source has one (a MedMNIST file's val split), is a second
     held-out split from the training images' own distribution: every arm is scored on
     it too, beside the test split, so a gain that only suits a shifted test split shows.
+
+    ``remote_sites``, when set (``data: {use: exported}``), are the sites of a
+    deployment, known at the server by their counts and fingerprints only: ``train`` is
+    then empty and the sites are these, not a partition of it.
     """
 
     name: str
@@ -128,6 +180,7 @@ class Dataset:
     class_names: tuple[str, ...]
     attributes: tuple[AttributeInfo, ...] = ()
     validation: ImageData | None = None
+    remote_sites: tuple[RemoteSiteData, ...] = ()
 
     @property
     def num_classes(self) -> int:
@@ -135,8 +188,20 @@ class Dataset:
 
     @property
     def channels(self) -> int:
-        return int(self.train.images.shape[1])
+        return int(self.test.images.shape[1])
 
     @property
     def image_size(self) -> tuple[int, int]:
-        return int(self.train.images.shape[2]), int(self.train.images.shape[3])
+        return int(self.test.images.shape[2]), int(self.test.images.shape[3])
+
+    @property
+    def n_train(self) -> int:
+        """Training images in all: the training split's, or the remote sites' sum."""
+        return sum(len(s) for s in self.remote_sites) if self.remote_sites else len(self.train)
+
+    def train_class_counts(self) -> list[int]:
+        """Training images per class, over the training split or the remote sites."""
+        if self.remote_sites:
+            return [sum(col) for col in zip(*(s.class_counts(self.num_classes)
+                                              for s in self.remote_sites), strict=True)]
+        return self.train.class_counts(self.num_classes)

@@ -91,12 +91,42 @@ def load_data(recipe: Recipe) -> tuple[Dataset, list[Site]]:
     except SynthlearnError as exc:
         raise _at("$.data", exc) from None
     sanity.check_classes(dataset)  # one class, or a test class never trained on: refused
+    if dataset.remote_sites:
+        return dataset, remote_sites(recipe, dataset)
     try:
         sites = make_sites(recipe, dataset)
     except SynthlearnError as exc:
         raise _at("$.sites.partition", exc) from None
     check_components(recipe, dataset, sites)
     return dataset, sites
+
+
+def remote_sites(recipe: Recipe, dataset: Dataset) -> list[Site]:
+    """The sites of a deployment (``data: exported``): the export's, known here by their
+    counts and fingerprints. Refuses what needs their images at the server: site work in
+    this process (the local runner) and membership audits (members, and controls that
+    re-fit on them)."""
+    problems = []
+    if len(dataset.remote_sites) != recipe.sites:
+        problems.append(f"$.sites.count: the export holds {len(dataset.remote_sites)} sites, "
+                        f"the recipe asks for {recipe.sites}")
+    if recipe.runner.use == "local":
+        problems.append("$.runner: `data: exported` keeps every site's images at its node, "
+                        "so site work cannot run in this process: use a runner that reaches "
+                        "the nodes (`runner: {use: flower}`)")
+    if recipe.attacks:
+        problems.append("$.attacks: a membership audit needs the sites' images at the server "
+                        "(its members, and controls that re-fit on them); with `data: "
+                        "exported` they stay at the nodes: audit the same recipe on the "
+                        "dataset itself")
+    if problems:
+        raise RecipeError(problems)
+    if recipe.partition.use != "iid":
+        notices.warn(f"partition {recipe.partition.use!r} is not used: with `data: exported` "
+                     "the sites are the export's", where="$.sites.partition")
+    sites = [Site(r.site, r) for r in dataset.remote_sites]
+    check_components(recipe, dataset, sites)
+    return sites
 
 
 def _arm_components(arm: Arm) -> list[Component]:
@@ -309,8 +339,13 @@ class Run:
                                                  fidelity_figures)
                 self.synthetic[arm.name] = result.synthetic
                 entry.figures = ArmFigures(synthetic=f"synthetic-{slug(arm.name)}.png")
-                entry.memorisation = from_json(Memorisation, self._memorisation(
-                    result.synthetic, sites, test.images))
+                if dataset.remote_sites:
+                    notices.warn("memorisation (near-copies of a site's images) is not "
+                                      "measured: with `data: exported` the sites' images "
+                                      "stay at their nodes", where=f"arm {arm.name}")
+                else:
+                    entry.memorisation = from_json(Memorisation, self._memorisation(
+                        result.synthetic, sites, test.images))
             if result.artifacts:
                 self.artifacts[arm.name] = result.artifacts
                 entry.artifacts = [f"artifacts/{slug(arm.name)}/{name}"
@@ -339,7 +374,7 @@ class Run:
         factory.build(dataset.channels, dataset.num_classes, dataset.image_size)
         model_desc = dict(factory.describe())  # after a build: it knows the parameter count
         reference: FidelityReference | Any = ABSENT
-        if self.synthetic:
+        if self.synthetic and not dataset.remote_sites:
             real = np.concatenate([s.data.images for s in sites])
             reference = FidelityReference(
                 real_train_vs_test=from_json(FidelityFigures, fidelity(test.images, real)))
@@ -355,7 +390,7 @@ class Run:
                 attributes=[a.name for a in dataset.attributes],
                 image_size=list(dataset.image_size),
                 channels=dataset.channels,
-                n_train=len(dataset.train),
+                n_train=dataset.n_train,
                 n_test=len(dataset.test),
                 n_validation=None if dataset.validation is None else len(dataset.validation),
             ),

@@ -149,7 +149,9 @@ def check_classes(dataset: Dataset, where: str = "$.data") -> None:
     """
     names = list(dataset.class_names)
     k = len(names)
-    for split, data in (("training", dataset.train), ("test", dataset.test)):
+    splits = [("test", dataset.test)] if dataset.remote_sites else \
+        [("training", dataset.train), ("test", dataset.test)]
+    for split, data in splits:
         labels = data.labels
         if len(labels) == 0:
             raise RecipeError([f"{where}: the {split} split holds no image"])
@@ -157,7 +159,7 @@ def check_classes(dataset: Dataset, where: str = "$.data") -> None:
             raise RecipeError([f"{where}: the {split} split has labels outside the "
                                f"{_plural(k, 'class', 'classes')} the dataset declares "
                                f"(0..{k - 1})"])
-    train = np.bincount(dataset.train.labels, minlength=k)[:k]
+    train = np.asarray(dataset.train_class_counts())[:k]
     test = np.bincount(dataset.test.labels, minlength=k)[:k]
     problems = []
     present = np.flatnonzero(train)
@@ -201,7 +203,7 @@ def warn_single_class_sites(arm: str, site_ids: Sequence[int], sites: Sequence[S
         site = by_id.get(sid)
         if site is None or len(site.data) == 0:
             continue
-        classes = np.unique(site.data.labels)
+        classes = np.flatnonzero(site.data.class_counts(len(class_names)))
         if len(classes) == 1:
             notices.warn(f"the site's {len(site.data)} training images are all of "
                          f"{_class_name(class_names, int(classes[0]))}: the model it "

@@ -8,6 +8,7 @@ from synthlearn.arms.local import LocalArm, LocalConfig
 from synthlearn.arms.synthetic import SyntheticArm, SyntheticConfig
 from synthlearn.components import ComponentSpec, SiteTaskSpec
 from synthlearn.data.digits import DigitsConfig, DigitsDataset
+from synthlearn.data.exported import ExportedConfig, ExportedDataset
 from synthlearn.data.imagefolder import ImageFolderConfig, ImageFolderDataset
 from synthlearn.data.medmnist import MedMNISTConfig, MedMNISTDataset
 from synthlearn.data.partitions import (
@@ -41,6 +42,9 @@ def synthlearn_register_datasets() -> list[ComponentSpec]:
                       "a MedMNIST subset from its standard .npz file"),
         ComponentSpec("imagefolder", ImageFolderConfig, ImageFolderDataset,
                       "images in one folder per class"),
+        ComponentSpec("exported", ExportedConfig, ExportedDataset,
+                      "a deployment's server side: the held-out splits and site manifest "
+                      "of `synthlearn sites export`, no site images"),
     ]
 
 

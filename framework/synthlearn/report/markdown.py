@@ -593,15 +593,21 @@ def write_report(run_dir: Path, metrics: dict, site_data: list[tuple[int, ImageD
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     written = []
+    # a deployment's sites (data: exported) are known by their counts only
+    held = [(sid, data) for sid, data in site_data if isinstance(data, ImageData)]
     for arm, pools in (synthetic or {}).items():
         name = f"synthetic-{slug(arm)}.png"
-        figures.synthetic_grid(run_dir / name, site_data, pools, class_names, seed=seed)
+        figures.synthetic_grid(run_dir / name, held, pools, class_names, seed=seed)
         written.append(name)
     for arm, curves in (rocs or {}).items():
         name = f"roc-{slug(arm)}.png"
         figures.roc_chart(run_dir / name, curves, f"Membership inference: {arm}")
         written.append(name)
-    figures.sample_grid(run_dir / FIGURES["samples"], site_data, class_names, seed=seed)
+    if site_data and not held:
+        figures.message_figure(run_dir / FIGURES["samples"],
+                               "the sites' images stay at their nodes (data: exported)")
+    else:
+        figures.sample_grid(run_dir / FIGURES["samples"], held, class_names, seed=seed)
     sites = metrics.get("sites") or [
         {"site": sid, "n": len(data), "class_counts": data.class_counts(len(class_names))}
         for sid, data in site_data

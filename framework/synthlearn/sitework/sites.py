@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import torch
 
-from synthlearn.data.types import AttributeInfo, ImageData
+from synthlearn.data.types import AttributeInfo, ImageData, RemoteSiteData
 from synthlearn.loading.code_identity import code_versions, module_digest
 from synthlearn.sitework.cache import SiteCache, cache_key
 from synthlearn.sitework.exchange import Payload
@@ -46,10 +46,12 @@ def seeded_model(factory: ModelFactory, seed: int, in_chans: int, num_classes: i
 
 @attrs.define(frozen=True, eq=False)
 class Site:
-    """One hospital: an id and its private training images."""
+    """One hospital: an id and its private training images (at the server of a
+    deployment, ``data: exported``, only their counts and fingerprint:
+    ``RemoteSiteData``)."""
 
     id: int
-    data: ImageData
+    data: ImageData | RemoteSiteData
 
 
 @attrs.define(frozen=True)

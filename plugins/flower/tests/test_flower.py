@@ -95,6 +95,43 @@ def test_site_work_on_real_supernodes_gives_the_local_runners_numbers(
     assert "site 0: task 'train_local'" in log and "site 1:" not in log
 
 
+def test_a_server_holding_only_the_manifest_and_held_out_splits_gets_the_same_numbers(
+        federation: LocalFederation) -> None:
+    folder = federation.folder
+    server = folder / "server-only"  # what the researcher keeps: no site file at all
+    server.mkdir()
+    for name in ("sites.json", "server.safetensors"):
+        (server / name).write_bytes((folder / "sites" / name).read_bytes())
+    runner = {"use": "flower", "params": {"superlink": federation.address, "insecure": True,
+                                          "connect_timeout_s": 90}}
+    recipe = _recipe(runner)
+    recipe["data"] = {"use": "exported", "params": {"dir": str(server)}}
+    remote = _run(folder, recipe, "exported")
+    assert remote.returncode == 0, (remote.stderr, federation.log("node0"))
+    local = _run(folder, _recipe({"use": "local"}), "local-full")
+    assert local.returncode == 0, local.stderr
+    metrics = {name: json.loads((folder / name / "metrics.json").read_text())
+               for name in ("exported", "local-full")}
+    for here, there in zip(metrics["local-full"]["arms"], metrics["exported"]["arms"],
+                           strict=True):
+        for key in ("accuracy", "auc", "bytes_to_server", "bytes_to_sites"):
+            assert there["metrics"][key] == here["metrics"][key], (here["name"], key)
+        assert there.get("validation") == here.get("validation")
+    assert metrics["exported"]["sites"] == metrics["local-full"]["sites"]
+    assert metrics["exported"]["dataset"]["n_train"] == 180
+    synthetic = metrics["exported"]["arms"][2]
+    assert "memorisation" not in synthetic  # it needs the sites' images
+    assert any("memorisation" in w and "data: exported" in w
+               for w in metrics["exported"]["warnings"])
+    # the local runner cannot do site work without the images: one line, before work
+    recipe["runner"] = {"use": "local"}
+    refused = _run(folder, recipe, "exported-local")
+    assert refused.returncode == 2 and refused.stderr.strip().startswith(
+        "error: $.runner: `data: exported` keeps every site's images at its node"), \
+        refused.stderr
+    assert not (folder / "exported-local").exists()
+
+
 def test_a_node_that_dies_mid_arm_ends_the_run_naming_its_site(federation: LocalFederation
                                                                 ) -> None:
     folder = federation.folder
