@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import attrs
 from synthlearn import SynthlearnError
 
 from synthlearn_flower.node import FLOWER_ENV
@@ -32,21 +33,38 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@attrs.frozen
+class TlsFiles:
+    """PEM files for a SuperLink with TLS: the CA's certificate (what nodes and the
+    runner trust) and the SuperLink's certificate and private key."""
+
+    ca: Path
+    certificate: Path
+    key: Path
+
+
 class LocalFederation:
     """A SuperLink (``--isolation process``) and ``synthlearn-node`` processes, their logs
-    and site files in ``folder`` (a temporary one, removed by ``stop``, when None)."""
+    and site files in ``folder`` (a temporary one, removed by ``stop``, when None). Plain
+    HTTP unless ``tls`` gives the SuperLink its certificate: then the nodes trust
+    ``tls.ca`` (as the runner must: ``root_certificates``)."""
 
-    def __init__(self, folder: Path | None = None, *, startup_s: float = 60.0) -> None:
+    def __init__(self, folder: Path | None = None, *, startup_s: float = 60.0,
+                 tls: TlsFiles | None = None) -> None:
         self.owned = folder is None
         self.folder = Path(tempfile.mkdtemp(prefix="synthlearn-flower-")) if folder is None \
             else Path(folder)
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
+        self.tls = tls
         self.nodes: dict[str, subprocess.Popen] = {}
         self._logs: list = []
         (self.folder / "link").mkdir(parents=True, exist_ok=True)
+        security = ["--insecure"] if tls is None else [
+            "--ssl-ca-certfile", str(tls.ca), "--ssl-certfile", str(tls.certificate),
+            "--ssl-keyfile", str(tls.key)]
         self.link = self._start("superlink", [
-            str(BIN / "flower-superlink"), "--insecure", "--isolation", "process",
+            str(BIN / "flower-superlink"), *security, "--isolation", "process",
             "--port", str(self.port), "--disable-runtime-dependency-installation"],
             {"FLWR_HOME": str(self.folder / "link")})
         deadline = time.monotonic() + startup_s
@@ -72,8 +90,10 @@ class LocalFederation:
     def add_node(self, name: str, site_file: Path, *, threads: int = 1,
                  quiet: bool = False) -> subprocess.Popen:
         """Start ``synthlearn-node`` for ``site_file`` with torch on ``threads`` threads."""
+        security = ["--insecure"] if self.tls is None else [
+            "--root-certificates", str(self.tls.ca)]
         command = [str(BIN / "synthlearn-node"), "--site-file", str(site_file),
-                   "--superlink", self.address, "--insecure"] + (["--quiet"] if quiet else [])
+                   "--superlink", self.address, *security] + (["--quiet"] if quiet else [])
         process = self._start(name, command, {"OMP_NUM_THREADS": str(threads),
                                               "MKL_NUM_THREADS": str(threads)})
         self.nodes[name] = process

@@ -208,6 +208,7 @@ def _answer(runtime: str, token: str, site_file: SiteFile, plugins: Any,
     """One claimed task: read its message (the bundle it came with is never installed or
     imported), answer it, report the task done."""
     from flwr.common.constant import SubStatus
+    from flwr.supercore.heartbeat import HeartbeatSender
     from flwr.supernode.runtime.run_clientapp import (
         pull_task_input,
         push_message,
@@ -215,13 +216,35 @@ def _answer(runtime: str, token: str, site_file: SiteFile, plugins: Any,
     )
 
     client = _runtime_client(runtime, token)
+    # a site task runs for minutes (a generator fit): without a heartbeat the SuperNode
+    # takes the task for dead after about a minute (Flower error 8, "ClientApp stopped
+    # responding") and the server's run fails
+    heartbeat = HeartbeatSender(_task_heartbeat(client))
+    heartbeat.start()
     try:
         message, context, _run, _bundle = pull_task_input(client)
         reply, ok = handle(message, site_file, plugins, store, quiet)
         push_message(client, reply, context)
         push_task_output(client, context, SubStatus.COMPLETED if ok else SubStatus.FAILED, "")
     finally:
+        heartbeat.stop()
         client.close()
+
+
+def _task_heartbeat(client: Any) -> Any:
+    """A heartbeat for the claimed task: True when the SuperNode heard it (Flower's own
+    also signals SIGINT when the task is no longer wanted, which would stop this node;
+    here the task finishes and its late reply is dropped by the SuperNode)."""
+    from flwr.proto.runtime_pb2 import SendTaskHeartbeatRequest
+
+    def beat() -> bool:
+        try:
+            client.SendTaskHeartbeat(SendTaskHeartbeatRequest())
+        except Exception:  # the SuperNode is busy or gone: the sender retries
+            return False
+        return True
+
+    return beat
 
 
 def handle(message: Any, site_file: SiteFile, plugins: Any, store: SiteCache | None,

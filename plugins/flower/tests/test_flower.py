@@ -10,8 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,36 +20,10 @@ import yaml
 pytest.importorskip("flwr", reason="Flower (flwr) is not installed")
 pytest.importorskip("synthlearn_flower", reason="the synthlearn-flower plugin is not installed")
 
-from synthlearn.testing import installed, small_recipe  # noqa: E402
+from flower_helpers import BIN, flower_env, flower_recipe, run_recipe  # noqa: E402
+from synthlearn.testing import installed  # noqa: E402
 from synthlearn_flower import FlowerConfig  # noqa: E402
 from synthlearn_flower.local import LocalFederation  # noqa: E402
-
-BIN = Path(sys.executable).parent
-QUIET = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
-         "FLWR_LOG_LEVEL": "WARNING", "OMP_NUM_THREADS": "1"}
-
-
-def _env(**extra: str) -> dict[str, str]:
-    return {**os.environ, **QUIET, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **extra}
-
-
-def _recipe(runner: dict) -> dict:
-    recipe = small_recipe(arms=[
-        {"use": "local"},
-        {"use": "fedavg", "params": {"rounds": 2}},
-        {"name": "synthetic", "use": "synthetic", "params": {"share": "generator"},
-         "generator": {"use": "gan", "params": {"steps": 20}}}], runner=runner)
-    recipe["model"]["params"]["epochs"] = 1
-    recipe["output"] = {"dir": "runs", "cache": None}
-    return recipe
-
-
-def _run(folder: Path, recipe: dict, name: str) -> subprocess.CompletedProcess:
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return subprocess.run([str(BIN / "synthlearn"), "run", str(path), "--out",
-                           str(folder / name), "--quiet"], capture_output=True, text=True,
-                          env=_env(), timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +33,10 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFedera
                                                     "installed")
     folder = tmp_path_factory.mktemp("federation")
     recipe = folder / "export.yaml"
-    recipe.write_text(yaml.safe_dump(_recipe({"use": "local"})))
+    recipe.write_text(yaml.safe_dump(flower_recipe({"use": "local"})))
     exported = subprocess.run([str(BIN / "synthlearn"), "sites", "export", str(recipe),
                                "--out", str(folder / "sites")], capture_output=True,
-                              text=True, env=_env())
+                              text=True, env=flower_env())
     assert exported.returncode == 0, exported.stderr
     fed = LocalFederation(folder)  # a real SuperLink, and a synthlearn-node per site file
     for i, path in enumerate(sorted((folder / "sites").glob("site-*.safetensors"))):
@@ -78,9 +50,9 @@ def test_site_work_on_real_supernodes_gives_the_local_runners_numbers(
     folder = federation.folder
     runner = {"use": "flower", "params": {"superlink": federation.address, "insecure": True,
                                           "connect_timeout_s": 90}}
-    remote = _run(folder, _recipe(runner), "flower")
+    remote = run_recipe(folder, flower_recipe(runner), "flower")
     assert remote.returncode == 0, (remote.stderr, federation.log("node0"))
-    local = _run(folder, _recipe({"use": "local"}), "local")
+    local = run_recipe(folder, flower_recipe({"use": "local"}), "local")
     assert local.returncode == 0, local.stderr
     by_runner = {name: {a["name"]: a for a in json.loads(
         (folder / name / "metrics.json").read_text())["arms"]} for name in ("flower", "local")}
@@ -104,11 +76,11 @@ def test_a_server_holding_only_the_manifest_and_held_out_splits_gets_the_same_nu
         (server / name).write_bytes((folder / "sites" / name).read_bytes())
     runner = {"use": "flower", "params": {"superlink": federation.address, "insecure": True,
                                           "connect_timeout_s": 90}}
-    recipe = _recipe(runner)
+    recipe = flower_recipe(runner)
     recipe["data"] = {"use": "exported", "params": {"dir": str(server)}}
-    remote = _run(folder, recipe, "exported")
+    remote = run_recipe(folder, recipe, "exported")
     assert remote.returncode == 0, (remote.stderr, federation.log("node0"))
-    local = _run(folder, _recipe({"use": "local"}), "local-full")
+    local = run_recipe(folder, flower_recipe({"use": "local"}), "local-full")
     assert local.returncode == 0, local.stderr
     metrics = {name: json.loads((folder / name / "metrics.json").read_text())
                for name in ("exported", "local-full")}
@@ -125,7 +97,7 @@ def test_a_server_holding_only_the_manifest_and_held_out_splits_gets_the_same_nu
                for w in metrics["exported"]["warnings"])
     # the local runner cannot do site work without the images: one line, before work
     recipe["runner"] = {"use": "local"}
-    refused = _run(folder, recipe, "exported-local")
+    refused = run_recipe(folder, recipe, "exported-local")
     assert refused.returncode == 2 and refused.stderr.strip().startswith(
         "error: $.runner: `data: exported` keeps every site's images at its node"), \
         refused.stderr
@@ -137,14 +109,14 @@ def test_a_node_that_dies_mid_arm_ends_the_run_naming_its_site(federation: Local
     folder = federation.folder
     runner = {"use": "flower", "params": {"superlink": federation.address, "insecure": True,
                                           "connect_timeout_s": 60, "task_timeout_s": 15}}
-    recipe = _recipe(runner)
+    recipe = flower_recipe(runner)
     recipe["arms"] = [{"use": "fedavg", "params": {"rounds": 3}}]
     path = folder / "dead.yaml"
     path.write_text(yaml.safe_dump(recipe))
     before = federation.log("node1").count("task 'round-0'")
     run = subprocess.Popen([str(BIN / "synthlearn"), "run", str(path), "--out",
                             str(folder / "dead"), "--quiet"], stderr=subprocess.PIPE,
-                           text=True, env=_env())
+                           text=True, env=flower_env())
     deadline = time.monotonic() + 120
     while (federation.log("node1").count("task 'round-0'") == before
            and time.monotonic() < deadline):
@@ -159,28 +131,6 @@ def test_a_node_that_dies_mid_arm_ends_the_run_naming_its_site(federation: Local
         "site failed: TimeoutError: no result within task_timeout_s (15 s)" in last), last
     assert "Traceback" not in stderr
     assert not (folder / "dead").exists()  # nothing half-written
-
-
-def test_simulation_mode_starts_its_own_federation_with_the_same_numbers(
-        tmp_path: Path) -> None:
-    pytest.importorskip("synthlearn_fedavg", reason="the synthlearn-fedavg plugin is not "
-                                                    "installed")
-    recipe = _recipe({"use": "flower", "params": {"mode": "simulation",
-                                                  "threads_per_site": 1}})
-    recipe["arms"] = [{"use": "local"}, {"use": "fedavg", "params": {"rounds": 2}}]
-    simulated = _run(tmp_path, recipe, "simulated")
-    assert simulated.returncode == 0, simulated.stderr
-    recipe["runner"] = {"use": "local"}
-    local = _run(tmp_path, recipe, "local")
-    assert local.returncode == 0, local.stderr
-    figures = {name: [(a["metrics"]["accuracy"], a["metrics"]["auc"],
-                       a["metrics"]["bytes_to_server"]) for a in json.loads(
-        (tmp_path / name / "metrics.json").read_text())["arms"]]
-        for name in ("simulated", "local")}
-    assert figures["simulated"] == figures["local"]
-    leftover = [p for p in Path(tempfile.gettempdir()).glob("synthlearn-flower-*")
-                if p.stat().st_mtime > time.time() - 600]
-    assert leftover == []  # the run removed its federation's folder
 
 
 def test_insecure_only_on_this_machine_and_the_runner_is_registered() -> None:
