@@ -18,6 +18,7 @@ site, the arm's wall time, and checks both runs give the same accuracy and bytes
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from collections import defaultdict
@@ -25,6 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
 from synthlearn.api import load_plugins
 from synthlearn.execution.run import Run
 from synthlearn.hookspecs import hookimpl
@@ -53,20 +55,12 @@ def run_once(recipe_path: str, arm: str, runner: str, overrides: list[str], out:
     if not kept:
         raise SystemExit(f"no arm named {arm!r} in {recipe_path}: "
                          f"{', '.join(a.name for a in recipe.arms)}")
-    recipe = _with_arms(recipe, kept)
+    recipe = attrs.evolve(recipe, arms=kept, attacks=())
     start = time.perf_counter()
     run_dir = Run(recipe, plugins, quiet=quiet).execute(str(out))
     wall = time.perf_counter() - start
-    import json
-
     metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
     return dict(times.tasks), metrics["arms"][0]["metrics"], wall
-
-
-def _with_arms(recipe: Any, arms: tuple) -> Any:
-    import attrs
-
-    return attrs.evolve(recipe, arms=arms, attacks=())
 
 
 def main() -> None:
