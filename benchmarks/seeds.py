@@ -7,7 +7,8 @@
 Each seed is a full ``synthlearn run`` (same recipe, ``seed`` overridden; the site-output
 cache is used if the recipe has one). Prints, per arm, accuracy / balanced accuracy / AUC
 as mean ± standard deviation (ddof=1) over the seeds, every seed's accuracy, bytes to the
-server and wall time; then the same table as Markdown for docs/results.md. With
+server and wall time; then the same table as Markdown for docs/results.md, and for the
+arms that made synthetic images their fidelity and memorisation. With
 ``--keep`` each seed's run directory is kept there, and a seed whose run directory is
 already there is read, not re-run: seeds can run as parallel processes (e.g.
 ``OMP_NUM_THREADS=1 ... --seeds 1`` in each) and one last call prints the table.
@@ -95,10 +96,40 @@ def main() -> None:
         cells.append(f"{statistics.fmean(a['metrics']['wall_s'] for a in arms):.0f}")
         table.append(cells)
     print(f"\nrecipe {args.recipe}, seeds {args.seeds}, overrides {args.overrides or 'none'}")
+    _print_table(header, table)
+    synthetic = synthetic_table(rows)
+    if synthetic:
+        print("\nsynthetic images (pooled fidelity against the test split; memorisation "
+              "per site, pixel space: the worst site's near-copy share and the mean "
+              "closer-to-member share, 0.5 = no leak)")
+        _print_table(["arm", "fd", "precision", "recall", "near copies, worst site",
+                      "closer to members"], synthetic)
+
+
+def _print_table(header: list[str], rows: list[list[str]]) -> None:
     print("| " + " | ".join(header) + " |")
     print("| --- | " + " | ".join("---:" for _ in header[1:]) + " |")
-    for cells in table:
+    for cells in rows:
         print("| " + " | ".join(cells) + " |")
+
+
+def synthetic_table(rows: dict[str, list[dict]]) -> list[list[str]]:
+    """Per arm that made synthetic images: fidelity and memorisation, mean ± sd over the
+    seeds that measured them."""
+    table = []
+    for name, arms in rows.items():
+        pooled = [a["fidelity"]["pooled"] for a in arms if a.get("fidelity")]
+        sites = [a["memorisation"]["sites"] for a in arms if a.get("memorisation")]
+        if not pooled:
+            continue
+        cells = [name] + [_spread([p[key] for p in pooled])
+                          for key in ("fd", "precision", "recall")]
+        worst = [max(s["pixel"]["near_copies"] for s in run) for run in sites if run]
+        closer = [statistics.fmean(s["pixel"]["closer_to_members"] for s in run)
+                  for run in sites if run]
+        cells += [_spread(worst) if worst else "n/a", _spread(closer) if closer else "n/a"]
+        table.append(cells)
+    return table
 
 
 if __name__ == "__main__":
