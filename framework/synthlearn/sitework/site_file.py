@@ -25,7 +25,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -205,14 +205,7 @@ def read_server_file(path: Path, size: int, sha256: str) -> Dataset:
     if hashlib.sha256(blob).hexdigest() != sha256:
         raise DataError("its SHA-256 differs from the manifest's (changed after export)",
                         where=where)
-    try:
-        payload = Payload.from_bytes(blob, where)
-    except SynthlearnError as exc:
-        raise DataError(exc.message, where=where) from None
-    meta, tensors = payload.meta, payload.tensors
-
-    def fail(message: str) -> DataError:
-        return DataError(f"not a valid server file: {message}", where=where)
+    meta, tensors, fail = _open(blob, where, "server file")
 
     if meta.get("format") != SERVER_FORMAT or meta.get("version") != VERSION:
         raise fail(f"format {meta.get('format')!r} version {meta.get('version')!r}, "
@@ -242,6 +235,21 @@ def read_server_file(path: Path, size: int, sha256: str) -> Dataset:
     return Dataset(name=meta["dataset"], train=ImageData(empty, np.zeros(0, np.int64)),
                    test=data["test"], class_names=tuple(names), attributes=infos,
                    validation=data.get("validation"))
+
+
+def _open(blob: bytes, where: str, kind: str
+          ) -> tuple[dict[str, Any], dict[str, torch.Tensor], Callable[[str], DataError]]:
+    """The payload's meta and tensors (no pickle; sizes checked against the bytes), and
+    the error for anything else wrong with this ``kind`` of file at ``where``."""
+    try:
+        payload = Payload.from_bytes(blob, where)
+    except SynthlearnError as exc:
+        raise DataError(exc.message, where=where) from None
+
+    def fail(message: str) -> DataError:
+        return DataError(f"not a valid {kind}: {message}", where=where)
+
+    return payload.meta, payload.tensors, fail
 
 
 def _hex(value: Any) -> bool:
@@ -290,14 +298,7 @@ def read_site_file(path: str | Path) -> SiteFile:
     except OSError as exc:
         raise DataError(f"cannot read the site file: {exc.strerror or exc}", where=where
                         ) from None
-    try:
-        payload = Payload.from_bytes(blob, where)
-    except SynthlearnError as exc:
-        raise DataError(exc.message, where=where) from None
-    meta, tensors = payload.meta, payload.tensors
-
-    def fail(message: str) -> DataError:
-        return DataError(f"not a valid site file: {message}", where=where)
+    meta, tensors, fail = _open(blob, where, "site file")
 
     if meta.get("format") != FORMAT:
         raise fail(f"format {meta.get('format')!r}, expected {FORMAT!r}")

@@ -45,17 +45,25 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFedera
     fed.stop()
 
 
+@pytest.fixture(scope="module")
+def local_metrics(federation: LocalFederation) -> dict:
+    """The same recipe through the local runner, on the whole dataset: the numbers every
+    run through the nodes must give."""
+    local = run_recipe(federation.folder, flower_recipe({"use": "local"}), "local")
+    assert local.returncode == 0, local.stderr
+    return json.loads((federation.folder / "local" / "metrics.json").read_text())
+
+
 def test_site_work_on_real_supernodes_gives_the_local_runners_numbers(
-        federation: LocalFederation) -> None:
+        federation: LocalFederation, local_metrics: dict) -> None:
     folder = federation.folder
     runner = {"use": "flower", "params": {"superlink": federation.address, "insecure": True,
                                           "connect_timeout_s": 90}}
     remote = run_recipe(folder, flower_recipe(runner), "flower")
     assert remote.returncode == 0, (remote.stderr, federation.log("node0"))
-    local = run_recipe(folder, flower_recipe({"use": "local"}), "local")
-    assert local.returncode == 0, local.stderr
-    by_runner = {name: {a["name"]: a for a in json.loads(
-        (folder / name / "metrics.json").read_text())["arms"]} for name in ("flower", "local")}
+    by_runner = {"flower": {a["name"]: a for a in json.loads(
+        (folder / "flower" / "metrics.json").read_text())["arms"]},
+        "local": {a["name"]: a for a in local_metrics["arms"]}}
     for arm in ("local", "fedavg", "synthetic"):
         here, there = by_runner["local"][arm], by_runner["flower"][arm]
         for key in ("accuracy", "auc", "bytes_to_server", "bytes_to_sites"):
@@ -68,7 +76,7 @@ def test_site_work_on_real_supernodes_gives_the_local_runners_numbers(
 
 
 def test_a_server_holding_only_the_manifest_and_held_out_splits_gets_the_same_numbers(
-        federation: LocalFederation) -> None:
+        federation: LocalFederation, local_metrics: dict) -> None:
     folder = federation.folder
     server = folder / "server-only"  # what the researcher keeps: no site file at all
     server.mkdir()
@@ -80,10 +88,8 @@ def test_a_server_holding_only_the_manifest_and_held_out_splits_gets_the_same_nu
     recipe["data"] = {"use": "exported", "params": {"dir": str(server)}}
     remote = run_recipe(folder, recipe, "exported")
     assert remote.returncode == 0, (remote.stderr, federation.log("node0"))
-    local = run_recipe(folder, flower_recipe({"use": "local"}), "local-full")
-    assert local.returncode == 0, local.stderr
-    metrics = {name: json.loads((folder / name / "metrics.json").read_text())
-               for name in ("exported", "local-full")}
+    metrics = {"exported": json.loads((folder / "exported" / "metrics.json").read_text()),
+               "local-full": local_metrics}
     for here, there in zip(metrics["local-full"]["arms"], metrics["exported"]["arms"],
                            strict=True):
         for key in ("accuracy", "auc", "bytes_to_server", "bytes_to_sites"):
