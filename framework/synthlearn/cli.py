@@ -326,6 +326,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         for entry in manifest["sites"]:
             print(f"site {entry['site']}: {entry['n']} images, classes "
                   f"{entry['class_counts']} -> {Path(args.out) / entry['file']}")
+        print(f"held-out splits (for the server, with data: exported) -> "
+              f"{Path(args.out) / manifest['server']['file']}")
         print(f"manifest -> {Path(args.out) / 'sites.json'}")
         return 0
     if args.command == "validate":
