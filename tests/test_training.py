@@ -21,6 +21,7 @@ from synthlearn.models.training import (
     to_float,
     train_classifier,
 )
+from timm.layers import GroupNormAct
 
 CPU = {"device": "cpu"}
 
@@ -232,6 +233,35 @@ def test_stem_auto_and_other_families() -> None:
     deep = TimmModel(TimmConfig(arch="resnet10t")).build(1, 2, (28, 28))
     assert deep.conv1[0].stride == (1, 1) and deep.conv1[3].stride == (1, 1)
     assert isinstance(deep.maxpool, nn.MaxPool2d)
+
+
+def test_norm_group_replaces_every_batchnorm_the_same_way_everywhere() -> None:
+    def norms(model: nn.Module) -> set[str]:
+        return {type(m).__name__ for m in model.modules() if "Norm" in type(m).__name__}
+
+    for arch in ("resnet10t", "mobilenetv3_small_050"):
+        plain = TimmModel(TimmConfig(arch=arch)).build(1, 2, (28, 28))
+        factory = TimmModel(TimmConfig(arch=arch, norm="group"))
+        torch.manual_seed(3)
+        grouped = factory.build(1, 2, (28, 28))
+        assert norms(plain) & {"BatchNorm2d", "BatchNormAct2d"}, arch
+        assert norms(grouped) <= {"GroupNorm", "GroupNormAct"}, arch
+        if arch.startswith("mobilenet"):  # timm's fused norm + activation keeps its act
+            fused = [m for m in grouped.modules() if isinstance(m, GroupNormAct)]
+            assert fused and not isinstance(fused[0].act, nn.Identity)
+        for layer in (m for m in grouped.modules() if isinstance(m, nn.GroupNorm)):
+            assert layer.num_channels % layer.num_groups == 0 and layer.num_groups <= 32
+        torch.manual_seed(3)
+        again = factory.build(1, 2, (28, 28))  # the server and a site build the same net
+        assert all(torch.equal(a, b) for a, b in zip(grouped.state_dict().values(),
+                                                     again.state_dict().values(), strict=True))
+        grouped.train()
+        out = grouped(torch.rand(1, 1, 28, 28))  # one image: no batch statistics needed
+        assert out.shape == (1, 2) and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="'adapt_bn' refreshes BatchNorm statistics"):
+        TimmConfig(norm="group", adapt_bn=True)
+    with pytest.raises(ValueError, match="'norm' must be in"):
+        TimmConfig(norm="layer")
 
 
 def test_unknown_arch_is_one_clear_line() -> None:

@@ -45,17 +45,20 @@ under 2 points for another 2-2.5x. On a GPU the three cost about the same at 28 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import attrs
 import timm
 import torch
 import torch.nn as nn
+from timm.layers import BatchNormAct2d, GroupNormAct
 
 from synthlearn.errors import SynthlearnError
 from synthlearn.models.training import TrainSettings
 
 STEMS: tuple[str, ...] = ("auto", "small", "full", "imagenet")
+NORMS: tuple[str, ...] = ("batch", "group")
 
 #: With ``stem: auto``, images whose larger side is at most this get the small stem.
 SMALL_IMAGE_SIDE = 64
@@ -80,9 +83,12 @@ class TimmConfig:
     never downloaded). ``stem`` is ``auto`` (``small`` for images up to 64 px a side,
     else ``imagenet``), ``small`` (one stride-2 left in the stem), ``full`` (no
     downsampling in the stem) or ``imagenet`` (the network unchanged); see the module
-    docstring. ``drop_rate`` is the dropout before the classifier. The remaining fields
-    are the ``TrainSettings`` (see ``synthlearn.models.training``), flattened so a recipe
-    writes ``params: {arch: resnet18, epochs: 10, lr: 0.001}``.
+    docstring. ``drop_rate`` is the dropout before the classifier. ``norm: group``
+    replaces every BatchNorm with a GroupNorm (no statistics shared across a batch or
+    kept between batches, as per-example differential privacy needs); the same network
+    is built wherever the recipe is. The remaining fields are the ``TrainSettings`` (see
+    ``synthlearn.models.training``), flattened so a recipe writes ``params: {arch:
+    resnet18, epochs: 10, lr: 0.001}``.
     """
 
     arch: str = attrs.field(
@@ -97,6 +103,11 @@ class TimmConfig:
     drop_rate: float = attrs.field(
         default=0.0, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)],
         metadata={"doc": "dropout before the classifier"})
+    norm: str = attrs.field(
+        default="batch", validator=attrs.validators.in_(NORMS),
+        metadata={"doc": "`batch` (the architecture's BatchNorm) or `group` (each BatchNorm "
+                         "replaced by a GroupNorm of gcd(channels, 32) groups: nothing "
+                         "computed across a batch, as differential privacy needs)"})
     epochs: int = _train_field("epochs")
     batch_size: int = _train_field("batch_size")
     lr: float = _train_field("lr")
@@ -110,10 +121,38 @@ class TimmConfig:
     adapt_bn: bool = _train_field("adapt_bn")
     calibrate: bool = _train_field("calibrate")
 
+    def __attrs_post_init__(self) -> None:
+        if self.norm == "group" and self.adapt_bn:
+            raise ValueError("'adapt_bn' refreshes BatchNorm statistics at the sites, and "
+                             "norm: group leaves none: drop one of them")
+
     def train_settings(self) -> TrainSettings:
         """The training fields as a ``TrainSettings``."""
         names = [field.name for field in attrs.fields(TrainSettings)]
         return TrainSettings(**{name: getattr(self, name) for name in names})
+
+
+def group_norms(model: nn.Module) -> int:
+    """Replace every BatchNorm layer of ``model`` in place with a GroupNorm over the same
+    channels (gcd(channels, 32) groups, affine, weight 1 and bias 0 like a fresh
+    BatchNorm); timm's fused norm-activation layers keep their dropout and activation.
+    Returns how many were replaced."""
+    replaced = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if not isinstance(child, nn.modules.batchnorm._BatchNorm):
+                continue
+            channels = child.num_features
+            groups = math.gcd(channels, 32)
+            if isinstance(child, BatchNormAct2d):
+                norm: nn.Module = GroupNormAct(channels, num_groups=groups, eps=child.eps,
+                                               apply_act=False)
+                norm.drop, norm.act = child.drop, child.act
+            else:
+                norm = nn.GroupNorm(groups, channels, eps=child.eps)
+            setattr(parent, name, norm)
+            replaced += 1
+    return replaced
 
 
 def _stride(module: nn.Module) -> int:
@@ -258,6 +297,8 @@ class TimmModel:
             replaced = adapt_stem(model, in_chans, keep_pool=stem == "small")
             if not replaced:
                 stem = "imagenet"
+        if self.config.norm == "group":
+            group_norms(model)
         self._built = {
             "stem": stem,
             "params": sum(p.numel() for p in model.parameters()),
