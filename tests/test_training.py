@@ -244,6 +244,7 @@ def test_norm_group_replaces_every_batchnorm_the_same_way_everywhere() -> None:
         factory = TimmModel(TimmConfig(arch=arch, norm="group"))
         torch.manual_seed(3)
         grouped = factory.build(1, 2, (28, 28))
+        assert factory.describe()["norm"] == "group"
         assert norms(plain) & {"BatchNorm2d", "BatchNormAct2d"}, arch
         assert norms(grouped) <= {"GroupNorm", "GroupNormAct"}, arch
         if arch.startswith("mobilenet"):  # timm's fused norm + activation keeps its act

@@ -307,7 +307,8 @@ class TimmModel:
         return model
 
     def describe(self) -> dict[str, Any]:
-        """Architecture, the stem used and the parameter count of the last build."""
-        return {"arch": self.config.arch, "stem": self.config.stem, "params": None,
-                **self._built}
+        """Architecture, the stem used, the normalisation and the parameter count of
+        the last build."""
+        return {"arch": self.config.arch, "stem": self.config.stem, "norm": self.config.norm,
+                "params": None, **self._built}
 
