@@ -344,8 +344,9 @@ class Run:
                                       "measured: with `data: exported` the sites' images "
                                       "stay at their nodes", where=f"arm {arm.name}")
                 else:
-                    entry.memorisation = from_json(Memorisation, self._memorisation(
-                        result.synthetic, sites, test.images))
+                    memorised = self._memorisation(result.synthetic, sites, test.images)
+                    sanity.warn_memorising_generators(arm.name, memorised)
+                    entry.memorisation = from_json(Memorisation, memorised)
             if result.artifacts:
                 self.artifacts[arm.name] = result.artifacts
                 entry.artifacts = [f"artifacts/{slug(arm.name)}/{name}"

@@ -251,3 +251,26 @@ def warn_collapsed_generators(arm: str, pools: Mapping[int, ImageData],
             notices.warn(f"the generator looks collapsed: {reason}; the arm trained on "
                          "images that do not resemble the site's data",
                          where=f"arm {arm}, site {sid}")
+
+
+MEMORISED_FACTOR = 5.0
+"""A site's synthetic images are flagged as memorised when their near-copy share is at
+least this many times the near-copy quantile (what a generator that copied nothing
+would show)."""
+
+
+def warn_memorising_generators(arm: str, memorisation: Mapping[str, Any]) -> None:
+    """Warn for every site whose synthetic images (from arm ``arm``) hold
+    ``MEMORISED_FACTOR`` times more near copies of the site's own images, in pixel space,
+    than chance; ``memorisation`` is the arm's memorisation entry (its ``sites`` list)."""
+    for row in memorisation.get("sites", []):
+        pixel, quantile = row.get("pixel") or {}, row.get("quantile")
+        share = pixel.get("near_copies")
+        if share is None or quantile is None or share < MEMORISED_FACTOR * quantile:
+            continue
+        notices.warn(f"{share:.1%} of the synthetic images are near copies of the site's "
+                     f"own images (a generator that copied nothing: about {quantile:.0%}) "
+                     f"and {pixel.get('closer_to_members', float('nan')):.0%} lie nearer "
+                     "a member than a non-member: the generator memorised the site's "
+                     "images (for a small site: fewer fitting steps, or the synthetic "
+                     "arm's drop_near_copies)", where=f"arm {arm}, site {row.get('site')}")
