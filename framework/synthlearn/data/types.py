@@ -127,7 +127,6 @@ class RemoteSiteData:
     n: int
     counts: tuple[int, ...]
     data_fingerprint: str
-    image_shape: tuple[int, int, int]
 
     def __len__(self) -> int:
         return self.n

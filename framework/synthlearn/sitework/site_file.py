@@ -181,13 +181,10 @@ def read_export(folder: str | Path) -> Dataset:
             raise bad(f"sites[{i}]: 'class_counts' must be {k} counts that sum to n ({n})")
         if not _hex(entry.get("fingerprint")):
             raise bad(f"sites[{i}]: 'fingerprint' must be a SHA-256 in hex")
-        remote.append(RemoteSiteData(sid, n, tuple(counts), entry["fingerprint"],
-                                     (dataset.channels, *dataset.image_size)))
+        remote.append(RemoteSiteData(sid, n, tuple(counts), entry["fingerprint"]))
     if len({r.site for r in remote}) != len(remote):
         raise bad("a site is listed twice")
-    empty = np.zeros((0, dataset.channels, *dataset.image_size), np.uint8)
-    return attrs.evolve(dataset, train=ImageData(empty, np.zeros(0, np.int64)),
-                        remote_sites=tuple(remote))
+    return attrs.evolve(dataset, remote_sites=tuple(remote))
 
 
 def read_server_file(path: Path, size: int, sha256: str) -> Dataset:
@@ -195,9 +192,9 @@ def read_server_file(path: Path, size: int, sha256: str) -> Dataset:
     held-out splits as a ``Dataset`` whose training split is empty."""
     where = str(path)
     try:
-        if path.stat().st_size != size:
-            raise DataError(f"{path.stat().st_size} bytes, the manifest says {size}",
-                            where=where)
+        found = path.stat().st_size
+        if found != size:
+            raise DataError(f"{found} bytes, the manifest says {size}", where=where)
         blob = path.read_bytes()
     except OSError as exc:
         raise DataError(f"cannot read the export's held-out splits: "
