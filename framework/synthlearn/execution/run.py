@@ -341,8 +341,8 @@ class Run:
                 entry.figures = ArmFigures(synthetic=f"synthetic-{slug(arm.name)}.png")
                 if dataset.remote_sites:
                     notices.warn("memorisation (near-copies of a site's images) is not "
-                                      "measured: with `data: exported` the sites' images "
-                                      "stay at their nodes", where=f"arm {arm.name}")
+                                 "measured: with `data: exported` the sites' images stay "
+                                 "at their nodes", where=f"arm {arm.name}")
                 else:
                     memorised = self._memorisation(result.synthetic, sites, test.images)
                     sanity.warn_memorising_generators(arm.name, memorised)
