@@ -17,6 +17,7 @@ KINDS: tuple[str, ...] = (
     "model",
     "attack",
     "runner",
+    "dp_mechanism",
 )
 
 

@@ -144,6 +144,18 @@ def synthlearn_register_runners() -> list[ComponentSpec]:
 
 
 @hookspec
+def synthlearn_register_dp_mechanisms() -> list[ComponentSpec]:
+    """Differential-privacy mechanisms (recipe key ``dp`` inside an arm that trains on
+    real images at the sites, e.g. ``dp: {use: opacus, params: {target_epsilon: 3}}``).
+
+    The factory returns a ``DpMechanism`` (``synthlearn.interfaces``): it finds the noise
+    for a budget, accounts for the steps taken, names the layers it cannot train
+    privately, and wraps a network and its optimizer for per-example clipping and noise.
+    The core's training loop draws the Poisson-sampled batches the accountant assumes.
+    """
+
+
+@hookspec
 def synthlearn_register_site_tasks() -> list[SiteTaskSpec]:
     """The site task functions this plugin's arms (and site steps) run, each with its
     config class (``SiteTaskSpec``).

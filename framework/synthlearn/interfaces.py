@@ -193,6 +193,77 @@ class Runner(Protocol):
         ...
 
 
+@runtime_checkable
+class PrivateStep(Protocol):
+    """What ``DpMechanism.attach`` returns: a network and its optimizer made private for
+    one training run (per-example clipping, calibrated noise). The core's loop calls the
+    network through ``forward``, back-propagates the loss, then ``step()``; for a
+    Poisson-sampled batch that came out empty it calls ``empty_step()`` (noise only: a
+    step must be taken whatever the draw, or the accounting is wrong)."""
+
+    def forward(self, inputs: Any) -> Any:
+        """The logits of ``inputs``, recording what per-example gradients need."""
+        ...
+
+    def zero_grad(self) -> None:
+        """Clear the gradients (and per-example gradients) before a batch."""
+        ...
+
+    def step(self) -> None:
+        """Clip each example's gradient, add the noise, update the weights."""
+        ...
+
+    def empty_step(self) -> None:
+        """The step of an empty batch: noise alone."""
+        ...
+
+    def finish(self) -> Mapping[str, Any]:
+        """End the run (the network is used without the mechanism from now on) and
+        return JSON-able facts about it (e.g. the final clipping bound)."""
+        ...
+
+
+@runtime_checkable
+class DpMechanism(Protocol):
+    """kind ``dp_mechanism``: differential privacy for training on a site's real images.
+
+    ``accountant`` names the privacy accountant (e.g. ``rdp``) and ``delta`` is the
+    budget's δ. The core plans a training run from the number of images, the batch size
+    and the steps (``synthlearn.models.private``): the sample rate is batch / images
+    and every batch is Poisson-sampled with it, so the accountant's assumption holds.
+    """
+
+    accountant: str
+    delta: float
+
+    def noise_multiplier(self, sample_rate: float, steps: int,
+                         expected_batch_size: int) -> float:
+        """The noise multiplier σ that keeps ``steps`` steps at ``sample_rate`` (batches
+        of ``expected_batch_size`` on average) within the budget (ε at ``delta``); raise
+        ``SynthlearnError`` when none can."""
+        ...
+
+    def epsilon(self, noise_multiplier: float, sample_rate: float, steps: int) -> float:
+        """The accountant's ε at ``delta`` after ``steps`` steps."""
+        ...
+
+    def unsupported(self, model: nn.Module, input_shape: tuple[int, int, int]) -> list[str]:
+        """One line per layer of ``model`` it cannot train privately (empty: fine);
+        called before any work on a fresh network of the recipe's model, whose inputs
+        are (C, H, W) ``input_shape`` (it may train a copy for a step to find out)."""
+        ...
+
+    def attach(self, model: nn.Module, optimizer: Any, *, noise_multiplier: float,
+               expected_batch_size: int, generator: Any) -> PrivateStep:
+        """``model`` and ``optimizer`` made private for one run, the noise drawn from
+        ``generator`` (a seeded ``torch.Generator``: same seed, same noise)."""
+        ...
+
+    def describe(self) -> Mapping[str, Any]:
+        """JSON-able facts about the mechanism (clipping, accountant, target)."""
+        ...
+
+
 # --- optional methods: called when a component has them -------------------------------
 
 
@@ -232,6 +303,19 @@ class Described(Protocol):
         ...
 
 
+@runtime_checkable
+class PrivatelyTrained(Protocol):
+    """Required of an arm whose spec declares a slot of kind ``dp_mechanism``: how its
+    site work trains on real images, so that the noise is planned for the arm's whole
+    run and checked before any work."""
+
+    def dp_steps(self, n: int, training: TrainSettings) -> tuple[int, int]:
+        """``(batch size, steps)`` a site with ``n`` images trains under DP over the
+        whole arm (every round); raise ``SynthlearnError`` for a setting DP cannot
+        take (e.g. FedProx's proximal term)."""
+        ...
+
+
 PROTOCOLS: dict[str, type] = {
     "dataset": DatasetSource,
     "partition": Partitioner,
@@ -241,6 +325,7 @@ PROTOCOLS: dict[str, type] = {
     "model": ModelFactory,
     "attack": Attack,
     "runner": Runner,
+    "dp_mechanism": DpMechanism,
 }
 """The Protocol the object of each kind must satisfy (every kind of ``KINDS``)."""
 
@@ -253,6 +338,7 @@ OPTIONAL: dict[str, tuple[type, ...]] = {
     "model": (Checked,),
     "attack": (Described,),
     "runner": (),
+    "dp_mechanism": (),
 }
 """Protocols of optional methods per kind: checked only when the object has them."""
 

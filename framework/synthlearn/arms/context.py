@@ -57,7 +57,8 @@ class ArmResult:
     synthetic set in ``synthetic``: the evaluator scores its fidelity against the real
     test set and the report shows it beside the site's real images. ``artifacts`` are
     files (name -> bytes, safetensors or JSON) kept in the run directory under
-    ``artifacts/<arm>/``, e.g. the generators a site sent.
+    ``artifacts/<arm>/``, e.g. the generators a site sent. ``privacy`` is a DP arm's
+    guarantee (``PrivacyLedger.summary()``; None: the arm has no DP mechanism).
     """
 
     model: nn.Module | None = None
@@ -65,6 +66,7 @@ class ArmResult:
     details: dict[str, Any] = attrs.field(factory=dict)
     synthetic: dict[int, ImageData] = attrs.field(factory=dict)
     artifacts: dict[str, bytes] = attrs.field(factory=dict)
+    privacy: dict[str, Any] | None = None
 
 
 @attrs.define

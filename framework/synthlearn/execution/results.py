@@ -265,6 +265,31 @@ class Memorisation:
     sites: list[SiteMemorisation] = doc_field("per site")
 
 
+@attrs.define(frozen=True)
+class Privacy:
+    """An arm's differential-privacy guarantee.
+
+    ``epsilon`` is the accountant's ε at ``delta`` of what left each site (the largest
+    over the sites); ``null`` means no guarantee, ε = ∞: an arm without a DP mechanism
+    (``mechanism`` "none") or one that pools raw images ("not private")."""
+
+    epsilon: float | None = doc_field("ε at ``delta``, the largest over the sites (None: "
+                                      "∞, no guarantee)")
+    delta: float | None = doc_field("the budget's δ (None without DP)")
+    accountant: str | None = doc_field("the privacy accountant, e.g. rdp (None without DP)")
+    mechanism: str = doc_field("the dp_mechanism component, \"none\", or \"not private\" "
+                               "for an arm that pools raw images")
+    about: dict[str, Any] | Absent = doc_field("the mechanism's ``describe()``",
+                                               default=ABSENT)
+    sites: list[dict[str, Any]] | Absent = doc_field(
+        "per site: noise multiplier, sample rate, steps taken and planned, ε",
+        default=ABSENT)
+
+
+NO_DP = Privacy(epsilon=None, delta=None, accountant=None, mechanism="none")
+NOT_PRIVATE = Privacy(epsilon=None, delta=None, accountant=None, mechanism="not private")
+
+
 @attrs.define
 class ArmEntry:
     """One arm of the comparison: what it is, its figures, what crossed and its audit."""
@@ -281,6 +306,8 @@ class ArmEntry:
     details: dict[str, Any] = doc_field("what the arm adds (``ArmResult.details``)")
     attacks: dict[str, AttackEntry] = doc_field("membership attacks by name")
     training: TrainSettings = doc_field("how the arm's model was trained and finished")
+    privacy: Privacy = doc_field("its differential-privacy guarantee (ε)", default=NO_DP,
+                                 metadata={"required": True})
     validation: ValidationScores | Absent = doc_field("figures on the validation split",
                                                       default=ABSENT)
     curve: list[CurvePoint] = doc_field("accuracy against bytes", factory=list,

@@ -22,6 +22,7 @@ import yaml
 
 from synthlearn import __version__, notices
 from synthlearn.arms.context import ArmContext, ArmResult
+from synthlearn.arms.site_privacy import check_private_arms
 from synthlearn.data.types import Dataset, ImageData
 from synthlearn.errors import DataError, RecipeError, SynthlearnError
 from synthlearn.evaluation.audit import AuditStore, audit_arm
@@ -30,6 +31,8 @@ from synthlearn.evaluation.memorisation import memorisation
 from synthlearn.evaluation.metrics import classification_metrics
 from synthlearn.execution import sanity
 from synthlearn.execution.results import (
+    NO_DP,
+    NOT_PRIVATE,
     ArmEntry,
     ArmFigures,
     AttackEntry,
@@ -40,6 +43,7 @@ from synthlearn.execution.results import (
     FidelityReference,
     Memorisation,
     ModelInfo,
+    Privacy,
     RunMetrics,
     Scores,
     SiteBytes,
@@ -146,6 +150,7 @@ def check_components(recipe: Recipe, dataset: Dataset, sites: list[Site]) -> Non
     give one float per class). Raises ``RecipeError`` listing each problem at the
     component's YAML path."""
     problems = sanity.check_models(recipe, dataset)
+    problems += check_private_arms(recipe, dataset, sites)
     for arm in recipe.arms:
         for comp in _arm_components(arm):
             check = getattr(comp.build(), "check", None)
@@ -447,11 +452,13 @@ class Run:
         else:
             raise SynthlearnError(f"arm {arm.name!r} produced no model to evaluate")
         ledger = ctx.ledger
+        private = bool(getattr(arm_object, "private", True))
         return ArmEntry(
             name=arm.name,
             use=arm.component.use,
             summary=arm.component.registered.spec.summary,
-            private=bool(getattr(arm_object, "private", True)),
+            private=private,
+            privacy=self._privacy(result, private),
             metrics=Scores(**{k: headline.get(k) for k in METRIC_KEYS},
                            bytes_to_server=ledger.bytes_to_server,
                            bytes_to_sites=ledger.bytes_to_sites, wall_s=0.0),
@@ -463,6 +470,13 @@ class Run:
             attacks={},
             training=ctx.training,
         )
+
+    @staticmethod
+    def _privacy(result: ArmResult, private: bool) -> Privacy:
+        """The arm's DP guarantee for metrics.json (ε = ∞ without a mechanism)."""
+        if result.privacy is not None:
+            return from_json(Privacy, result.privacy)
+        return NO_DP if private else NOT_PRIVATE
 
     def _write(self, run_dir: Path, metrics: dict[str, Any], dataset: Dataset,
                sites: list[Site]) -> None:

@@ -74,7 +74,8 @@ def synthlearn_register_arms() -> list[ComponentSpec]:
         ComponentSpec("centralized", CentralizedConfig, CentralizedArm,
                       "pool every site's raw images at the server (not private)"),
         ComponentSpec("local", LocalConfig, LocalArm,
-                      "each site trains on its own images only"),
+                      "each site trains on its own images only",
+                      slots={"dp": "dp_mechanism"}, slot_defaults={"dp": None}),
         ComponentSpec("synthetic", SyntheticConfig, SyntheticArm,
                       "sites share a fitted generator or its samples; the server trains "
                       "on the pooled synthetic images",

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
+from synthlearn.models.private import PrivateTraining, dp_steps_per_epoch
 
 #: The optimizers ``TrainSettings.optimizer`` accepts.
 OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd")
@@ -153,6 +154,17 @@ def _batches(n: int, batch_size: int, order: torch.Tensor) -> list[torch.Tensor]
     return chunks
 
 
+def _epoch_batches(n: int, batch_size: int, generator: torch.Generator,
+                   private: PrivateTraining | None) -> list[torch.Tensor]:
+    """One epoch's index batches: a shuffled split into batches, or under DP
+    ``ceil(n / batch_size)`` Poisson-sampled ones (each image in with probability
+    ``private.sample_rate``; a batch may be empty)."""
+    if private is None:
+        return _batches(n, batch_size, torch.randperm(n, generator=generator))
+    return [torch.rand(n, generator=generator).lt(private.sample_rate).nonzero().flatten()
+            for _ in range(dp_steps_per_epoch(n, batch_size))]
+
+
 def _augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Random shift (up to ``SHIFT_PX``, zero-padded) and horizontal flip, per image.
 
@@ -225,6 +237,7 @@ def train_classifier(
     soft_targets: np.ndarray | None = None,
     penalty: Callable[[nn.Module], torch.Tensor] | None = None,
     redraw: Callable[[int], tuple[ImageData, np.ndarray | None] | None] | None = None,
+    private: PrivateTraining | None = None,
     progress: bool = True,
     desc: str = "train",
 ) -> nn.Module:
@@ -246,10 +259,24 @@ def train_classifier(
     uses mixed precision (bf16 where supported, else fp16 with loss scaling) and
     channels-last memory. An epoch whose mean loss is not finite stops the training
     with ``SynthlearnError("training diverged at epoch N of M ...")``.
+
+    ``private`` (``synthlearn.models.private``) trains under differential privacy: each
+    epoch is ``ceil(n / batch_size)`` steps, each on a Poisson-sampled batch (every image
+    taken with probability ``private.sample_rate``, drawn from the seeded generator), and
+    the mechanism clips each example's gradient and adds the planned noise;
+    ``private.steps`` counts the steps taken. It refuses ``mixup``, ``penalty`` and
+    ``redraw`` (each breaks the per-example bound) and runs without mixed precision.
     """
     n = len(data)
     if n < 2:
         raise SynthlearnError(f"cannot train a classifier on {n} image(s); need at least 2")
+    if private is not None:
+        refused = [what for what, on in (("mixup", settings.mixup > 0),
+                                          ("a penalty", penalty is not None),
+                                          ("redraw", redraw is not None)) if on]
+        if refused:
+            raise SynthlearnError(f"training under DP cannot take {', '.join(refused)}: a "
+                                  "mixed or shared term breaks the per-example bound")
     mixup = settings.mixup
     smoothing = settings.label_smoothing if soft_targets is None else 0.0
     device = resolve_device(settings.device)
@@ -279,7 +306,10 @@ def train_classifier(
     mixing = np.random.default_rng(seed) if mixup > 0 else None
 
     optimizer = _make_optimizer(model, settings)
-    steps_per_epoch = len(_batches(n, settings.batch_size, torch.arange(n)))
+    if private is None:
+        steps_per_epoch = len(_batches(n, settings.batch_size, torch.arange(n)))
+    else:
+        steps_per_epoch = dp_steps_per_epoch(n, settings.batch_size)
     total_steps = settings.epochs * steps_per_epoch
     scheduler = None
     if settings.schedule == "cosine":
@@ -287,10 +317,19 @@ def train_classifier(
             optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
         )
 
+    amp = on_cuda and private is None
     amp_dtype = torch.bfloat16
-    if on_cuda and not torch.cuda.is_bf16_supported():
+    if amp and not torch.cuda.is_bf16_supported():
         amp_dtype = torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=on_cuda and amp_dtype == torch.float16)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype == torch.float16)
+    session = None
+    if private is not None:
+        noise = torch.Generator(device=device).manual_seed(seed + 1)
+        session = private.mechanism.attach(model, optimizer,
+                                           noise_multiplier=private.noise_multiplier,
+                                           expected_batch_size=settings.batch_size,
+                                           generator=noise)
+    forward = model if session is None else session.forward
 
     bar = tqdm(
         range(settings.epochs), desc=desc, disable=not progress, leave=False, file=sys.stderr
@@ -300,9 +339,14 @@ def train_classifier(
             fresh = redraw(epoch) if redraw is not None and epoch > 0 else None
             if fresh is not None:
                 images, targets, resident = prepare(*fresh)
-            order = torch.randperm(n, generator=generator)
-            loss_sum = torch.zeros((), device=device)
-            for host_index in _batches(n, settings.batch_size, order):
+            loss_sum, seen = torch.zeros((), device=device), 0
+            for host_index in _epoch_batches(n, settings.batch_size, generator, private):
+                if session is not None and len(host_index) == 0:
+                    session.empty_step()
+                    private.steps += 1
+                    if scheduler is not None:
+                        scheduler.step()
+                    continue
                 index = host_index.to(device, non_blocking=True)
                 batch = images[index] if resident else images[host_index].to(device)
                 if settings.augment:
@@ -313,8 +357,10 @@ def train_classifier(
                     partner = torch.randperm(len(index), generator=generator).to(device)
                     inputs = inputs * weight + inputs[partner] * (1.0 - weight)
                 inputs = inputs.contiguous(memory_format=memory_format)
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=on_cuda):
-                    logits = model(inputs).float()
+                if session is not None:
+                    session.zero_grad()
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+                    logits = forward(inputs).float()
                 loss = F.cross_entropy(logits, targets[index], label_smoothing=smoothing)
                 if mixing is not None:
                     loss = weight * loss + (1.0 - weight) * F.cross_entropy(
@@ -322,14 +368,20 @@ def train_classifier(
                 reported = loss.detach()
                 if penalty is not None:
                     loss = loss + penalty(model)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+                if session is not None:
+                    loss.backward()
+                    session.step()
+                    private.steps += 1
+                else:
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
                 if scheduler is not None:
                     scheduler.step()
                 loss_sum += reported * len(index)
-            mean_loss = loss_sum.item() / n
+                seen += len(index)
+            mean_loss = loss_sum.item() / max(seen, 1)
             bar.set_postfix(loss=f"{mean_loss:.4f}", refresh=False)
             if not math.isfinite(mean_loss):  # stop where it happens, not at evaluation
                 bar.close()
@@ -337,6 +389,8 @@ def train_classifier(
                                       f"{settings.epochs} (loss {mean_loss}, lr "
                                       f"{settings.lr:g}): try a lower learning rate")
     bar.close()
+    if session is not None:
+        private.details = dict(session.finish())
 
     model.to(device="cpu", memory_format=torch.contiguous_format)
     model.eval()

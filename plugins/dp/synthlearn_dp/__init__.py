@@ -1,0 +1,1 @@
+"""synthlearn-dp: differential privacy through Opacus for arms that train on site images."""
