@@ -38,6 +38,13 @@ Arms
     ``ArmContext`` (what ``Arm.run`` gets), ``ArmResult`` (what it returns);
     ``check_site_steps`` (call first) and ``finish_at_sites`` (after training: the
     model's site steps, ``adapt_bn``/``calibrate``).
+Differential privacy (an arm with a ``dp`` slot of kind ``dp_mechanism``)
+    ``DpMechanism`` and ``PrivateStep`` (the kind's contract), ``PrivatelyTrained`` (the
+    arm's ``dp_steps``); at a site ``site_private_training`` (the plan, or None), then
+    ``train_classifier(..., private=plan)`` and ``plan.record()`` in the payload's meta
+    under ``privacy``; at the server ``PrivacyLedger`` (checks and accounts the records,
+    ``summary()`` for ``ArmResult.privacy``); ``PrivateTraining``,
+    ``plan_private_training``, ``dp_steps_per_epoch``.
 
 Models and training
     ``TrainSettings`` (how a model trains: the ``training`` of a ``ModelFactory``),
@@ -71,6 +78,7 @@ components can import from ``synthlearn`` alone and keep ``synthlearn plugins`` 
 from __future__ import annotations
 
 from synthlearn.arms.context import ArmContext, ArmResult
+from synthlearn.arms.site_privacy import PrivacyLedger, site_private_training
 from synthlearn.arms.site_steps import check_site_steps, finish_at_sites
 from synthlearn.components import KINDS, ComponentSpec, NoParams, SiteTaskSpec
 from synthlearn.data.types import AttributeInfo, Dataset, ImageData
@@ -103,13 +111,21 @@ from synthlearn.interfaces import (
     ConditioningScheme,
     DatasetSource,
     Described,
+    DpMechanism,
     Generator,
     ModelFactory,
     Partitioner,
+    PrivatelyTrained,
+    PrivateStep,
     Runner,
     StatsChecked,
 )
 from synthlearn.loading.manager import load_plugins
+from synthlearn.models.private import (
+    PrivateTraining,
+    dp_steps_per_epoch,
+    plan_private_training,
+)
 from synthlearn.models.training import (
     OPTIMIZERS,
     TrainSettings,
@@ -142,6 +158,9 @@ __all__ = [
     "ConditioningScheme",
     "DatasetSource",
     "Described",
+    "DpMechanism",
+    "PrivatelyTrained",
+    "PrivateStep",
     "Generator",
     "ModelFactory",
     "NoParams",
@@ -182,6 +201,12 @@ __all__ = [
     "ArmResult",
     "check_site_steps",
     "finish_at_sites",
+    # differential privacy
+    "PrivacyLedger",
+    "PrivateTraining",
+    "dp_steps_per_epoch",
+    "plan_private_training",
+    "site_private_training",
     # models and training
     "OPTIMIZERS",
     "TrainSettings",

@@ -17,14 +17,17 @@ from synthlearn.api import (
     ArmContext,
     ArmResult,
     Payload,
+    PrivacyLedger,
     SiteTask,
+    SynthlearnError,
+    TrainSettings,
     check_site_steps,
     finish_at_sites,
 )
 
 from synthlearn_fedavg.aggregate import average, check_update
 from synthlearn_fedavg.config import FedAvgConfig
-from synthlearn_fedavg.site_round import RoundConfig, train_round
+from synthlearn_fedavg.site_round import RoundConfig, fedavg_dp_steps, train_round
 
 
 def round_lr(base: float, round: int, rounds: int, decay: str) -> float:
@@ -51,9 +54,20 @@ class FedAvgArm:
     def __init__(self, config: FedAvgConfig) -> None:
         self.config = config
 
+    def dp_steps(self, n: int, training: TrainSettings) -> tuple[int, int]:
+        """Under DP: a site's local epochs in every round, in its local batch size.
+        FedProx's proximal term is refused: its gradient is not clipped per example."""
+        cfg = self.config
+        if cfg.mu > 0:
+            raise SynthlearnError("FedProx's proximal term (mu > 0) is not clipped per "
+                                  "example: train under DP with mu: 0")
+        return fedavg_dp_steps(n, cfg.local_batch_size or training.batch_size,
+                               cfg.local_epochs, cfg.rounds)
+
     def run(self, ctx: ArmContext) -> ArmResult:
         cfg = self.config
         check_site_steps(ctx)  # before any round
+        ledger = PrivacyLedger.for_arm(ctx)
         base_lr = cfg.local_lr or ctx.model_component.build().training.lr
         model = ctx.build_model("global")
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -68,7 +82,7 @@ class FedAvgArm:
                                       lr=round_lr(base_lr, r, cfg.rounds, cfg.lr_decay),
                                       mu=cfg.mu, refresh_bn=cfg.refresh_bn,
                                       batch_size=cfg.local_batch_size,
-                                      optimizer=cfg.local_optimizer)
+                                      optimizer=cfg.local_optimizer, rounds=cfg.rounds)
             shares = ("model weights after local training, every round"
                       + (" (FedProx)" if cfg.mu > 0 else ""))
             task = SiteTask(f"round-{r}", train_round, task_config, shares, round=r)
@@ -78,6 +92,8 @@ class FedAvgArm:
             for sid in chosen:
                 source = f"arm {ctx.name}, site {sid}, round {r}"
                 check_update(received[sid].tensors, state, source)
+                if ledger is not None:
+                    ledger.add(sid, received[sid].meta.get("privacy"), source)
                 weight = float(sizes[sid]) if cfg.weighting == "examples" else 1.0
                 updates.append((received[sid].tensors, weight))
             state = average(state, updates, cfg.server_lr, parameters)
@@ -90,4 +106,5 @@ class FedAvgArm:
             "participants": participants,
         }
         details.update(finish_at_sites(ctx, model))
-        return ArmResult(model=model, details=details)
+        return ArmResult(model=model, details=details,
+                         privacy=None if ledger is None else ledger.summary())

@@ -14,7 +14,8 @@ def synthlearn_register_arms() -> list[ComponentSpec]:
     return [
         ComponentSpec("fedavg", FedAvgConfig, FedAvgArm,
                       "federated averaging over rounds (FedProx with mu > 0); weights "
-                      "cross both ways every round"),
+                      "cross both ways every round",
+                      slots={"dp": "dp_mechanism"}, slot_defaults={"dp": None}),
     ]
 
 

@@ -11,8 +11,10 @@ from synthlearn.api import (
     Payload,
     Site,
     SiteEnv,
+    dp_steps_per_epoch,
     load_state,
     refresh_batchnorm,
+    site_private_training,
     state_payload,
     train_classifier,
 )
@@ -22,7 +24,8 @@ from synthlearn.api import (
 class RoundConfig:
     """What a site needs for one round: the round, its local epochs and learning rate,
     FedProx's ``mu`` (0: plain FedAvg), whether to refresh batch-norm statistics before
-    sending, and the local batch size and optimizer (None: the model's)."""
+    sending, the local batch size and optimizer (None: the model's), and the arm's
+    number of rounds (under DP the site plans its noise for all of them)."""
 
     round: int
     local_epochs: int
@@ -31,6 +34,7 @@ class RoundConfig:
     refresh_bn: bool = True
     batch_size: int | None = None
     optimizer: str | None = None
+    rounds: int | None = None
 
 
 def proximal_term(mu: float, anchor: dict[str, torch.Tensor]) -> Callable[[nn.Module],
@@ -67,9 +71,20 @@ def train_round(site: Site, config: RoundConfig, inbound: Payload | None, env: S
                             batch_size=config.batch_size or factory.training.batch_size,
                             optimizer=config.optimizer or factory.training.optimizer)
     penalty = proximal_term(config.mu, inbound.tensors) if config.mu > 0 else None
-    train_classifier(model, site.data, settings, env.seed, penalty=penalty,
+    n = len(site.data)
+    private = site_private_training(
+        env, n, *fedavg_dp_steps(n, settings.batch_size, config.local_epochs,
+                                 config.rounds or config.round + 1))
+    train_classifier(model, site.data, settings, env.seed, penalty=penalty, private=private,
                      progress=env.progress,
                      desc=f"round {config.round}: site {site.id}")
     if config.refresh_bn:
         refresh_batchnorm(model, site.data.images, device=settings.device)
-    return state_payload(model, n=len(site.data), round=config.round)
+    extra = {} if private is None else {"privacy": private.record()}
+    return state_payload(model, n=n, round=config.round, **extra)
+
+
+def fedavg_dp_steps(n: int, batch_size: int, local_epochs: int, rounds: int
+                    ) -> tuple[int, int]:
+    """Batch size and steps a site of ``n`` images takes under DP over every round."""
+    return batch_size, rounds * local_epochs * dp_steps_per_epoch(n, batch_size)
