@@ -461,3 +461,70 @@ def synthetic_grid(path: Path, real: list[tuple[int, ImageData]],
                     else:
                         ax.set_axis_off()
     save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------- privacy
+
+
+def privacy_family(arm: dict) -> str:
+    """The line an arm belongs to on the utility-against-ε figure: its component and,
+    under DP, its clipping (the arms of one family differ only in their budget)."""
+    privacy = arm.get("privacy") or {}
+    clipping = (privacy.get("about") or {}).get("clipping")
+    return f"{arm.get('use', '?')}" + (f", {clipping} clipping" if clipping else "")
+
+
+def privacy_chart(path: Path, arms: list[dict]) -> None:
+    """Accuracy and AUC on the real test set against each arm's ε (log scale); arms
+    without a guarantee (ε = ∞) sit at the right edge, marked ∞. The DP arms of one
+    family (``privacy_family``: same component and clipping) are joined by a line that
+    ends at the same component's arm without DP, so each family reads as a
+    utility-privacy curve. Arms that pool raw images are left out."""
+    rows = []
+    for arm in arms:
+        privacy = arm.get("privacy") or {}
+        if not arm.get("private", True) or privacy.get("mechanism") == "not private":
+            continue
+        epsilon = privacy.get("epsilon")
+        rows.append((str(arm.get("use", "?")), privacy_family(arm),
+                     float(epsilon) if is_number(epsilon) else None,
+                     arm.get("metrics") or {}))
+    finite = sorted({eps for _, _, eps, _ in rows if eps is not None})
+    if not finite:
+        message_figure(path, "no arm trained under differential privacy")
+        return
+    infinity = finite[-1] * 4.0
+    dp_uses = {use for use, _, eps, _ in rows if eps is not None}
+    families: dict[str, list[tuple[float, dict]]] = {}
+    for _use, family, eps, metrics in rows:
+        if eps is not None:
+            families.setdefault(family, []).append((eps, metrics))
+    for use, family, eps, metrics in rows:  # no DP: the end of each DP line of its use
+        if eps is None:
+            joined = [f for f in families if f.split(",")[0] == use] if use in dp_uses else []
+            for f in joined or [family]:
+                families.setdefault(f, []).append((infinity, metrics))
+    fig = new_figure(9.0, 4.0)
+    colors = colormaps["tab10"].colors
+    for k, (key, label) in enumerate((("accuracy", "accuracy"), ("auc", "AUC"))):
+        ax = fig.add_subplot(1, 2, k + 1)
+        for i, (family, members) in enumerate(families.items()):
+            points = sorted((eps, float(m[key])) for eps, m in members if is_number(m.get(key)))
+            if not points:
+                continue
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, ys, "-o", color=colors[i % len(colors)], linewidth=1.4,
+                    markersize=5, label=family)
+        ax.set_xscale("log")
+        ticks = [*finite, infinity]
+        ax.set_xticks(ticks, [f"{t:.3g}" for t in finite] + ["∞"])
+        ax.minorticks_off()
+        ax.set_xlabel("ε (log scale; ∞: no DP)")
+        ax.set_ylabel(f"{label} on the real held-out test set")
+        ax.grid(color="#DDDDDD", linewidth=0.6)
+        ax.set_axisbelow(True)
+        ax.spines[["top", "right"]].set_visible(False)
+        if k == 0:
+            ax.legend(loc="best", frameon=False, fontsize=8)
+    fig.suptitle("Utility against the privacy budget")
+    save_figure(fig, path)

@@ -17,6 +17,7 @@ from synthlearn.text import slug
 
 FIGURES = {
     "arms": "arms.png",
+    "privacy": "privacy.png",
     "cost": "cost.png",
     "class_balance": "class_balance.png",
     "samples": "samples.png",
@@ -287,13 +288,55 @@ def _membership(arm: dict[str, Any], attack: str) -> str:
     return f"{_num(result.get('auc'))} ({_num(result.get('control_auc'))})"
 
 
+def _epsilon(arm: dict[str, Any]) -> str:
+    """An arm's ε for the tables: its value, or ∞ without a DP guarantee."""
+    epsilon = (arm.get("privacy") or {}).get("epsilon")
+    return "∞" if epsilon is None else _num(epsilon, 2)
+
+
+def _dp_arms(arms: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+    return [(i, a) for i, a in enumerate(arms)
+            if (a.get("privacy") or {}).get("epsilon") is not None]
+
+
+def _privacy(arms: list[dict[str, Any]]) -> list[str]:
+    """The differential-privacy section: each DP arm's budget, how it was spent at each
+    site, and the utility-against-ε figure (only when an arm trained under DP)."""
+    dp = _dp_arms(arms)
+    if not dp:
+        return []
+    lines = ["", "## Differential privacy", "",
+             "**ε** is the accountant's bound at **δ** on what each site released, for the "
+             "arm's whole run (every round, every step), the largest over the sites; a "
+             "smaller ε is a stronger guarantee, ∞ none. Each step clips every example's "
+             "gradient and adds Gaussian noise of *noise multiplier × bound*; batches are "
+             "Poisson-sampled at the *sample rate*.", ""]
+    rows = []
+    for i, arm in dp:
+        privacy = arm["privacy"]
+        about = privacy.get("about") or {}
+        for site in privacy.get("sites") or []:
+            rows.append([_arm_name(arm, i), str(site.get("site")),
+                         _num(site.get("epsilon"), 2), f"{privacy.get('delta'):g}",
+                         str(privacy.get("accountant")), str(about.get("clipping", "n/a")),
+                         _num(site.get("noise_multiplier"), 3),
+                         _num(site.get("sample_rate"), 3),
+                         f"{site.get('steps')} / {site.get('planned_steps')}",
+                         _num(site.get("final_max_grad_norm"), 3)])
+    lines += _table(["arm", "site", "ε", "δ", "accountant", "clipping", "noise multiplier",
+                     "sample rate", "steps taken / planned", "final bound"], rows,
+                    ["l"] + ["r"] * 9)
+    lines += ["", f"![utility against ε]({FIGURES['privacy']})"]
+    return lines
+
+
 def _arms_table(arms: list[dict[str, Any]]) -> list[str]:
     """The headline table, most important first: accuracy, AUC, membership AUC (with
     its control) per attack, bytes; then balanced accuracy, the validation split's
     figures (when scored) and wall time."""
     with_val = any(arm.get("validation") for arm in arms)
     attacks = _attack_names(arms)
-    header = ["arm", "method", "private", "accuracy", "AUC",
+    header = ["arm", "method", "private", "ε", "accuracy", "AUC",
               *(f"membership AUC, {a} (control)" for a in attacks),
               "bytes to server", "bytes to sites", "balanced accuracy",
               *(["val accuracy", "val AUC"] if with_val else []), "wall s"]
@@ -303,7 +346,7 @@ def _arms_table(arms: list[dict[str, Any]]) -> list[str]:
         v = arm.get("validation") or {}
         private = "yes" if arm.get("private", True) else "**no** (pools raw images)"
         rows.append([_arm_name(arm, i), f"`{arm.get('use', 'n/a')}`", private,
-                     _num(m.get("accuracy")), _num(m.get("auc")),
+                     _epsilon(arm), _num(m.get("accuracy")), _num(m.get("auc")),
                      *(_membership(arm, a) for a in attacks),
                      _bytes(m.get("bytes_to_server")), _bytes(m.get("bytes_to_sites")),
                      _num(m.get("balanced_accuracy")),
@@ -563,6 +606,7 @@ def render_report(metrics: dict) -> str:
         lines += _per_site_results(arms)
     else:
         lines.append("No arms were run.")
+    lines += _privacy(arms)
     lines += _cost(arms)
     lines += _synthetic(metrics)
     lines += _shared(arms)
@@ -577,8 +621,8 @@ def write_report(run_dir: Path, metrics: dict, site_data: list[tuple[int, ImageD
                  class_names: list[str], seed: int,
                  synthetic: dict[str, dict[int, ImageData]] | None = None,
                  rocs: dict[str, dict[str, Any]] | None = None) -> list[str]:
-    """Write ``report.md``, ``samples.png``, ``class_balance.png``, ``arms.png`` and
-    ``cost.png`` into
+    """Write ``report.md``, ``samples.png``, ``class_balance.png``, ``arms.png``,
+    ``cost.png`` (and ``privacy.png`` when an arm trained under DP) into
     ``run_dir`` (created if needed) and return the file names written.
 
     ``site_data`` holds each site's id and training images (for the sample grid, drawn
@@ -615,6 +659,9 @@ def write_report(run_dir: Path, metrics: dict, site_data: list[tuple[int, ImageD
     figures.class_balance(run_dir / FIGURES["class_balance"], sites, class_names)
     figures.arms_chart(run_dir / FIGURES["arms"], list(metrics.get("arms") or []))
     figures.cost_chart(run_dir / FIGURES["cost"], list(metrics.get("arms") or []))
+    if _dp_arms(list(metrics.get("arms") or [])):
+        figures.privacy_chart(run_dir / FIGURES["privacy"], list(metrics.get("arms") or []))
+        written.append(FIGURES["privacy"])
     (run_dir / REPORT_FILE).write_text(render_report(metrics), encoding="utf-8", newline="\n")
     return [REPORT_FILE, FIGURES["samples"], FIGURES["class_balance"], FIGURES["arms"],
             FIGURES["cost"], *written]
