@@ -122,6 +122,7 @@ from synthlearn.interfaces import (
 )
 from synthlearn.loading.manager import load_plugins
 from synthlearn.models.private import (
+    MAX_NOISE_MULTIPLIER,
     PrivateTraining,
     dp_steps_per_epoch,
     plan_private_training,
@@ -202,6 +203,7 @@ __all__ = [
     "check_site_steps",
     "finish_at_sites",
     # differential privacy
+    "MAX_NOISE_MULTIPLIER",
     "PrivacyLedger",
     "PrivateTraining",
     "dp_steps_per_epoch",

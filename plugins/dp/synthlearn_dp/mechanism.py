@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -23,7 +24,7 @@ from opacus.accountants.utils import get_noise_multiplier
 from opacus.grad_sample.gsm_exp_weights import GradSampleModuleExpandedWeights
 from opacus.optimizers import AdaClipDPOptimizer, DPOptimizer
 from opacus.validators import ModuleValidator
-from synthlearn.api import SynthlearnError
+from synthlearn.api import MAX_NOISE_MULTIPLIER, SynthlearnError
 
 from synthlearn_dp.config import OpacusConfig
 
@@ -89,16 +90,7 @@ class OpacusMechanism:
         if cfg.noise_multiplier is not None:
             sigma = float(cfg.noise_multiplier)
         else:
-            try:
-                with _quiet_accounting():
-                    sigma = float(get_noise_multiplier(
-                        target_epsilon=cfg.target_epsilon, target_delta=cfg.delta,
-                        sample_rate=sample_rate, steps=steps, accountant=cfg.accountant,
-                        epsilon_tolerance=cfg.epsilon_tolerance))
-            except (ValueError, RuntimeError, OverflowError) as exc:
-                raise SynthlearnError(f"no noise multiplier meets ε {cfg.target_epsilon:g} at "
-                                      f"δ {cfg.delta:g} for {steps} steps at sample rate "
-                                      f"{sample_rate:.3g}: {exc}") from None
+            sigma = _search_noise(cfg, sample_rate, steps)
         if cfg.clipping == "adaptive":
             std = self._unclipped_std(expected_batch_size)
             if sigma >= 2 * std:
@@ -110,12 +102,8 @@ class OpacusMechanism:
         return sigma
 
     def epsilon(self, noise_multiplier: float, sample_rate: float, steps: int) -> float:
-        if steps == 0:
-            return 0.0
-        accountant = create_accountant(mechanism=self.config.accountant)
-        accountant.history = [(noise_multiplier, sample_rate, steps)]
-        with _quiet_accounting():
-            return float(accountant.get_epsilon(delta=self.config.delta))
+        return _epsilon(self.config.accountant, self.config.delta, noise_multiplier,
+                        sample_rate, steps)
 
     def unsupported(self, model: nn.Module, input_shape: tuple[int, int, int]) -> list[str]:
         refused = ModuleValidator.validate(model, strict=False)
@@ -167,6 +155,40 @@ class OpacusMechanism:
             out.update(target_unclipped_quantile=cfg.target_unclipped_quantile,
                        clipbound_learning_rate=cfg.clipbound_learning_rate)
         return out
+
+
+@functools.lru_cache(maxsize=256)
+def _epsilon(accountant: str, delta: float, sigma: float, sample_rate: float, steps: int
+             ) -> float:
+    """The accountant's ε (kept: the RDP accountant takes up to a second per call)."""
+    if steps == 0:
+        return 0.0
+    counted = create_accountant(mechanism=accountant)
+    counted.history = [(sigma, sample_rate, steps)]
+    with _quiet_accounting():
+        return float(counted.get_epsilon(delta=delta))
+
+
+@functools.lru_cache(maxsize=64)
+def _search_noise(cfg: OpacusConfig, sample_rate: float, steps: int) -> float:
+    """The noise multiplier for ``cfg``'s target (kept: the search takes seconds, and a
+    run plans the same site at validate, at the server and at the site)."""
+    floor = _epsilon(cfg.accountant, cfg.delta, MAX_NOISE_MULTIPLIER, sample_rate, steps)
+    if floor > cfg.target_epsilon:  # Opacus takes a minute to give up on such a target
+        raise SynthlearnError(f"no noise multiplier meets ε {cfg.target_epsilon:g} at δ "
+                              f"{cfg.delta:g} for {steps} steps at sample rate "
+                              f"{sample_rate:.3g}: even {MAX_NOISE_MULTIPLIER:g} gives ε "
+                              f"{floor:.3g}")
+    try:
+        with _quiet_accounting():
+            return float(get_noise_multiplier(
+                target_epsilon=cfg.target_epsilon, target_delta=cfg.delta,
+                sample_rate=sample_rate, steps=steps, accountant=cfg.accountant,
+                epsilon_tolerance=cfg.epsilon_tolerance))
+    except (ValueError, RuntimeError, OverflowError) as exc:
+        raise SynthlearnError(f"no noise multiplier meets ε {cfg.target_epsilon:g} at δ "
+                              f"{cfg.delta:g} for {steps} steps at sample rate "
+                              f"{sample_rate:.3g}: {exc}") from None
 
 
 @contextlib.contextmanager
