@@ -99,17 +99,22 @@ def _data(n: int = 48, seed: int = 0) -> ImageData:
     return ImageData(images, labels.astype(np.int64))
 
 
+def _network(norm: str) -> torch.nn.Module:
+    """timm's test_resnet as the recipe's ``model: {use: timm}`` builds it."""
+    spec = installed("model", "timm").spec
+    factory = spec.factory(spec.config(arch="test_resnet", norm=norm, device="cpu"))
+    return seeded_model(factory, 0, 1, 2, (16, 16))
+
+
 def _train(mechanism: OpacusMechanism, seed: int = 0, epochs: int = 2, sigma: float | None = None,
            batch_size: int = 12, data: ImageData | None = None, optimizer: str = "adamw"
            ) -> tuple[torch.Tensor, object]:
     """Train test_resnet (GroupNorm) privately on ``data``; ``epochs=0``: the initial
     weights. Returns the flat weights and the plan (its ``steps`` counted)."""
     from synthlearn.api import PrivateTraining
-    from synthlearn.loading.builtin import TimmConfig, TimmModel
 
     data = data if data is not None else _data()
-    factory = TimmModel(TimmConfig(arch="test_resnet", norm="group", device="cpu"))
-    model = seeded_model(factory, 0, 1, 2, (16, 16))
+    model = _network(norm="group")
     n = len(data)
     steps = max(1, epochs * math.ceil(n / batch_size))
     if sigma is None:
@@ -166,13 +171,10 @@ def test_empty_poisson_batches_still_take_a_noise_step() -> None:
 
 
 def test_a_batchnorm_model_is_named_as_unsupported() -> None:
-    from synthlearn.loading.builtin import TimmConfig, TimmModel
-
-    model = seeded_model(TimmModel(TimmConfig(arch="test_resnet")), 0, 1, 2, (16, 16))
+    model = _network(norm="batch")
     problems = _mechanism().unsupported(model, (1, 16, 16))
     assert problems and "BatchNorm" in problems[0]
-    grouped = seeded_model(TimmModel(TimmConfig(arch="test_resnet", norm="group")), 0, 1, 2,
-                           (16, 16))
+    grouped = _network(norm="group")
     assert _mechanism(clipping="adaptive").unsupported(grouped, (1, 16, 16)) == []
 
 
