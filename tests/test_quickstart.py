@@ -26,7 +26,7 @@ QUICKSTART = REPO / "templates" / "recipes" / "quickstart.yaml"
 ARMS = ("centralized", "local", "fedavg", "synthetic", "kr")
 #: Training options the model's settings own (``model.params``), never an arm's params.
 MODEL_OPTIONS = ("mixup", "label_smoothing", "calibrate", "adapt_bn")
-HEADLINE = ["arm", "method", "private", "accuracy", "AUC", "membership AUC, loss (control)",
+HEADLINE = ["arm", "method", "private", "accuracy", "AUC", "ε", "membership AUC, loss (control)",
             "bytes to server", "bytes to sites", "balanced accuracy", "wall s"]
 
 
@@ -158,6 +158,7 @@ def test_report_headline_table_in_order_of_importance(small_run) -> None:
         row = dict(zip(HEADLINE, table[arm["name"]], strict=True))
         assert row["accuracy"] == f"{m['accuracy']:.3f}"
         assert row["AUC"] == f"{m['auc']:.3f}"
+        assert row["ε"] == "∞" and arm["privacy"]["epsilon"] is None  # no arm under DP
         assert row["membership AUC, loss (control)"] == \
             f"{loss['auc']:.3f} ({loss['control_auc']:.3f})"
     results = report.split("## Results", 1)[1]
@@ -177,10 +178,12 @@ def test_headline_table_with_two_attacks_and_an_unattacked_arm() -> None:
              "attacks": {}}
     report = render_report({"arms": [arm, other]})
     table = headline_rows(report)
-    assert table["header"][3:7] == ["accuracy", "AUC", "membership AUC, loss (control)",
+    assert table["header"][3:8] == ["accuracy", "AUC", "ε", "membership AUC, loss (control)",
                                     "membership AUC, lira (control)"]
-    assert table["a"][3:8] == ["0.800", "0.900", "0.610 (0.490)", "0.700 (n/a)", "2.0 KiB"]
-    assert table["b"][5:7] == ["n/a", "n/a"]
+    # metrics without a privacy entry (older files) show n/a for ε
+    assert table["a"][3:9] == ["0.800", "0.900", "n/a", "0.610 (0.490)", "0.700 (n/a)",
+                               "2.0 KiB"]
+    assert table["b"][6:8] == ["n/a", "n/a"]
     assert len(table["header"]) == len(table["a"]) == len(table["b"])
     assert "the upper bound for the private arms" in report
     assert "upper bound" not in render_report({"arms": [arm]})  # no pooling arm to be one

@@ -87,7 +87,7 @@ def test_all_problems_are_reported_not_just_the_first(plugins) -> None:
         "$.sites.partition.params.alpha: expected number, got 'low'",
         f"$.arms[0].use: unknown arm 'nope'; installed: {installed}",
         "$.arms[1].generator: arm 'local' takes no 'generator' (its keys: use, name, "
-        "params, model)",
+        "params, model, dp)",
     ]
 
 

@@ -85,9 +85,9 @@ def test_report_title_and_arms_table() -> None:
 
     central = table_row(text, "centralized")
     assert central == ["centralized", "`centralized`", "**no** (pools raw images)", "0.912",
-                       "0.978", "918.8 KiB", "0 B", "0.905", "30.1"]
+                       "0.978", "n/a", "918.8 KiB", "0 B", "0.905", "30.1"]
     local = table_row(text, "local")
-    assert local == ["local", "`local`", "yes", "0.841", "n/a", "3.0 MiB",
+    assert local == ["local", "`local`", "yes", "0.841", "n/a", "n/a", "3.0 MiB",
                      "1.5 KiB", "0.833", "12.0"]
     assert "not private" in text.lower()
 

@@ -289,7 +289,10 @@ def _membership(arm: dict[str, Any], attack: str) -> str:
 
 
 def _epsilon(arm: dict[str, Any]) -> str:
-    """An arm's ε for the tables: its value, or ∞ without a DP guarantee."""
+    """An arm's ε for the tables: its value, ∞ without a DP guarantee, n/a when the
+    metrics predate the privacy entry."""
+    if "privacy" not in arm:
+        return "n/a"
     epsilon = (arm.get("privacy") or {}).get("epsilon")
     return "∞" if epsilon is None else _num(epsilon, 2)
 
@@ -331,12 +334,12 @@ def _privacy(arms: list[dict[str, Any]]) -> list[str]:
 
 
 def _arms_table(arms: list[dict[str, Any]]) -> list[str]:
-    """The headline table, most important first: accuracy, AUC, membership AUC (with
-    its control) per attack, bytes; then balanced accuracy, the validation split's
+    """The headline table, most important first: accuracy, AUC, the DP guarantee ε,
+    membership AUC (with its control) per attack, bytes; then balanced accuracy, the validation split's
     figures (when scored) and wall time."""
     with_val = any(arm.get("validation") for arm in arms)
     attacks = _attack_names(arms)
-    header = ["arm", "method", "private", "ε", "accuracy", "AUC",
+    header = ["arm", "method", "private", "accuracy", "AUC", "ε",
               *(f"membership AUC, {a} (control)" for a in attacks),
               "bytes to server", "bytes to sites", "balanced accuracy",
               *(["val accuracy", "val AUC"] if with_val else []), "wall s"]
@@ -346,7 +349,7 @@ def _arms_table(arms: list[dict[str, Any]]) -> list[str]:
         v = arm.get("validation") or {}
         private = "yes" if arm.get("private", True) else "**no** (pools raw images)"
         rows.append([_arm_name(arm, i), f"`{arm.get('use', 'n/a')}`", private,
-                     _epsilon(arm), _num(m.get("accuracy")), _num(m.get("auc")),
+                     _num(m.get("accuracy")), _num(m.get("auc")), _epsilon(arm),
                      *(_membership(arm, a) for a in attacks),
                      _bytes(m.get("bytes_to_server")), _bytes(m.get("bytes_to_sites")),
                      _num(m.get("balanced_accuracy")),
