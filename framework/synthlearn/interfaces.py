@@ -201,8 +201,9 @@ class PrivateStep(Protocol):
     Poisson-sampled batch that came out empty it calls ``empty_step()`` (noise only: a
     step must be taken whatever the draw, or the accounting is wrong)."""
 
-    def forward(self, inputs: Any) -> Any:
-        """The logits of ``inputs``, recording what per-example gradients need."""
+    def forward(self, *inputs: Any) -> Any:
+        """The network's output for ``inputs`` (the batch first, then any per-example
+        arguments such as labels), recording what per-example gradients need."""
         ...
 
     def zero_grad(self) -> None:
@@ -309,10 +310,27 @@ class PrivatelyTrained(Protocol):
     site work trains on real images, so that the noise is planned for the arm's whole
     run and checked before any work."""
 
-    def dp_steps(self, n: int, training: TrainSettings) -> tuple[int, int]:
+    def dp_steps(self, n: int, training: TrainSettings, slots: Mapping[str, Any]
+                 ) -> tuple[int, int]:
         """``(batch size, steps)`` a site with ``n`` images trains under DP over the
-        whole arm (every round); raise ``SynthlearnError`` for a setting DP cannot
-        take (e.g. FedProx's proximal term)."""
+        whole arm (every round), given the model's ``training`` settings and the arm's
+        ``slots`` (recipe components: e.g. the generator that does the training); raise
+        ``SynthlearnError`` for a setting DP cannot take (e.g. FedProx's proximal
+        term)."""
+        ...
+
+
+@runtime_checkable
+class PrivatelyFitted(Protocol):
+    """Optional for a generator: it can fit under differential privacy (an arm's
+    ``dp:`` slot). The core plans the noise from ``dp_steps`` and calls ``fit`` with the
+    plan as the keyword ``private`` (``synthlearn.models.private.PrivateTraining``; a
+    generator with ``dp_steps`` must accept it): the generator trains whatever sees the
+    real images with ``private.mechanism``, on Poisson-sampled batches at
+    ``private.sample_rate``, and counts ``private.steps``."""
+
+    def dp_steps(self, n: int) -> tuple[int, int]:
+        """``(batch size, steps)`` of the private part of a fit on ``n`` images."""
         ...
 
 
@@ -333,7 +351,7 @@ OPTIONAL: dict[str, tuple[type, ...]] = {
     "dataset": (),
     "partition": (),
     "conditioning": (Checked, StatsChecked),
-    "generator": (Checked,),
+    "generator": (Checked, PrivatelyFitted),
     "arm": (Checked,),
     "model": (Checked,),
     "attack": (Described,),

@@ -8,6 +8,9 @@ privacy (``synthlearn.arms.site_privacy``) and the arm reports the largest ε.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import attrs
 
 from synthlearn.arms.context import ArmContext, ArmResult
@@ -56,7 +59,8 @@ class LocalArm:
     def __init__(self, config: LocalConfig) -> None:
         self.config = config
 
-    def dp_steps(self, n: int, training: TrainSettings) -> tuple[int, int]:
+    def dp_steps(self, n: int, training: TrainSettings, slots: Mapping[str, Any]
+                 ) -> tuple[int, int]:
         """Under DP: each site takes the model's epochs over its own images."""
         return local_dp_steps(n, training)
 

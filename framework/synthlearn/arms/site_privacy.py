@@ -58,9 +58,9 @@ def site_private_training(env: SiteEnv, n: int, batch_size: int, steps: int
     return plan_private_training(comp.build(), comp.use, n, batch_size, steps)
 
 
-def _plan(comp: Component, arm_object: Any, n: int, training: TrainSettings
-          ) -> PrivateTraining:
-    batch_size, steps = arm_object.dp_steps(n, training)
+def _plan(comp: Component, arm_object: Any, n: int, training: TrainSettings,
+          slots: Mapping[str, Component]) -> PrivateTraining:
+    batch_size, steps = arm_object.dp_steps(n, training, slots)
     return plan_private_training(comp.build(), comp.use, n, int(batch_size), int(steps))
 
 
@@ -79,7 +79,8 @@ class PrivacyLedger:
         comp = dp_component(ctx.arm.component.slots)
         if comp is None:
             return None
-        plans = {site.id: _plan(comp, ctx.arm_object, len(site.data), ctx.training)
+        slots = ctx.arm.component.slots
+        plans = {site.id: _plan(comp, ctx.arm_object, len(site.data), ctx.training, slots)
                  for site in ctx.sites}
         return cls(comp, plans)
 
@@ -110,9 +111,10 @@ class PrivacyLedger:
         self.last[site] = {k: v for k, v in record.items()
                            if isinstance(v, (int, float, str, bool)) or v is None}
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, outside_budget: list[str] | None = None) -> dict[str, Any]:
         """The arm's privacy for metrics.json: the largest ε over the sites (each site's
-        guarantee covers its own patients), and each site's."""
+        guarantee covers its own patients), and each site's; ``outside_budget`` names
+        what the arm released from the sites' data without noise (e.g. class counts)."""
         sites = []
         for sid in sorted(self.plans):
             plan = self.plans[sid]
@@ -128,6 +130,7 @@ class PrivacyLedger:
             "mechanism": self.comp.use,
             "about": dict(mechanism.describe()),
             "sites": sites,
+            **({"outside_budget": list(outside_budget)} if outside_budget else {}),
         }
 
 
@@ -146,7 +149,7 @@ def check_private_arms(recipe: Recipe, dataset: Dataset, sites: list[Site]) -> l
         arm_object = arm.component.build()
         if not callable(getattr(arm_object, "dp_steps", None)):
             problems.append(f"{where}: arm {arm.component.use!r} declares a DP slot but has no"
-                            " dp_steps(n, training) (distribution "
+                            " dp_steps(n, training, slots) (distribution "
                             f"{arm.component.registered.distribution})")
             continue
         factory = arm.model.build()
@@ -163,9 +166,15 @@ def check_private_arms(recipe: Recipe, dataset: Dataset, sites: list[Site]) -> l
             problems.append(f"{where}: {comp.use!r} cannot train {arm.model.path} "
                             f"privately: {'; '.join(layers)}")
             continue
+        try:  # the arm's own refusal (e.g. FedProx) is one line, not one per site
+            arm_object.dp_steps(len(sites[0].data), factory.training, arm.component.slots)
+        except SynthlearnError as exc:
+            problems.append(f"{where}: {exc}")
+            continue
         for site in sites:
             try:
-                _plan(comp, arm_object, len(site.data), factory.training)
+                _plan(comp, arm_object, len(site.data), factory.training,
+                      arm.component.slots)
             except SynthlearnError as exc:
                 problems.append(f"{where}: site {site.id}: {exc}")
     return problems

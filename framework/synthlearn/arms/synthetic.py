@@ -19,7 +19,9 @@ arm that synthesises (the ``kr`` plugin's too).
 
 from __future__ import annotations
 
+import inspect
 import math
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import attrs
@@ -27,6 +29,7 @@ import numpy as np
 import torch
 
 from synthlearn.arms.context import ArmContext, ArmResult
+from synthlearn.arms.site_privacy import PrivacyLedger
 from synthlearn.arms.site_steps import check_site_steps, finish_at_sites
 from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
@@ -34,6 +37,7 @@ from synthlearn.evaluation.memorisation import near_copy_mask
 from synthlearn.generation.conditioning import MAX_IMAGES, check_stats
 from synthlearn.generation.sharing import (
     CLASS_BALANCES,
+    PRIVACY_KEY,
     SHARED_FIT_TASK,
     checked_n_real,
     describe_slots,
@@ -43,6 +47,7 @@ from synthlearn.generation.sharing import (
     load_generator,
     pool_subset,
 )
+from synthlearn.models.training import TrainSettings
 from synthlearn.sitework.exchange import Payload
 from synthlearn.sitework.received import received_count, received_tensor
 from synthlearn.sitework.sites import Site, SiteEnv, SiteTask, derive_seed
@@ -196,6 +201,8 @@ def synthesize(site: Site, config: SyntheticConfig, inbound: Payload | None, env
     n_real = len(site.data)
     meta: dict[str, Any] = {"share": config.share, "stats": stats, "n_real": n_real,
                             **describe_slots(env.slots)}
+    if PRIVACY_KEY in state.meta:  # fitted under DP: the record crosses with the images
+        meta[PRIVACY_KEY] = state.meta[PRIVACY_KEY]
     if config.share == "generator":
         return Payload(state.tensors, {**meta, "generator": state.meta})
     generator = load_generator(env.slots["generator"], state, f"site {site.id} generator")
@@ -258,9 +265,28 @@ class SyntheticArm:
     def __init__(self, config: SyntheticConfig) -> None:
         self.config = config
 
+    def dp_steps(self, n: int, training: TrainSettings, slots: Mapping[str, Any]
+                 ) -> tuple[int, int]:
+        """Under DP the generator's fit is what trains on the site's images: its
+        ``dp_steps``. ``drop_near_copies`` is refused (it compares the released images
+        with the site's own, outside the budget)."""
+        if self.config.drop_near_copies is not None:
+            raise SynthlearnError("drop_near_copies compares the released images with the "
+                                  "site's own outside the DP budget: set it to null")
+        component = slots["generator"]
+        generator = component.build()
+        if not callable(getattr(generator, "dp_steps", None)):
+            raise SynthlearnError(f"{generator_label(component)} cannot fit under DP (it has no"
+                                  " dp_steps; see synthlearn.interfaces.PrivatelyFitted)")
+        if "private" not in inspect.signature(generator.fit).parameters:
+            raise SynthlearnError(f"{generator_label(component)} has dp_steps but its fit takes"
+                                  " no 'private' plan (synthlearn.interfaces.PrivatelyFitted)")
+        return generator.dp_steps(n)
+
     def run(self, ctx: ArmContext) -> ArmResult:
         config = self.config
         check_site_steps(ctx)  # before any work
+        ledger = PrivacyLedger.for_arm(ctx)
         shares = ("fitted generator weights and aggregate label/attribute statistics"
                   if config.share == "generator"
                   else "synthetic images with labels/attributes, and aggregate statistics")
@@ -272,6 +298,8 @@ class SyntheticArm:
         artifacts: dict[str, bytes] = {}
         for site in ctx.sites:
             payload, source = received[site.id], f"arm {ctx.name}, site {site.id}"
+            if ledger is not None:
+                ledger.add(site.id, payload.meta.get(PRIVACY_KEY), source)
             if config.share == "generator":
                 drawn = self._sample_at_server(ctx, site, task, payload, source, draws)
                 n_set = config.images_for(int(payload.meta["n_real"]))
@@ -334,8 +362,11 @@ class SyntheticArm:
              "class_counts_synthetic": pools[0][sid].class_counts(ctx.num_classes)}
             for sid in sorted(pools[0])
         ]
+        privacy = None if ledger is None else ledger.summary(
+            ["each site's conditioning statistics (class counts, attribute aggregates) and "
+             "image count"])
         return ArmResult(model=model, details=details, synthetic=pools[0],
-                         artifacts=artifacts)
+                         artifacts=artifacts, privacy=privacy)
 
     def _sets(self, ctx: ArmContext, site: Site, task: SiteTask, drawn: list[ImageData],
               size: int, sets: int) -> list[ImageData]:

@@ -284,6 +284,9 @@ class Privacy:
     sites: list[dict[str, Any]] | Absent = doc_field(
         "per site: noise multiplier, sample rate, steps taken and planned, ε",
         default=ABSENT)
+    outside_budget: list[str] | Absent = doc_field(
+        "what the arm released from the sites' data without noise (e.g. class counts)",
+        default=ABSENT)
 
 
 NO_DP = Privacy(epsilon=None, delta=None, accountant=None, mechanism="none")

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from synthlearn.arms.site_privacy import dp_component, site_private_training
 from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
 from synthlearn.params import fitting_params, make_converter
@@ -33,6 +34,10 @@ from synthlearn.sitework.sites import Site, SiteEnv, derive_seed
 #: names its fitting task so (the ``synthetic`` and ``kr`` arms do) fits one generator per
 #: site for the same generator, conditioning and data, and the others reuse it.
 SHARED_FIT_TASK = "synthesize"
+
+#: Where a generator fitted under DP keeps its privacy record (``PrivateTraining.record``)
+#: in its state's meta: the generator that leaves the site carries the ε it cost.
+PRIVACY_KEY = "privacy"
 
 #: Images per call to a generator's ``sample``.
 SAMPLE_CHUNK = 512
@@ -55,6 +60,8 @@ def _fit_key(site: Site, env: SiteEnv) -> dict[str, Any]:
         "data": site.data.fingerprint(),
         "seed": derive_seed(env.seed, "fit"),
         "shape": [env.num_classes, env.in_chans, list(env.image_size)],
+        # a fit under DP differs; without one the key is what it always was
+        **({"dp": dp.to_dict(conv)} if (dp := dp_component(env.slots)) else {}),
     }
 
 
@@ -183,18 +190,32 @@ def fit_site_generator(site: Site, env: SiteEnv) -> tuple[Any, dict[str, Any], P
     The fit is kept at the site (``SiteEnv.memo``) under its generator, conditioning,
     data and seed; the seed derives from the task's, so arms whose task is named
     ``SHARED_FIT_TASK`` share one fit per site. Returns the scheme, its statistics and
-    the fitted generator's state (a ``Payload``: what ``share: generator`` sends)."""
+    the fitted generator's state (a ``Payload``: what ``share: generator`` sends).
+
+    With a ``dp`` slot in the arm the generator fits under differential privacy: the
+    plan comes from its ``dp_steps`` (``synthlearn.interfaces.PrivatelyFitted``), and
+    the state's meta carries the site's privacy record under ``PRIVACY_KEY``."""
     scheme = env.slots["conditioning"].build()
     stats = scheme.summarize(site.data, env.num_classes, env.attributes)
+
+    dp = dp_component(env.slots)
 
     def fit() -> Payload:
         generator = env.slots["generator"].build()
         conditions = scheme.encode(site.data.labels, site.data.attributes, stats)
+        private = None
+        if dp is not None:
+            private = site_private_training(env, len(site.data),
+                                            *generator.dp_steps(len(site.data)))
         generator.fit(site.data, conditions, env.num_classes, derive_seed(env.seed, "fit"),
-                      progress=env.progress, desc=f"site {site.id}: fit generator")
-        return generator.state()
+                      progress=env.progress, desc=f"site {site.id}: fit generator",
+                      **({"private": private} if private is not None else {}))
+        state = generator.state()
+        if private is None:
+            return state
+        return Payload(state.tensors, {**state.meta, PRIVACY_KEY: private.record()})
 
-    parts = (env.slots["generator"], env.slots["conditioning"])
+    parts = (env.slots["generator"], env.slots["conditioning"], *([dp] if dp else []))
     return scheme, stats, env.memo(_fit_key(site, env), fit, components=parts)
 
 

@@ -79,8 +79,10 @@ def synthlearn_register_arms() -> list[ComponentSpec]:
         ComponentSpec("synthetic", SyntheticConfig, SyntheticArm,
                       "sites share a fitted generator or its samples; the server trains "
                       "on the pooled synthetic images",
-                      slots={"generator": "generator", "conditioning": "conditioning"},
-                      slot_defaults={"generator": "gan", "conditioning": "categorical"}),
+                      slots={"generator": "generator", "conditioning": "conditioning",
+                             "dp": "dp_mechanism"},
+                      slot_defaults={"generator": "gan", "conditioning": "categorical",
+                                     "dp": None}),
     ]
 
 

@@ -335,8 +335,8 @@ def _privacy(arms: list[dict[str, Any]]) -> list[str]:
 
 def _arms_table(arms: list[dict[str, Any]]) -> list[str]:
     """The headline table, most important first: accuracy, AUC, the DP guarantee ε,
-    membership AUC (with its control) per attack, bytes; then balanced accuracy, the validation split's
-    figures (when scored) and wall time."""
+    membership AUC (with its control) per attack, bytes; then balanced accuracy, the
+    validation split's figures (when scored) and wall time."""
     with_val = any(arm.get("validation") for arm in arms)
     attacks = _attack_names(arms)
     header = ["arm", "method", "private", "accuracy", "AUC", "ε",

@@ -40,8 +40,8 @@ class OpacusStep:
         self.adaptive = adaptive
         self.params = [p for p in model.parameters() if p.requires_grad]
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.wrapped(inputs)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.wrapped(*inputs)
 
     def zero_grad(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)

@@ -264,3 +264,76 @@ def test_the_server_checks_each_site_record_against_its_own_plan() -> None:
     assert summary["sites"][0]["steps"] == 8 and summary["sites"][1]["steps"] == 0
     assert summary["epsilon"] == pytest.approx(summary["sites"][0]["epsilon"])
     assert 2.95 <= summary["epsilon"] <= 3.0
+
+
+# --------------------------------------------------------------------------- generators
+
+
+def _gan(**params: object) -> object:
+    spec = installed("generator", "gan").spec
+    return spec.factory(spec.config(**{"steps": 6, "width": 8, "batch_size": 8,
+                                       "min_images": 10, **params}))
+
+
+def test_the_gan_fits_under_dp_deterministically_and_counts_its_discriminator_steps() -> None:
+    pytest.importorskip("synthlearn_gan", reason="the synthlearn-gan plugin is not installed")
+    from synthlearn.api import PrivateTraining
+    from synthlearn.testing import class_conditions
+
+    data = _data(n=40)
+    conditions = class_conditions(data.labels)
+
+    def fit(private: bool, seed: int = 0) -> tuple[np.ndarray, object]:
+        gan = _gan(d_steps=2)
+        plan = None
+        if private:
+            batch, steps = gan.dp_steps(len(data))
+            assert (batch, steps) == (8, 6 * 2)
+            plan = PrivateTraining(_mechanism(), "opacus", 1.0, batch / len(data), steps)
+        gan.fit(data, conditions, 2, seed, progress=False,
+                **({"private": plan} if plan else {}))
+        return gan.sample(class_conditions(np.arange(8) % 2), 0), plan
+
+    a, plan = fit(True)
+    b, _ = fit(True)
+    c, _ = fit(True, seed=1)
+    plain, _ = fit(False)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert not np.array_equal(a, plain)
+    assert plan.steps == plan.planned_steps == 12
+
+
+def test_a_synthetic_arm_under_dp_reports_epsilon_and_its_generators_carry_it(
+        tmp_path: Path) -> None:
+    pytest.importorskip("synthlearn_gan", reason="the synthlearn-gan plugin is not installed")
+    from synthlearn.api import Payload
+
+    gan = {"use": "gan", "params": {"steps": 8, "width": 8, "batch_size": 8}}
+    recipe = small_recipe(model=MODEL, arms=[
+        {"name": "synthetic-dp", "use": "synthetic", "params": {"share": "generator"},
+         "generator": gan, "dp": {"use": "opacus", "params": {"target_epsilon": 5.0}}}])
+    metrics = run_recipe(recipe, tmp_path=tmp_path)
+    privacy = metrics["arms"][0]["privacy"]
+    assert 4.9 <= privacy["epsilon"] <= 5.0
+    assert [s["steps"] for s in privacy["sites"]] == [8] * 3  # 8 steps x 1 d_step
+    assert "class counts" in privacy["outside_budget"][0]
+    blob = (metrics.run_dir / "artifacts" / "synthetic-dp" /
+            "site-0-generator.safetensors").read_bytes()
+    carried = Payload.from_bytes(blob, "artifact").meta["generator"]["privacy"]
+    assert carried["epsilon"] == pytest.approx(privacy["sites"][0]["epsilon"])
+
+
+@pytest.mark.parametrize(("arm", "expected"), [
+    ({"params": {"share": "samples", "drop_near_copies": 0.01}},
+     "drop_near_copies compares the released images"),
+    ({"generator": {"use": "diffusion"}}, "generator 'diffusion' (synthlearn-diffusion) "
+                                          "cannot fit under DP"),
+])
+def test_a_synthetic_arm_refuses_what_dp_cannot_take(tmp_path: Path, write_recipe, cli,
+                                                     arm: dict, expected: str) -> None:
+    if "generator" in arm:
+        pytest.importorskip("synthlearn_diffusion", reason="synthlearn-diffusion not installed")
+    entry = {"use": "synthetic", "dp": {"use": "opacus"}, **arm}
+    result = cli("validate", str(write_recipe(small_recipe(model=MODEL, arms=[entry]))))
+    assert result.returncode == 2, result.stdout
+    assert "$.arms[0].dp" in result.stderr and expected in result.stderr

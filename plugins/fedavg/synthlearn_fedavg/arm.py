@@ -11,6 +11,8 @@ is recorded for metrics.json and the accuracy-against-bytes figure.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from synthlearn.api import (
@@ -54,7 +56,8 @@ class FedAvgArm:
     def __init__(self, config: FedAvgConfig) -> None:
         self.config = config
 
-    def dp_steps(self, n: int, training: TrainSettings) -> tuple[int, int]:
+    def dp_steps(self, n: int, training: TrainSettings, slots: Mapping[str, Any]
+                 ) -> tuple[int, int]:
         """Under DP: a site's local epochs in every round, in its local batch size.
         FedProx's proximal term is refused: its gradient is not clipped per example."""
         cfg = self.config

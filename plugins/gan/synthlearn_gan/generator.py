@@ -35,7 +35,12 @@ from tqdm import tqdm
 
 from synthlearn_gan.augment import diff_augment
 from synthlearn_gan.config import GanConfig
-from synthlearn_gan.networks import GanGeneratorNet, ProjectionDiscriminator, factor_side
+from synthlearn_gan.networks import (
+    GanGeneratorNet,
+    ProjectionDiscriminator,
+    SpectralProjection,
+    factor_side,
+)
 
 #: Version of the payload layout ``state`` writes and ``load`` reads.
 FORMAT = 1
@@ -84,6 +89,14 @@ def _d_loss(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     return F.softplus(-real).mean() + F.softplus(fake).mean()
 
 
+def _d_terms(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """The discriminator's loss per image (reals, then fakes): under DP each real image
+    is one row whose gradient is clipped on its own."""
+    if kind == "hinge":
+        return torch.cat([F.relu(1.0 - real), F.relu(1.0 + fake)])
+    return torch.cat([F.softplus(-real), F.softplus(fake)])
+
+
 def _g_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
     if kind == "hinge":
         return -fake.mean()
@@ -118,6 +131,13 @@ class _Batches:
         index = self._index()
         return to_float(self.images[index]), self.labels[index], self.vectors[index]
 
+    def poisson(self, rate: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Real images each taken with probability ``rate`` (DP's Poisson sampling; the
+        batch may be empty), with their conditions."""
+        index = torch.rand(len(self.labels), generator=self.rng).lt(rate).nonzero().flatten()
+        index = index.to(self.device)
+        return to_float(self.images[index]), self.labels[index], self.vectors[index]
+
     def latent(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Noise plus conditions drawn from the site's own (label, vector) pairs."""
         z = torch.randn(self.batch_size, self.latent_dim, generator=self.rng).to(self.device)
@@ -138,6 +158,11 @@ class GanGenerator:
         self._arch: dict[str, Any] = {}
 
     # --- checks --------------------------------------------------------------------
+
+    def dp_steps(self, n: int) -> tuple[int, int]:
+        """Under DP only the discriminator sees the site's images: ``steps * d_steps``
+        updates on expected real batches of ``batch_size``."""
+        return self.config.batch_size, self.config.steps * self.config.d_steps
 
     def _too_few(self, n: int) -> str | None:
         need = self.config.min_images
@@ -170,12 +195,20 @@ class GanGenerator:
     # --- fit -----------------------------------------------------------------------
 
     def fit(self, data: ImageData, conditions: Conditions, num_classes: int, seed: int, *,
-            progress: bool = True, desc: str = "generator") -> None:
+            progress: bool = True, desc: str = "generator", private: Any = None) -> None:
         """Train on one site's uint8 images under ``conditions`` (one per image).
 
         Deterministic on CPU for a given ``seed``; the caller's global RNG state is
         left as it was. Losses that turn NaN or infinite stop the fit with a
         ``SynthlearnError`` naming the step (checked every ``REPORT_EVERY`` steps).
+
+        ``private`` (a DP plan, ``synthlearn.api.PrivateTraining``) trains the
+        discriminator, the only network that sees real images, under differential
+        privacy: real batches Poisson-sampled at the plan's rate, each real image's
+        gradient clipped and the plan's noise added (the fakes' rows are clipped too;
+        they depend on no real image), spectral norm kept by projection after each step
+        and no minibatch statistic across images. The generator learns only through the
+        private discriminator, so it carries the plan's ε.
         """
         shape = tuple(int(s) for s in data.images.shape[1:])
         problem = size_problem(shape)
@@ -194,34 +227,47 @@ class GanGenerator:
                 "vector_size": conditions.vector_size, "config": cfg.to_dict()}
         with torch.random.fork_rng(devices=[]), deterministic_cudnn(device.type == "cuda"):
             torch.manual_seed(seed)
-            ema = self._train(arch, data, conditions, seed, device, progress, desc)
+            ema = self._train(arch, data, conditions, seed, device, progress, desc, private)
         self._net, self._arch = ema, arch
 
     def _train(self, arch: dict[str, Any], data: ImageData, conditions: Conditions, seed: int,
-               device: torch.device, progress: bool, desc: str) -> GanGeneratorNet:
+               device: torch.device, progress: bool, desc: str, private: Any = None
+               ) -> GanGeneratorNet:
         cfg = self.config
         rng = torch.Generator().manual_seed(seed)
         shape = tuple(arch["image_shape"])
         gen = GanGeneratorNet(shape, arch["num_classes"], arch["vector_size"],
                               cfg.latent_dim, cfg.width)
         disc = ProjectionDiscriminator(shape, arch["num_classes"], arch["vector_size"],
-                                       cfg.width)
-        # minibatch-std groups: consecutive samples that never mix real and fake
-        disc.group = next(g for g in (4, 3, 2, 1) if cfg.batch_size % g == 0)
+                                       cfg.width, spectral=private is None)
+        # minibatch-std groups: consecutive samples that never mix real and fake (under
+        # DP none: a statistic across images breaks the per-image bound)
+        disc.group = (1 if private is not None
+                      else next(g for g in (4, 3, 2, 1) if cfg.batch_size % g == 0))
         ema = copy.deepcopy(gen).eval()
-        # channels-last convolutions are markedly faster on CPU (oneDNN) and on GPUs
+        # channels-last convolutions are markedly faster on CPU (oneDNN) and on GPUs;
+        # per-example gradients (DP) need the discriminator's inputs in the default layout
+        d_format = torch.channels_last if private is None else torch.contiguous_format
         for net in (gen, disc, ema):
             net.to(device=device, memory_format=torch.channels_last)
+        disc.to(memory_format=d_format)
         gen.train()
         disc.train()
         betas = (cfg.beta1, cfg.beta2)
         opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr_g, betas=betas, foreach=True)
         opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=betas, foreach=True)
         batches = _Batches(data, conditions, device, rng, cfg.batch_size, cfg.latent_dim)
+        session = projection = None
+        if private is not None:
+            projection = SpectralProjection(disc, seed)
+            noise = torch.Generator(device=device).manual_seed(seed + 1)
+            session = private.mechanism.attach(
+                disc, opt_d, noise_multiplier=private.noise_multiplier,
+                expected_batch_size=2 * cfg.batch_size, generator=noise)
 
         def aug(x: torch.Tensor) -> torch.Tensor:
             x = diff_augment(x, rng) if cfg.augment else x
-            return x.contiguous(memory_format=torch.channels_last)
+            return x.contiguous(memory_format=d_format)
 
         bar = tqdm(range(cfg.steps), desc=desc, disable=not progress, leave=False,
                    file=sys.stderr)
@@ -230,6 +276,11 @@ class GanGenerator:
             # discriminator: real vs. detached fakes, in one forward pass
             disc.requires_grad_(True)
             for _ in range(cfg.d_steps):
+                if session is not None:
+                    loss_d, fake, fake_y, fake_v = self._private_d_step(
+                        session, projection, gen, batches, aug, private.sample_rate)
+                    private.steps += 1
+                    continue
                 real, real_y, real_v = batches.real()
                 z, fake_y, fake_v = batches.latent()
                 fake = gen(z, fake_y, fake_v)
@@ -258,9 +309,29 @@ class GanGenerator:
                     bar.set_postfix(d=f"{loss_d.item():.3f}", g=f"{loss_g.item():.3f}",
                                     refresh=False)
         bar.close()
+        if session is not None:
+            private.details = dict(session.finish())
         self._standing_stats(ema, batches)
         # kept (and sampled) in the default layout, exactly like a loaded generator
         return ema.to(device="cpu", memory_format=torch.contiguous_format).eval()
+
+    def _private_d_step(self, session: Any, projection: SpectralProjection, gen: nn.Module,
+                        batches: _Batches, aug: Any, rate: float
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One DP discriminator update: a Poisson batch of reals beside a full batch of
+        fakes, one loss row per image, clipped and noised by the mechanism, then the
+        spectral projection. Returns the loss and the fakes (for the generator step)."""
+        real, real_y, real_v = batches.poisson(rate)
+        z, fake_y, fake_v = batches.latent()
+        fake = gen(z, fake_y, fake_v)
+        session.zero_grad()
+        scores = session.forward(aug(torch.cat([real, fake.detach()])),
+                                 torch.cat([real_y, fake_y]), torch.cat([real_v, fake_v]))
+        loss_d = _d_terms(self.config.loss, scores[:len(real)], scores[len(real):]).mean()
+        loss_d.backward()
+        session.step()
+        projection.project()
+        return loss_d, fake, fake_y, fake_v
 
     @staticmethod
     @torch.no_grad()

@@ -11,6 +11,8 @@ Channels are ``width`` at full resolution and double at each halving, capped at
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -32,6 +34,42 @@ def factor_side(side: int) -> tuple[int, int] | None:
         side //= 2
         k += 1
     return (side, k) if 4 <= side <= 7 and k >= 1 else None
+
+
+def _normed(spectral: bool) -> Callable[[nn.Module], nn.Module]:
+    """``spectral_norm`` (a reparametrisation of the weight), or the layer as it is:
+    under DP the norm is kept by ``SpectralProjection`` instead (Opacus cannot take
+    per-example gradients through a parametrised weight)."""
+    return spectral_norm if spectral else (lambda module: module)
+
+
+class SpectralProjection:
+    """Keeps the discriminator's layers at spectral norm 1 by projection: after each
+    optimizer step every conv, linear and embedding weight is divided by its largest
+    singular value, estimated by one power iteration per call from a vector kept per
+    layer (as ``spectral_norm`` does). Used under DP, where the weights the noisy step
+    produced are only post-processed (it costs no privacy)."""
+
+    def __init__(self, net: nn.Module, seed: int) -> None:
+        rng = torch.Generator().manual_seed(seed)
+        self.layers = [m for m in net.modules()
+                       if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding))]
+        self.vectors = [F.normalize(torch.randn(m.weight.shape[0], generator=rng), dim=0)
+                        .to(m.weight.device) for m in self.layers]
+        for _ in range(10):  # settle the estimates before the first step
+            self.project(update_only=True)
+        self.project()
+
+    @torch.no_grad()
+    def project(self, update_only: bool = False) -> None:
+        """One power iteration per layer, then (unless ``update_only``) the division."""
+        for i, layer in enumerate(self.layers):
+            matrix = layer.weight.reshape(layer.weight.shape[0], -1)
+            v = F.normalize(matrix.t() @ self.vectors[i], dim=0)
+            u = F.normalize(matrix @ v, dim=0)
+            self.vectors[i] = u
+            if not update_only:
+                layer.weight.div_(torch.dot(u, matrix @ v).clamp_min(1e-12))
 
 
 def channel_plan(width: int, k: int) -> list[int]:
@@ -102,10 +140,11 @@ class DownBlock(nn.Module):
     """Spectral-normed 4x4 stride-2 convolution, then a 3x3 convolution, each followed
     by a leaky ReLU: halves the side."""
 
-    def __init__(self, c_in: int, c_out: int) -> None:
+    def __init__(self, c_in: int, c_out: int, spectral: bool = True) -> None:
         super().__init__()
-        self.down = spectral_norm(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1))
-        self.conv = spectral_norm(nn.Conv2d(c_out, c_out, 3, padding=1))
+        normed = _normed(spectral)
+        self.down = normed(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1))
+        self.conv = normed(nn.Conv2d(c_out, c_out, 3, padding=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, c_in, 2s, 2s) -> (B, c_out, s, s)."""
@@ -120,11 +159,13 @@ class ProjectionDiscriminator(nn.Module):
     those features plus their minibatch standard deviation (over groups of ``group``
     consecutive samples) gives ``h`` after sum pooling, and the score is
     ``linear(h) + <embed(label), h> + <W vector, h>``. Set ``group`` to a divisor of the
-    batch size so that a group never mixes real and fake images.
+    batch size so that a group never mixes real and fake images. ``spectral=False``
+    builds the same layers without the spectral-norm reparametrisation (for DP, with
+    ``SpectralProjection``).
     """
 
     def __init__(self, image_shape: tuple[int, int, int], num_classes: int, vector_size: int,
-                 width: int) -> None:
+                 width: int, spectral: bool = True) -> None:
         super().__init__()
         channels, side, _ = image_shape
         factors = factor_side(side)
@@ -132,13 +173,15 @@ class ProjectionDiscriminator(nn.Module):
             raise ValueError(f"unsupported image side {side}")
         _, k = factors
         plan = channel_plan(width, k)
-        self.stem = spectral_norm(nn.Conv2d(channels, plan[k], 3, padding=1))
-        self.down = nn.ModuleList(DownBlock(plan[i], plan[i - 1]) for i in range(k, 0, -1))
+        normed = _normed(spectral)
+        self.stem = normed(nn.Conv2d(channels, plan[k], 3, padding=1))
+        self.down = nn.ModuleList(DownBlock(plan[i], plan[i - 1], spectral)
+                                  for i in range(k, 0, -1))
         self.group = 1
-        self.mbstd = spectral_norm(nn.Conv2d(plan[0] + 1, plan[0], 3, padding=1))
-        self.head = spectral_norm(nn.Linear(plan[0], 1))
-        self.embed = spectral_norm(nn.Embedding(num_classes, plan[0]))
-        self.project = (spectral_norm(nn.Linear(vector_size, plan[0], bias=False))
+        self.mbstd = normed(nn.Conv2d(plan[0] + 1, plan[0], 3, padding=1))
+        self.head = normed(nn.Linear(plan[0], 1))
+        self.embed = normed(nn.Embedding(num_classes, plan[0]))
+        self.project = (normed(nn.Linear(vector_size, plan[0], bias=False))
                         if vector_size > 0 else None)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor, vectors: torch.Tensor
@@ -149,7 +192,9 @@ class ProjectionDiscriminator(nn.Module):
             h = block(h)
         h = F.leaky_relu(self.mbstd(minibatch_std(h, self.group)), LEAK)
         h = h.sum(dim=(2, 3))
-        score = self.head(h).squeeze(1) + (self.embed(labels) * h).sum(dim=1)
+        # labels as a column: per-example gradients (DP) need a batch dimension and more
+        embedded = self.embed(labels.reshape(-1, 1))[:, 0]
+        score = self.head(h).squeeze(1) + (embedded * h).sum(dim=1)
         if self.project is not None:
             score = score + (self.project(vectors.to(h.dtype)) * h).sum(dim=1)
         return score
