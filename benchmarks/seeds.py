@@ -7,7 +7,8 @@
 Each seed is a full ``synthlearn run`` (same recipe, ``seed`` overridden; the site-output
 cache is used if the recipe has one). Prints, per arm, accuracy / balanced accuracy / AUC
 as mean ± standard deviation (ddof=1) over the seeds, every seed's accuracy, bytes to the
-server and wall time; then the same table as Markdown for docs/results.md, and for the
+server and wall time (and ε when an arm trained under DP); then the same table as
+Markdown for docs/results.md, and for the
 arms that made synthetic images their fidelity and memorisation. With
 ``--keep`` each seed's run directory is kept there, and a seed whose run directory is
 already there is read, not re-run: seeds can run as parallel processes (e.g.
@@ -78,12 +79,18 @@ def main() -> None:
                 rows.setdefault(arm["name"], []).append(arm)
 
     with_val = any(a.get("validation") for arms in rows.values() for a in arms)
-    header = ["arm", "accuracy", "balanced acc.", "AUC",
+    with_dp = any((a.get("privacy") or {}).get("epsilon") is not None
+                  for arms in rows.values() for a in arms)
+    header = ["arm", *(["ε"] if with_dp else []), "accuracy", "balanced acc.", "AUC",
               *(["val accuracy", "val AUC"] if with_val else []), "accuracy per seed",
               "bytes to server", "wall s"]
     table = []
     for name, arms in rows.items():
         cells = [name]
+        if with_dp:  # the largest over the seeds: the guarantee every seed's run met
+            spent = [a["privacy"]["epsilon"] for a in arms
+                     if (a.get("privacy") or {}).get("epsilon") is not None]
+            cells.append(f"{max(spent):.2f}" if spent else "∞")
         for key in METRICS:
             values = [a["metrics"][key] for a in arms if a["metrics"][key] is not None]
             cells.append(_spread(values) if values else "n/a")
