@@ -1,0 +1,138 @@
+"""DP in recipes: ε in metrics.json and the report, the server's checks of each site's
+record, and every setting refused before any work (one line at the arm's dp slot)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("opacus", reason="opacus (a dependency of synthlearn-dp) is not installed")
+pytest.importorskip("synthlearn_dp", reason="the synthlearn-dp plugin is not installed")
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from dp_helpers import MODEL  # noqa: E402
+from synthlearn.api import SynthlearnError  # noqa: E402
+from synthlearn.testing import installed, run_recipe, small_recipe  # noqa: E402
+
+
+def test_the_plugin_registers_opacus_from_its_distribution() -> None:
+    found = installed("dp_mechanism", "opacus")
+    assert found.distribution == "synthlearn-dp"
+
+
+def test_dp_arms_report_their_epsilon_and_arms_without_dp_report_none(tmp_path: Path) -> None:
+    dp = {"use": "opacus", "params": {"target_epsilon": 4.0, "clipping": "adaptive"}}
+    model = json.loads(json.dumps(MODEL))
+    model["params"]["epochs"] = 1
+    recipe = small_recipe(model=model, arms=[
+        {"use": "centralized"}, {"use": "local"},
+        {"name": "local-dp", "use": "local", "dp": dp},
+        {"name": "fedavg-dp", "use": "fedavg", "params": {"rounds": 2}, "dp": dp},
+    ])
+    metrics = run_recipe(recipe, tmp_path=tmp_path)
+    arms = {a["name"]: a for a in metrics["arms"]}
+    assert arms["centralized"]["privacy"]["mechanism"] == "not private"
+    assert arms["local"]["privacy"] == {"epsilon": None, "delta": None, "accountant": None,
+                                        "mechanism": "none"}
+    # 60 images a site, batch 16: 4 steps an epoch; local 1 epoch, fedavg 2 rounds of 1
+    for name, steps in (("local-dp", 1 * 4), ("fedavg-dp", 2 * 1 * 4)):
+        privacy = arms[name]["privacy"]
+        assert privacy["mechanism"] == "opacus" and privacy["accountant"] == "rdp"
+        assert 3.9 <= privacy["epsilon"] <= 4.0
+        assert [s["steps"] for s in privacy["sites"]] == [steps] * 3
+        assert all(s["planned_steps"] == steps for s in privacy["sites"])
+        assert privacy["about"]["clipping"] == "adaptive"
+    report = (metrics.run_dir / "report.md").read_text(encoding="utf-8")
+    assert "## Differential privacy" in report and "| ε |" in report.replace(" ε ", " ε ")
+    assert (metrics.run_dir / "privacy.png").stat().st_size > 5000
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"arm_params": {"mu": 0.1}}, "FedProx's proximal term (mu > 0) is not clipped"),
+    ({"model": {"mixup": 0.2}}, "cannot take mixup"),
+    ({"model": {"calibrate": True}}, "cannot take calibrate"),
+    ({"model": {"norm": "batch"}}, "cannot train $.model privately"),
+    ({"dp": {"delta": 0.05}}, "site 0: delta 0.05 must be below 1/n"),
+    ({"model": {"batch_size": 64}}, "site 0: DP samples each batch"),
+    ({"dp": {"noise_multiplier": 1.0}}, "give exactly one of 'target_epsilon'"),
+    ({"dp": {"clipping": "adaptive", "target_epsilon": 0.3}},
+     "adaptive clipping needs the noise multiplier"),
+])
+def test_settings_dp_cannot_take_are_refused_before_any_work(
+        tmp_path: Path, write_recipe, cli, change: dict, expected: str) -> None:
+    model = json.loads(json.dumps(MODEL))
+    model["params"].update(change.get("model", {}))
+    arm = {"use": "fedavg", "params": {"rounds": 2, **change.get("arm_params", {})},
+           "dp": {"use": "opacus", "params": {"target_epsilon": 3.0, **change.get("dp", {})}}}
+    recipe = small_recipe(model=model, arms=[arm])
+    result = cli("validate", str(write_recipe(recipe)))
+    assert result.returncode == 2, result.stdout
+    assert "$.arms[0].dp" in result.stderr and expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_server_checks_each_site_record_against_its_own_plan() -> None:
+    from synthlearn.api import PrivacyLedger
+    from synthlearn.testing import make_arm_context
+
+    ctx = make_arm_context({"use": "fedavg", "params": {"rounds": 2},
+                            "dp": {"use": "opacus", "params": {"target_epsilon": 3.0}}},
+                           recipe=small_recipe(model=MODEL))
+    ledger = PrivacyLedger.for_arm(ctx)
+    assert ledger is not None
+    plan = ledger.plans[0]
+    assert plan.planned_steps == 2 * 1 * 4  # 2 rounds of one local epoch of 60 images
+    record = {"noise_multiplier": plan.noise_multiplier, "sample_rate": plan.sample_rate,
+              "steps": 4}
+    ledger.add(0, record, "site 0, round 0")
+    with pytest.raises(SynthlearnError, match="trained with noise_multiplier 0.1, the server"):
+        ledger.add(0, {**record, "noise_multiplier": 0.1}, "site 0, round 1")
+    with pytest.raises(SynthlearnError, match="taken 12 DP steps, more than the 8"):
+        ledger.add(0, {**record, "steps": 8}, "site 0, round 1")
+    with pytest.raises(SynthlearnError, match="sent no privacy record"):
+        ledger.add(1, None, "site 1, round 0")
+    with pytest.raises(SynthlearnError, match="'steps' must be a count"):
+        ledger.add(1, {**record, "steps": -1}, "site 1, round 0")
+    ledger.add(0, record, "site 0, round 1")
+    summary = ledger.summary()
+    assert summary["sites"][0]["steps"] == 8 and summary["sites"][1]["steps"] == 0
+    assert summary["epsilon"] == pytest.approx(summary["sites"][0]["epsilon"])
+    assert 2.95 <= summary["epsilon"] <= 3.0
+
+
+
+def test_a_synthetic_arm_under_dp_reports_epsilon_and_its_generators_carry_it(
+        tmp_path: Path) -> None:
+    pytest.importorskip("synthlearn_gan", reason="the synthlearn-gan plugin is not installed")
+    from synthlearn.api import Payload
+
+    gan = {"use": "gan", "params": {"steps": 8, "width": 8, "batch_size": 8}}
+    recipe = small_recipe(model=MODEL, arms=[
+        {"name": "synthetic-dp", "use": "synthetic", "params": {"share": "generator"},
+         "generator": gan, "dp": {"use": "opacus", "params": {"target_epsilon": 5.0}}}])
+    metrics = run_recipe(recipe, tmp_path=tmp_path)
+    privacy = metrics["arms"][0]["privacy"]
+    assert 4.9 <= privacy["epsilon"] <= 5.0
+    assert [s["steps"] for s in privacy["sites"]] == [8] * 3  # 8 steps x 1 d_step
+    assert "class counts" in privacy["outside_budget"][0]
+    blob = (metrics.run_dir / "artifacts" / "synthetic-dp" /
+            "site-0-generator.safetensors").read_bytes()
+    carried = Payload.from_bytes(blob, "artifact").meta["generator"]["privacy"]
+    assert carried["epsilon"] == pytest.approx(privacy["sites"][0]["epsilon"])
+
+
+@pytest.mark.parametrize(("arm", "expected"), [
+    ({"params": {"share": "samples", "drop_near_copies": 0.01}},
+     "drop_near_copies compares the released images"),
+    ({"generator": {"use": "diffusion"}}, "generator 'diffusion' (synthlearn-diffusion) "
+                                          "cannot fit under DP"),
+])
+def test_a_synthetic_arm_refuses_what_dp_cannot_take(tmp_path: Path, write_recipe, cli,
+                                                     arm: dict, expected: str) -> None:
+    if "generator" in arm:
+        pytest.importorskip("synthlearn_diffusion", reason="synthlearn-diffusion not installed")
+    entry = {"use": "synthetic", "dp": {"use": "opacus"}, **arm}
+    result = cli("validate", str(write_recipe(small_recipe(model=MODEL, arms=[entry]))))
+    assert result.returncode == 2, result.stdout
+    assert "$.arms[0].dp" in result.stderr and expected in result.stderr
