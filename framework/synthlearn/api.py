@@ -40,11 +40,13 @@ Arms
     model's site steps, ``adapt_bn``/``calibrate``).
 Differential privacy (an arm with a ``dp`` slot of kind ``dp_mechanism``)
     ``DpMechanism`` and ``PrivateStep`` (the kind's contract), ``PrivatelyTrained`` (the
-    arm's ``dp_steps``); at a site ``site_private_training`` (the plan, or None), then
+    arm's ``dp_steps``), ``PrivatelyFitted`` (a generator's ``dp_steps``); at a site
+    ``site_private_training`` (the plan, or None), then
     ``train_classifier(..., private=plan)`` and ``plan.record()`` in the payload's meta
     under ``privacy``; at the server ``PrivacyLedger`` (checks and accounts the records,
     ``summary()`` for ``ArmResult.privacy``); ``PrivateTraining``,
-    ``plan_private_training``, ``dp_steps_per_epoch``.
+    ``plan_private_training``, ``dp_steps_per_epoch``, ``MAX_NOISE_MULTIPLIER`` (the most
+    noise a plan accepts).
 
 Models and training
     ``TrainSettings`` (how a model trains: the ``training`` of a ``ModelFactory``),
@@ -115,6 +117,7 @@ from synthlearn.interfaces import (
     Generator,
     ModelFactory,
     Partitioner,
+    PrivatelyFitted,
     PrivatelyTrained,
     PrivateStep,
     Runner,
@@ -160,6 +163,7 @@ __all__ = [
     "DatasetSource",
     "Described",
     "DpMechanism",
+    "PrivatelyFitted",
     "PrivatelyTrained",
     "PrivateStep",
     "Generator",
