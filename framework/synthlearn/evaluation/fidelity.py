@@ -1,4 +1,5 @@
-"""How close synthetic images are to real ones: Fréchet distance and k-NN precision/recall.
+"""How close synthetic images are to real ones: Fréchet distance, k-NN precision/recall
+and the realism score.
 
 The evaluator holds the real test set and scores each synthetic arm's pool of synthetic
 images against it. Images are first mapped to features by :class:`FeatureSpace`, a small
@@ -10,13 +11,18 @@ This is **not** the Inception FID of the literature: the absolute numbers mean n
 outside this feature space. They are comparable across runs, recipes and arms that score
 images of the same dataset (same channels and size) here, which is what a comparison of
 arms needs. Lower ``fd`` is closer; ``precision`` (are the synthetic images realistic?)
-and ``recall`` (do they cover the variety of the real ones?) are shares in [0, 1].
+and ``recall`` (do they cover the variety of the real ones?) are shares in [0, 1], and
+so are ``realism`` (the share of synthetic images a real-vs-synthetic classifier takes
+for real: about 0.5 when it cannot tell them apart, 0 when it always can) and its
+control ``realism_real``.
 
 * :func:`frechet_distance` fits a Gaussian to each feature set and returns the Fréchet
   distance ``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2))``.
 * :func:`knn_precision_recall` is the improved precision and recall of Kynkäänniemi et
   al. (2019): each sample's k-NN radius defines a ball; the union of the balls of one
   set approximates its support (its manifold).
+* :func:`realism_score` is the "realism score" of FedGAN: a logistic regression trained
+  to tell real from synthetic features, scored on held-out images.
 * :func:`fidelity` ties them together for two uint8 image arrays.
 """
 
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -234,6 +241,78 @@ def knn_precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tupl
     return precision, recall
 
 
+# --------------------------------------------------------------------------- realism score
+
+
+REALISM_MIN_IMAGES = 8
+"""The fewest images of each set :func:`realism_score` scores (fewer: ``None``)."""
+
+REALISM_MAX_ITER = 1000
+"""Iterations of the real-vs-synthetic classifier's lbfgs solver (a fixed budget)."""
+
+_REALISM_STREAM = 0x7265616C
+"""Mixed into the seed, so the realism split is not the subsample's random stream."""
+
+
+def realism_score(real_feats: np.ndarray, fake_feats: np.ndarray,
+                  seed: int = 0) -> dict[str, float | None]:
+    """FedGAN's realism score: the share of synthetic images that a classifier trained to
+    tell real from synthetic takes for real, with the same share of real images beside.
+
+    ``m = min(len(real_feats), len(fake_feats))`` samples of each feature set (N, F) are
+    drawn without replacement and split in two halves, a fit half of ``m // 2`` and a
+    held-out half of the rest, all with ``np.random.default_rng([seed, stream])``. The
+    features are standardised by the mean and standard deviation of the fit halves
+    (both sets together; a constant feature is only centred), and a scikit-learn
+    ``LogisticRegression`` (L2, ``C=1.0``, lbfgs, :data:`REALISM_MAX_ITER` iterations)
+    learns real = 1 against synthetic = 0 on them. On the held-out halves:
+
+    * ``realism``: the share of synthetic samples it predicts real (probability > 0.5):
+      about 0.5 when the sets cannot be told apart, 0 when they always can;
+    * ``realism_real``: the share of real samples it predicts real, the control: about
+      0.5 for sets that cannot be told apart, 1 for separable ones.
+
+    Both are ``None`` when ``m`` is below :data:`REALISM_MIN_IMAGES` (too few to fit on
+    one half and score the other). The two sets should share no image: an image in both
+    can be fitted as synthetic and then scored as real, which pushes both figures away
+    from 0.5 in opposite directions (a set against itself gives neither 0.5). The result
+    depends only on the inputs and ``seed``; the fit runs with single-threaded BLAS and
+    leaks no scikit-learn warning (a fit that stops at the iteration budget still gives
+    its figures).
+
+    Raises ``ValueError`` when the feature sets are not (N, F) with the same F.
+    """
+    real = np.asarray(real_feats, dtype=np.float64)
+    fake = np.asarray(fake_feats, dtype=np.float64)
+    if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
+        raise ValueError(f"feature sets must be (N, F) with the same F, got {real.shape} "
+                         f"and {fake.shape}")
+    m = min(len(real), len(fake))
+    if m < REALISM_MIN_IMAGES:
+        return {"realism": None, "realism_real": None}
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng([int(seed), _REALISM_STREAM])
+    real = real[rng.permutation(len(real))[:m]]  # a random m of each, in random order
+    fake = fake[rng.permutation(len(fake))[:m]]
+    half = m // 2
+    fit = np.concatenate([real[:half], fake[:half]])
+    labels = np.concatenate([np.ones(half, dtype=np.int64), np.zeros(half, dtype=np.int64)])
+    mean = fit.mean(axis=0)
+    std = fit.std(axis=0)
+    std[std <= 1e-12 * max(float(np.abs(fit).max()), 1e-300)] = 1.0  # constant: centred
+    classifier = LogisticRegression(C=1.0, solver="lbfgs", max_iter=REALISM_MAX_ITER)
+    with _single_threaded_blas(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"sklearn\.")
+        classifier.fit((fit - mean) / std, labels)
+        p_real = classifier.predict_proba((real[half:] - mean) / std)[:, 1]
+        p_fake = classifier.predict_proba((fake[half:] - mean) / std)[:, 1]
+    return {"realism": float(np.mean(p_fake > 0.5)),
+            "realism_real": float(np.mean(p_real > 0.5))}
+
+
 # --------------------------------------------------------------------------- images
 
 
@@ -249,8 +328,12 @@ def fidelity(real: np.ndarray, fake: np.ndarray, *, k: int = 3, max_images: int 
 
     Each set is first subsampled to at most ``max_images`` images, without replacement
     and in the original order, with ``np.random.default_rng(seed)``; both are mapped by
-    the default :class:`FeatureSpace`. Returns ``{"fd", "precision", "recall", "n_real",
-    "n_fake"}`` (plain floats and ints, JSON-able); ``n_*`` are the counts actually used.
+    the default :class:`FeatureSpace`. Returns ``{"fd", "precision", "recall", "realism",
+    "realism_real", "n_real", "n_fake"}`` (plain floats, ints and ``None``, JSON-able);
+    ``n_*`` are the counts actually used. ``realism`` and ``realism_real`` come from
+    :func:`realism_score` on the same features with the same ``seed``: the share of
+    held-out synthetic (real) images that a real-vs-synthetic classifier takes for real,
+    or ``None`` when either set has fewer than :data:`REALISM_MIN_IMAGES` images.
 
     The Fréchet distance is biased upwards for small sets (the covariances are
     estimated from fewer samples): compare arms at similar ``n_fake``.
@@ -279,10 +362,13 @@ def fidelity(real: np.ndarray, fake: np.ndarray, *, k: int = 3, max_images: int 
     real_feats, fake_feats = space(real), space(fake)
     precision, recall = knn_precision_recall(real_feats, fake_feats, k=k)
     fd = frechet_distance(real_feats, fake_feats)
+    realism = realism_score(real_feats, fake_feats, seed=seed)
     return {
         "fd": float(fd),
         "precision": float(precision),
         "recall": float(recall),
+        "realism": realism["realism"],
+        "realism_real": realism["realism_real"],
         "n_real": int(len(real)),
         "n_fake": int(len(fake)),
     }

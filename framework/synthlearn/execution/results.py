@@ -130,6 +130,15 @@ class FidelityFigures:
                               "images' manifold")
     n_real: int = doc_field("real images compared")
     n_fake: int = doc_field("synthetic images compared")
+    realism: float | None | Absent = doc_field(
+        "realism score (FedGAN): share of held-out synthetic images that a logistic "
+        "regression trained on the features to tell real from synthetic takes for real "
+        "(about 0.5: indistinguishable, 0: always told apart; None: fewer than 8 images "
+        "in a set; absent in runs before it was measured)", default=ABSENT)
+    realism_real: float | None | Absent = doc_field(
+        "the realism score's control: share of held-out real images the same classifier "
+        "takes for real (about 0.5: indistinguishable, 1: always told apart; None: fewer "
+        "than 8 images in a set)", default=ABSENT)
 
 
 @attrs.define

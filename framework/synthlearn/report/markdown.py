@@ -141,9 +141,12 @@ def _synthetic(metrics: dict[str, Any]) -> list[str]:
              "precision/recall the k-NN precision and recall, in a fixed random-feature "
              "space (comparable within this dataset, not with Inception FID). Precision: "
              "share of synthetic images that look like real ones; recall: share of the real "
-             "variety the synthetic images cover.", ""]
+             "variety the synthetic images cover. Realism (FedGAN's realism score): share "
+             "of held-out synthetic images that a logistic regression trained on the same "
+             "features to tell real from synthetic takes for real, about 0.5 when it "
+             "cannot tell them apart and 0 when it always can.", ""]
     header = ["arm", "site", "share", "synthetic images", "FD", "precision", "recall",
-              "accuracy"]
+              "realism", "accuracy"]
     rows = []
     for i, arm in arms:
         fid, details = arm["fidelity"], arm.get("details") or {}
@@ -151,20 +154,22 @@ def _synthetic(metrics: dict[str, Any]) -> list[str]:
         pooled = fid.get("pooled") or {}
         rows.append([_arm_name(arm, i), "all", str(details.get("share", "n/a")),
                      _count(pooled.get("n_fake")), _num(pooled.get("fd"), 2),
-                     _num(pooled.get("precision")), _num(pooled.get("recall")), _num(acc)])
+                     _num(pooled.get("precision")), _num(pooled.get("recall")),
+                     _num(pooled.get("realism")), _num(acc)])
         for site in fid.get("sites") or []:
             rows.append(["", str(site.get("site", "?")), "", _count(site.get("n_fake")),
                          _num(site.get("fd"), 2), _num(site.get("precision")),
-                         _num(site.get("recall")), ""])
+                         _num(site.get("recall")), _num(site.get("realism")), ""])
     ref = (metrics.get("fidelity_reference") or {}).get("real_train_vs_test")
     if ref:
         rows.append(["*real training images*", "all", "", _count(ref.get("n_fake")),
                      _num(ref.get("fd"), 2), _num(ref.get("precision")),
-                     _num(ref.get("recall")), ""])
-    lines += _table(header, rows, ["l", "l", "l"] + ["r"] * 5)
+                     _num(ref.get("recall")), _num(ref.get("realism")), ""])
+    lines += _table(header, rows, ["l", "l", "l"] + ["r"] * 6)
     if ref:
         lines += ["", "The last row scores the real training images the same way: the "
-                  "best a generator can hope for."]
+                  "best a generator can hope for (its realism is the control, real against "
+                  "real: about 0.5)."]
     lines += _synthetic_training(arms)
     for i, arm in arms:
         figure = (arm.get("figures") or {}).get("synthetic")
