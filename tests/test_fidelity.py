@@ -70,7 +70,8 @@ def test_identical_sets_score_perfectly(digits, halves) -> None:
 
 def test_result_is_json_and_typed(halves_result) -> None:
     result = halves_result
-    assert set(result) == {"fd", "precision", "recall", "n_real", "n_fake"}
+    assert set(result) == {"fd", "precision", "recall", "realism", "realism_real", "n_real",
+                           "n_fake"}
     assert all(type(result[key]) is float for key in ("fd", "precision", "recall"))
     assert type(result["n_real"]) is int and type(result["n_fake"]) is int
     assert json.loads(json.dumps(result)) == result

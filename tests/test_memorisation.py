@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 
+import attrs
 import numpy as np
 import pytest
 from conftest import small_recipe
@@ -84,12 +85,9 @@ def test_copies_are_caught_and_fresh_images_are_not() -> None:
     assert mask.tolist() == [True] * 10 + [False] * 10 and threshold > 0
 
 
-def test_drop_near_copies_needs_samples_and_a_quantile() -> None:
-    assert SyntheticConfig(share="samples", drop_near_copies=0.01).drop_near_copies == 0.01
-    with pytest.raises(ValueError, match="needs share: samples"):
-        SyntheticConfig(share="generator", drop_near_copies=0.01)
-    with pytest.raises(ValueError, match="quantile in"):
-        SyntheticConfig(share="samples", drop_near_copies=5)
+def test_drop_near_copies_moved_to_the_filter_slot() -> None:
+    assert "drop_near_copies" not in {f.name for f in attrs.fields(SyntheticConfig)}
+    assert "near-copy" in SyntheticConfig.__synthlearn_moved__["drop_near_copies"]
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +104,8 @@ def copycat_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         arms=[{"name": "copies", "use": "synthetic", "params": {"share": "samples"},
                "generator": gen},
               {"name": "filtered", "use": "synthetic",
-               "params": {"share": "samples", "drop_near_copies": 0.01}, "generator": half}],
+               "params": {"share": "samples"}, "generator": half,
+               "filter": {"use": "near-copy", "params": {"quantile": 0.01}}}],
         attacks=[{"use": "loss"}],
         output={"dir": str(tmp / "runs"), "cache": None},
     )
@@ -134,11 +133,17 @@ def test_memorisation_of_a_copying_generator_is_reported(copycat_run: dict) -> N
     assert "| copies | 0 |" in report
 
 
-def test_site_side_filter_drops_the_copies_before_they_leave(copycat_run: dict) -> None:
+def test_site_side_filter_redraws_the_copies_before_they_leave(copycat_run: dict) -> None:
     per_site = copycat_run["filtered"]["details"]["per_site"]
-    for site in per_site:  # half the samples were copies
-        assert 0.3 * site["n_real"] < site["near_copies_dropped"] < 0.7 * site["n_real"]
-        assert site["n_synthetic"] + site["near_copies_dropped"] == site["n_real"]
+    for site in per_site:  # half of every draw is a copy: about n, n/2, n/4, ... redrawn
+        screening = site["screening"]
+        assert screening["filter"] == "near-copy"
+        rejected = screening["rejected"]["near-copy"]
+        assert 0.7 * site["n_real"] < rejected < 1.3 * site["n_real"]
+        assert screening["drawn"] == site["n_real"] + rejected - screening["unfilled"]
+        assert site["n_synthetic"] + screening["unfilled"] == site["n_real"]
+        assert screening["unfilled"] <= 2 and screening["rounds"] >= 3
+        assert screening["about"]["quantile"] == 0.01
     # what did leave is no longer a near-copy
     for site in copycat_run["filtered"].get("memorisation", {}).get("sites", []):
         assert site["pixel"]["near_copies"] == 0.0

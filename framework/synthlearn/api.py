@@ -59,7 +59,16 @@ Synthetic images
     ``MAX_IMAGES``; shared by every arm that synthesises: ``SHARED_FIT_TASK`` (name your
     fitting site task so to share generator fits with the ``synthetic`` arm),
     ``fit_site_generator``, ``draw_pool`` (and its ``CLASS_BALANCES``), ``pool_subset``,
-    ``load_generator``, ``generator_label``, ``describe_slots``, ``checked_n_real``.
+    ``load_generator``, ``generator_label``, ``describe_slots``, ``checked_n_real``,
+    ``render_conditions`` (images for given conditions, checked).
+
+Filters (an arm that releases synthetic images, with a ``filter`` slot)
+    ``SyntheticFilter`` (the kind's contract), ``SlotsChecked`` (an arm refusing a
+    filter where nothing leaves a site); at a site ``site_filter`` (the fitted filter and
+    an empty ``Screening`` record, or None) and ``screened_pool`` (screen a pool, redraw
+    rejected candidates with their own conditions); ``FILTER_SLOT``,
+    ``MAX_REDRAW_ROUNDS``; at the server ``received_screening`` (the record a site sent,
+    checked).
 
 Attacks
     ``AttackContext``: what ``Attack.score`` gets (candidates, the target model, its
@@ -94,6 +103,14 @@ from synthlearn.errors import (
 )
 from synthlearn.evaluation.audit import AttackContext
 from synthlearn.generation.conditioning import MAX_IMAGES, Conditions, check_stats
+from synthlearn.generation.filtering import (
+    FILTER_SLOT,
+    MAX_REDRAW_ROUNDS,
+    Screening,
+    received_screening,
+    screened_pool,
+    site_filter,
+)
 from synthlearn.generation.sharing import (
     CLASS_BALANCES,
     SHARED_FIT_TASK,
@@ -104,6 +121,7 @@ from synthlearn.generation.sharing import (
     generator_label,
     load_generator,
     pool_subset,
+    render_conditions,
 )
 from synthlearn.hookspecs import hookimpl
 from synthlearn.interfaces import (
@@ -121,7 +139,9 @@ from synthlearn.interfaces import (
     PrivatelyTrained,
     PrivateStep,
     Runner,
+    SlotsChecked,
     StatsChecked,
+    SyntheticFilter,
 )
 from synthlearn.loading.manager import load_plugins
 from synthlearn.models.private import (
@@ -164,6 +184,15 @@ __all__ = [
     "Described",
     "DpMechanism",
     "PrivatelyFitted",
+    "SlotsChecked",
+    "SyntheticFilter",
+    "FILTER_SLOT",
+    "MAX_REDRAW_ROUNDS",
+    "Screening",
+    "received_screening",
+    "screened_pool",
+    "site_filter",
+    "render_conditions",
     "PrivatelyTrained",
     "PrivateStep",
     "Generator",

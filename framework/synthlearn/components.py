@@ -18,6 +18,7 @@ KINDS: tuple[str, ...] = (
     "attack",
     "runner",
     "dp_mechanism",
+    "filter",
 )
 
 

@@ -156,6 +156,18 @@ def synthlearn_register_dp_mechanisms() -> list[ComponentSpec]:
 
 
 @hookspec
+def synthlearn_register_filters() -> list[ComponentSpec]:
+    """Filters of synthetic images (recipe key ``filter`` inside an arm that releases
+    synthetic images, e.g. ``filter: {use: reid}``).
+
+    The factory returns a ``SyntheticFilter`` (``synthlearn.interfaces``): fitted at a
+    site on the site's own images, it screens every candidate pool before anything
+    leaves, and the arm redraws what it rejects. The core registers ``near-copy`` (pixel
+    distance) and ``reid`` (a re-identification embedding the site trains).
+    """
+
+
+@hookspec
 def synthlearn_register_site_tasks() -> list[SiteTaskSpec]:
     """The site task functions this plugin's arms (and site steps) run, each with its
     config class (``SiteTaskSpec``).

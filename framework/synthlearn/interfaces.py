@@ -265,6 +265,33 @@ class DpMechanism(Protocol):
         ...
 
 
+@runtime_checkable
+class SyntheticFilter(Protocol):
+    """kind ``filter``: decides, at a site, which synthetic candidates may leave it.
+
+    An arm that releases synthetic images (``filter:`` slot, e.g. ``{use: reid}``) builds
+    a fresh filter at each site, ``fit``s it on the site's own images (the members whose
+    copies must not leave) and ``screen``s every candidate pool before it is sent; the
+    arm redraws rejected candidates with their own conditions, so the pool keeps its
+    class mix (``synthlearn.generation.filtering.screened_pool``). A filter runs only at
+    the site: nothing it learns crosses to the server except ``describe()``.
+    """
+
+    def fit(self, real: ImageData, seed: int, *, progress: bool = False) -> None:
+        """Learn what to reject from the site's uint8 images (N, C, H, W) with labels;
+        deterministic in ``seed``."""
+        ...
+
+    def screen(self, candidates: ImageData) -> Sequence[str | None]:
+        """One entry per candidate: None to keep it, or a short reason to reject it
+        (e.g. ``"near-copy"``, ``"reid"``), counted per reason in the arm's details."""
+        ...
+
+    def describe(self) -> Mapping[str, Any]:
+        """JSON-able facts about the fitted filter (its threshold, calibration rates)."""
+        ...
+
+
 # --- optional methods: called when a component has them -------------------------------
 
 
@@ -291,6 +318,18 @@ class StatsChecked(Protocol):
         """Raise ``SynthlearnError`` naming ``where`` and the field when ``stats`` are
         malformed or sized beyond reason (``num_classes`` is the dataset's, when
         known)."""
+        ...
+
+
+@runtime_checkable
+class SlotsChecked(Protocol):
+    """Optional for an arm: refuses a combination of its slots it cannot run (e.g. a
+    ``filter`` where no synthetic image leaves a site), looked at by ``validate`` and
+    before ``run`` does any work."""
+
+    def check_slots(self, slots: Mapping[str, Any]) -> None:
+        """Raise ``SynthlearnError`` when the recipe components in ``slots`` (slot name ->
+        component; unset optional slots are absent) cannot work with this arm's params."""
         ...
 
 
@@ -344,6 +383,7 @@ PROTOCOLS: dict[str, type] = {
     "attack": Attack,
     "runner": Runner,
     "dp_mechanism": DpMechanism,
+    "filter": SyntheticFilter,
 }
 """The Protocol the object of each kind must satisfy (every kind of ``KINDS``)."""
 
@@ -352,11 +392,12 @@ OPTIONAL: dict[str, tuple[type, ...]] = {
     "partition": (),
     "conditioning": (Checked, StatsChecked),
     "generator": (Checked, PrivatelyFitted),
-    "arm": (Checked,),
+    "arm": (Checked, SlotsChecked),
     "model": (Checked,),
     "attack": (Described,),
     "runner": (),
     "dp_mechanism": (),
+    "filter": (),
 }
 """Protocols of optional methods per kind: checked only when the object has them."""
 

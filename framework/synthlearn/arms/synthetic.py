@@ -33,8 +33,14 @@ from synthlearn.arms.site_privacy import PrivacyLedger
 from synthlearn.arms.site_steps import check_site_steps, finish_at_sites
 from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
-from synthlearn.evaluation.memorisation import near_copy_mask
 from synthlearn.generation.conditioning import MAX_IMAGES, check_stats
+from synthlearn.generation.filtering import (
+    FILTER_SLOT,
+    MAX_REDRAW_ROUNDS,
+    received_screening,
+    screened_pool,
+    site_filter,
+)
 from synthlearn.generation.sharing import (
     CLASS_BALANCES,
     PRIVACY_KEY,
@@ -46,6 +52,7 @@ from synthlearn.generation.sharing import (
     generator_label,
     load_generator,
     pool_subset,
+    render_conditions,
 )
 from synthlearn.models.training import TrainSettings
 from synthlearn.sitework.exchange import Payload
@@ -74,10 +81,13 @@ class SyntheticConfig:
     ``share`` is ``samples`` (synthetic images cross) or ``generator`` (the fitted
     generator crosses and the server samples). Each site contributes ``multiple`` times
     its own number of images (default 1.0) or, when ``count`` is set instead, exactly
-    ``count`` images; setting both is an error. ``drop_near_copies`` (a quantile, e.g.
-    0.01; only with ``share: samples``) has each site drop the synthetic images closer to
-    one of its own images than that quantile of its images' distances to each other
-    (``synthlearn.evaluation.memorisation``) before they leave; the report says how many.
+    ``count`` images; setting both is an error.
+
+    A ``filter:`` slot (kind ``filter``, e.g. ``{use: reid}`` or ``{use: near-copy}``;
+    only with ``share: samples``) screens each site's synthetic images at the site before
+    they leave: rejected ones are redrawn with the same conditions, so the pool keeps its
+    class mix (``synthlearn.generation.filtering``); the details say, per site, how many
+    were drawn and rejected, and why.
 
     ``regenerate_every: N`` trains the server's model on a fresh synthetic set every N
     epochs (null, the default: one fixed set), so it sees ``ceil(epochs / N)`` sets of
@@ -98,8 +108,10 @@ class SyntheticConfig:
     """
 
     __synthlearn_moved__: ClassVar[dict[str, str]] = {
-        name: f"$.model.params.{name}"
-        for name in ("mixup", "label_smoothing", "adapt_bn", "calibrate")}
+        **{name: f"$.model.params.{name}"
+           for name in ("mixup", "label_smoothing", "adapt_bn", "calibrate")},
+        "drop_near_copies": "the arm's filter slot: `filter: {use: near-copy, params: "
+                            "{quantile: 0.01}}`"}
 
     share: str = attrs.field(
         default="samples", validator=attrs.validators.in_(SHARES),
@@ -113,12 +125,6 @@ class SyntheticConfig:
         default=None, validator=_positive_or_none,
         metadata={"doc": "exactly this many synthetic images per site instead of `multiple` (not"
                          " both)"})
-    drop_near_copies: float | None = attrs.field(
-        default=None, validator=_positive_or_none,
-        metadata={"doc": "a quantile in (0, 1), e.g. 0.01 (only with `share: samples`): each "
-                         "site drops the synthetic images closer to one of its own images than "
-                         "that quantile of its images' distances to each other, before they "
-                         "leave"})
     regenerate_every: int | None = attrs.field(
         default=None, validator=_every,
         metadata={"doc": "train the server's model on a fresh synthetic set every N epochs "
@@ -142,12 +148,6 @@ class SyntheticConfig:
                              "are taken from)")
         if self.multiple is not None and self.count is not None:
             raise ValueError("set either 'multiple' or 'count', not both")
-        if self.drop_near_copies is not None:
-            if self.drop_near_copies >= 1:
-                raise ValueError("'drop_near_copies' is a quantile in (0, 1), e.g. 0.01")
-            if self.share != "samples":
-                raise ValueError("'drop_near_copies' needs share: samples (a generator that "
-                                 "leaves the site cannot be filtered there)")
 
     def images_for(self, n_real: int) -> int:
         """How many synthetic images a site with ``n_real`` images contributes."""
@@ -212,10 +212,17 @@ def synthesize(site: Site, config: SyntheticConfig, inbound: Payload | None, env
                        image_shape=(env.in_chans, *env.image_size),
                        class_balance=config.class_balance)
              for index in range(sets)]
-    if config.drop_near_copies is not None:
-        pools, dropped, threshold = _drop_near_copies(pools, site.data.images,
-                                                      config.drop_near_copies)
-        meta.update(near_copies_dropped=dropped, near_copy_threshold=threshold)
+    screening = site_filter(site, env)
+    if screening is not None:
+        screen, record = screening
+        label = f"filter {env.slots[FILTER_SLOT].use!r}"
+        pools = [screened_pool(pool, screen, _redraw(generator, scheme, stats, env, index),
+                               record, label=label)
+                 for index, pool in enumerate(pools)]
+        size = min(len(pool) for pool in pools)  # sets of one size for a redrawn model
+        pools = [pool.subset(np.arange(size)) for pool in pools]
+        record.about = dict(screen.describe())
+        meta[FILTER_SLOT] = record.to_json()
     tensors: dict[str, torch.Tensor] = {}
     for index, pool in enumerate(pools):
         prefix = set_prefix(index)
@@ -226,18 +233,19 @@ def synthesize(site: Site, config: SyntheticConfig, inbound: Payload | None, env
     return Payload(tensors, {**meta, "sets": sets})
 
 
-def _drop_near_copies(pools: list[ImageData], real: np.ndarray, quantile: float
-                      ) -> tuple[list[ImageData], int, float]:
-    """Each set without its near-copies of ``real``, all cut to the size of the smallest
-    (a model redrawn each epoch trains on sets of one size); returns the sets, how many
-    near-copies were dropped and the distance threshold."""
-    kept, dropped, threshold = [], 0, 0.0
-    for pool in pools:
-        copies, threshold = near_copy_mask(pool.images, real, quantile)
-        dropped += int(copies.sum())
-        kept.append(pool.subset(np.flatnonzero(~copies)))
-    size = min(len(pool) for pool in kept)
-    return [pool.subset(np.arange(size)) for pool in kept], dropped, threshold
+def _redraw(generator: Any, scheme: Any, stats: dict[str, Any], env: SiteEnv, index: int
+            ) -> Any:
+    """How a filter's rejected candidates of set ``index`` are drawn again: the same
+    conditions, a seed of their own for every round."""
+
+    def redraw(rejected: ImageData, round_: int) -> np.ndarray:
+        return render_conditions(generator, scheme, stats, rejected.labels,
+                                 rejected.attributes,
+                                 derive_seed(set_seed(env.seed, index), "redraw", round_),
+                                 label=generator_label(env.slots["generator"]),
+                                 image_shape=(env.in_chans, *env.image_size))
+
+    return redraw
 
 
 def _received_pool(payload: Payload, source: str, ctx: ArmContext, index: int = 0
@@ -265,14 +273,21 @@ class SyntheticArm:
     def __init__(self, config: SyntheticConfig) -> None:
         self.config = config
 
+    def check_slots(self, slots: Mapping[str, Any]) -> None:
+        """A filter needs ``share: samples``: a generator that leaves the site cannot be
+        screened there."""
+        if FILTER_SLOT in slots and self.config.share != "samples":
+            raise SynthlearnError("a filter needs share: samples (a generator that leaves "
+                                  "the site cannot be screened there)")
+
     def dp_steps(self, n: int, training: TrainSettings, slots: Mapping[str, Any]
                  ) -> tuple[int, int]:
         """Under DP the generator's fit is what trains on the site's images: its
-        ``dp_steps``. ``drop_near_copies`` is refused (it compares the released images
-        with the site's own, outside the budget)."""
-        if self.config.drop_near_copies is not None:
-            raise SynthlearnError("drop_near_copies compares the released images with the "
-                                  "site's own outside the DP budget: set it to null")
+        ``dp_steps``. A filter is refused (it compares the released images with the
+        site's own, outside the budget)."""
+        if FILTER_SLOT in slots:
+            raise SynthlearnError("a filter compares the released images with the site's "
+                                  "own outside the DP budget: remove the arm's filter")
         component = slots["generator"]
         generator = component.build()
         if not callable(getattr(generator, "dp_steps", None)):
@@ -295,6 +310,7 @@ class SyntheticArm:
         sets = config.sets_for(ctx.model_component.build().training.epochs)
         draws = config.draws_for(ctx.model_component.build().training.epochs)
         pools: list[dict[int, ImageData]] = [{} for _ in range(sets)]
+        screenings: dict[int, dict[str, Any]] = {}
         artifacts: dict[str, bytes] = {}
         for site in ctx.sites:
             payload, source = received[site.id], f"arm {ctx.name}, site {site.id}"
@@ -313,9 +329,9 @@ class SyntheticArm:
                                           f"the server needs {draws}", where=source)
                 # checked like everything a site sends (it sizes the sets of a pool)
                 n_real = received_count(payload.meta, "n_real", 1, _image_limit(ctx), source)
-                if "near_copies_dropped" in payload.meta:
-                    received_count(payload.meta, "near_copies_dropped", 0,
-                                   MAX_IMAGES * draws, source)
+                if FILTER_SLOT in ctx.arm.component.slots:
+                    screenings[site.id] = received_screening(
+                        payload.meta, MAX_IMAGES * draws * (MAX_REDRAW_ROUNDS + 1), source)
                 drawn = [_received_pool(payload, source, ctx, index) for index in range(draws)]
                 for index, pool in enumerate(self._sets(ctx, site, task, drawn,
                                                         config.images_for(n_real), sets)):
@@ -323,12 +339,12 @@ class SyntheticArm:
         pooled = [ImageData.concat([by_site[sid] for sid in sorted(by_site)])
                   for by_site in pools]
         if len(pooled[0]) < 2:
-            dropped = sum(int(received[sid].meta.get("near_copies_dropped", 0))
-                          for sid in received)
+            unfilled = sum(record["unfilled"] for record in screenings.values())
             raise SynthlearnError(
                 f"only {len(pooled[0])} synthetic images reached the server"
-                + (f": the sites dropped {dropped} as near-copies of their own images "
-                   "(the generator copies its training data)" if dropped else ""))
+                + (f": the sites' filters rejected {unfilled} candidates even after "
+                   f"{MAX_REDRAW_ROUNDS} redraws (the generator copies its training data)"
+                   if unfilled else ""))
         if len({len(p) for p in pooled}) > 1:
             raise SynthlearnError("the synthetic sets differ in size: "
                                   + ", ".join(str(len(p)) for p in pooled))
@@ -357,8 +373,7 @@ class SyntheticArm:
         details["per_site"] = [
             {"site": sid, "n_real": int(received[sid].meta.get("n_real", 0)),
              "n_synthetic": len(pools[0][sid]),
-             **({"near_copies_dropped": int(received[sid].meta["near_copies_dropped"])}
-                if "near_copies_dropped" in received[sid].meta else {}),
+             **({"screening": screenings[sid]} if sid in screenings else {}),
              "class_counts_synthetic": pools[0][sid].class_counts(ctx.num_classes)}
             for sid in sorted(pools[0])
         ]

@@ -145,13 +145,20 @@ def _arm_components(arm: Arm) -> list[Component]:
 def check_components(recipe: Recipe, dataset: Dataset, sites: list[Site]) -> None:
     """Let every arm component that has a ``check(dataset, sites)`` method look at the
     data before any work starts (a generator rejecting a too-small site, a conditioning
-    rejecting a dataset without attributes), and run every distinct model component's
+    rejecting a dataset without attributes), let every arm with ``check_slots`` look at
+    its slots (a filter where nothing is filtered), and run every distinct model component's
     network once on a tiny batch of the dataset's shape (``sanity.check_models``: it must
     give one float per class). Raises ``RecipeError`` listing each problem at the
     component's YAML path."""
     problems = sanity.check_models(recipe, dataset)
     problems += check_private_arms(recipe, dataset, sites)
     for arm in recipe.arms:
+        check_slots = getattr(arm.component.build(), "check_slots", None)
+        if check_slots is not None:
+            try:
+                check_slots(arm.component.slots)
+            except SynthlearnError as exc:
+                problems.append(f"{arm.component.path}: {exc}")
         for comp in _arm_components(arm):
             check = getattr(comp.build(), "check", None)
             if check is None:

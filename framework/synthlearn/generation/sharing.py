@@ -124,36 +124,19 @@ def pool_subset(pool_size: int, size: int, seed: int, index: int) -> np.ndarray:
     return np.sort(rng.choice(pool_size, size, replace=False))
 
 
-def draw_pool(generator: Any, scheme: Any, stats: dict[str, Any], n: int, seed: int, *,
-              label: str = "generator", image_shape: tuple[int, ...] | None = None,
-              where: str | None = None, max_bytes: int | None = None,
-              class_balance: str = "site") -> ImageData:
-    """``n`` synthetic images whose conditions follow ``stats``, deterministic in ``seed``.
-
-    ``class_balance`` ``site`` (the default) draws the classes in the site's proportions,
-    ``equal`` the same number of every class the site has (``balanced_stats``); the
-    attributes follow the site's statistics given the class either way.
-
-    Conditions are encoded and sampled ``SAMPLE_CHUNK`` at a time. Every chunk the
-    generator returns is checked (uint8, (N, C, H, W), one image per condition, the
-    ``image_shape`` when given, the same shape throughout); a broken rule is a
-    ``SynthlearnError`` naming ``label`` (the generator) and ``where``. ``max_bytes``
-    bounds the images drawn, checked once the first chunk shows their size.
-    """
-    if n < 1:
-        raise SynthlearnError(f"cannot draw {n} synthetic images", where=where)
-    if class_balance not in CLASS_BALANCES:
-        raise SynthlearnError(f"class_balance must be one of {', '.join(CLASS_BALANCES)}, "
-                              f"got {class_balance!r}", where=where)
-    drawn_from = balanced_stats(stats, where) if class_balance == "equal" else stats
-    labels, attributes = scheme.sample(drawn_from, n,
-                                       np.random.default_rng(derive_seed(seed, "c")))
-    labels = np.asarray(labels)
-    if (labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer)
-            or any(np.shape(v) != (n,) for v in attributes.values())):
-        raise SynthlearnError(f"conditioning {type(scheme).__name__}: sample returned labels "
-                              f"{labels.dtype} {labels.shape}, expected integers ({n},) and "
-                              f"one value per image for each attribute", where=where)
+def render_conditions(generator: Any, scheme: Any, stats: dict[str, Any], labels: np.ndarray,
+                      attributes: Mapping[str, np.ndarray], seed: int, *,
+                      label: str = "generator", image_shape: tuple[int, ...] | None = None,
+                      where: str | None = None, max_bytes: int | None = None) -> np.ndarray:
+    """uint8 images (N, C, H, W) from ``generator``, one for each of the ``labels`` and
+    ``attributes`` (N values each), deterministic in ``seed``: encoded by ``scheme`` and
+    sampled ``SAMPLE_CHUNK`` at a time. Every chunk the generator returns is checked
+    (uint8, (N, C, H, W), one image per condition, the ``image_shape`` when given, the
+    same shape throughout); a broken rule is a ``SynthlearnError`` naming ``label`` and
+    ``where``. ``max_bytes`` bounds the images, checked once the first chunk shows their
+    size. ``draw_pool`` draws the conditions first; a filter's redraw re-renders the
+    conditions of the rejected candidates."""
+    n = len(labels)
     images: np.ndarray | None = None
     for i, start in enumerate(range(0, n, SAMPLE_CHUNK)):
         index = np.arange(start, min(n, start + SAMPLE_CHUNK))
@@ -177,6 +160,39 @@ def draw_pool(generator: Any, scheme: Any, stats: dict[str, Any], n: int, seed: 
             images = np.empty((n, *image_shape), dtype=np.uint8)
         images[start:start + len(index)] = chunk
     assert images is not None
+    return images
+
+
+def draw_pool(generator: Any, scheme: Any, stats: dict[str, Any], n: int, seed: int, *,
+              label: str = "generator", image_shape: tuple[int, ...] | None = None,
+              where: str | None = None, max_bytes: int | None = None,
+              class_balance: str = "site") -> ImageData:
+    """``n`` synthetic images whose conditions follow ``stats``, deterministic in ``seed``.
+
+    ``class_balance`` ``site`` (the default) draws the classes in the site's proportions,
+    ``equal`` the same number of every class the site has (``balanced_stats``); the
+    attributes follow the site's statistics given the class either way.
+
+    The images are rendered by ``render_conditions`` (checked chunk by chunk; ``label``,
+    ``where``, ``image_shape`` and ``max_bytes`` are its).
+    """
+    if n < 1:
+        raise SynthlearnError(f"cannot draw {n} synthetic images", where=where)
+    if class_balance not in CLASS_BALANCES:
+        raise SynthlearnError(f"class_balance must be one of {', '.join(CLASS_BALANCES)}, "
+                              f"got {class_balance!r}", where=where)
+    drawn_from = balanced_stats(stats, where) if class_balance == "equal" else stats
+    labels, attributes = scheme.sample(drawn_from, n,
+                                       np.random.default_rng(derive_seed(seed, "c")))
+    labels = np.asarray(labels)
+    if (labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer)
+            or any(np.shape(v) != (n,) for v in attributes.values())):
+        raise SynthlearnError(f"conditioning {type(scheme).__name__}: sample returned labels "
+                              f"{labels.dtype} {labels.shape}, expected integers ({n},) and "
+                              f"one value per image for each attribute", where=where)
+    images = render_conditions(generator, scheme, stats, labels, attributes, seed,
+                               label=label, image_shape=image_shape, where=where,
+                               max_bytes=max_bytes)
     return ImageData(images=images, labels=labels,
                      attributes={k: np.asarray(v, np.float32) for k, v in attributes.items()})
 

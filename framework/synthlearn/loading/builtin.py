@@ -20,6 +20,8 @@ from synthlearn.data.partitions import (
     IIDPartition,
 )
 from synthlearn.data.phantom import PhantomConfig, PhantomDataset
+from synthlearn.filters.near_copy import NearCopyConfig, NearCopyFilter
+from synthlearn.filters.reid import ReidConfig, ReidFilter
 from synthlearn.generation.conditioning import (
     CategoricalConditioning,
     CategoricalConfig,
@@ -80,9 +82,9 @@ def synthlearn_register_arms() -> list[ComponentSpec]:
                       "sites share a fitted generator or its samples; the server trains "
                       "on the pooled synthetic images",
                       slots={"generator": "generator", "conditioning": "conditioning",
-                             "dp": "dp_mechanism"},
+                             "dp": "dp_mechanism", "filter": "filter"},
                       slot_defaults={"generator": "gan", "conditioning": "categorical",
-                                     "dp": None}),
+                                     "dp": None, "filter": None}),
     ]
 
 
@@ -94,6 +96,18 @@ def synthlearn_register_conditionings() -> list[ComponentSpec]:
         ComponentSpec("phenotypic", PhenotypicConfig, PhenotypicConditioning,
                       "the class plus phenotype attributes, sampled per class from the "
                       "site's aggregate statistics"),
+    ]
+
+
+@hookimpl
+def synthlearn_register_filters() -> list[ComponentSpec]:
+    return [
+        ComponentSpec("near-copy", NearCopyConfig, NearCopyFilter,
+                      "reject synthetic images closer in pixels to a site image than "
+                      "almost any two site images are"),
+        ComponentSpec("reid", ReidConfig, ReidFilter,
+                      "reject synthetic images a re-identification embedding, trained at "
+                      "the site, matches to a site image (Trichotomy)"),
     ]
 
 

@@ -492,25 +492,40 @@ def _memorisation(arms: list[dict[str, Any]]) -> list[str]:
     images against images it never had, and the near-copies (dropped or found)."""
     rows = []
     for i, arm in enumerate(arms):
-        dropped = {d.get("site"): d.get("near_copies_dropped")
-                   for d in (arm.get("details") or {}).get("per_site") or []}
+        screened = {d.get("site"): _screening_text(d.get("screening"))
+                    for d in (arm.get("details") or {}).get("per_site") or []}
         for entry in (arm.get("memorisation") or {}).get("sites") or []:
             pixel, feature = entry.get("pixel") or {}, entry.get("feature") or {}
             rows.append([_arm_name(arm, i), str(entry.get("site", "?")),
                          _num(pixel.get("closer_to_members")), _num(pixel.get("near_copies")),
                          _num(feature.get("closer_to_members")),
                          _num(feature.get("near_copies")),
-                         _value(dropped.get(entry.get("site"), "not filtered"))])
+                         screened.get(entry.get("site")) or "not filtered"])
     if not rows:
         return []
     return ["", "## Synthetic-data memorisation", "",
             "For each synthetic image, its distance to the closest image its generator was "
             "fitted on (member) and to the closest of as many real images it never saw. "
             "*Closer to members* near 0.5 means no copying; a *near-copy* is closer to a "
-            "member than 99% of the members are to each other.", "",
+            "member than 99% of the members are to each other (by default). A site's "
+            "filter rejects candidates before they leave and redraws them with the same "
+            "conditions.", "",
             *_table(["arm", "site", "closer to members (pixels)", "near-copies (pixels)",
                      "closer to members (features)", "near-copies (features)",
-                     "dropped at the site"], rows)]
+                     "filtered at the site"], rows)]
+
+
+def _screening_text(record: Any) -> str | None:
+    """``12 reid of 842 drawn (2 rounds)``: a site's screening record, or None."""
+    if not isinstance(record, dict):
+        return None
+    rejected = record.get("rejected") or {}
+    reasons = ", ".join(f"{_value(count)} {reason}" for reason, count in sorted(rejected.items())
+                        ) or "0 rejected"
+    unfilled = record.get("unfilled")
+    return (f"{reasons} of {_value(record.get('drawn'))} drawn "
+            f"({_value(record.get('rounds'))} redraw rounds"
+            + (f", {_value(unfilled)} left out" if unfilled else "") + ")")
 
 
 def _sites(metrics: dict[str, Any]) -> list[str]:

@@ -123,8 +123,8 @@ def test_a_synthetic_arm_under_dp_reports_epsilon_and_its_generators_carry_it(
 
 
 @pytest.mark.parametrize(("arm", "expected"), [
-    ({"params": {"share": "samples", "drop_near_copies": 0.01}},
-     "drop_near_copies compares the released images"),
+    ({"params": {"share": "samples"}, "filter": {"use": "near-copy"}},
+     "a filter compares the released images"),
     ({"generator": {"use": "diffusion"}}, "generator 'diffusion' (synthlearn-diffusion) "
                                           "cannot fit under DP"),
 ])

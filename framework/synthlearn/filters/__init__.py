@@ -1,0 +1,1 @@
+"""The core's synthetic-image filters (kind ``filter``): ``near-copy`` and ``reid``."""

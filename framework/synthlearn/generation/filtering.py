@@ -1,0 +1,143 @@
+"""Screening synthetic candidates at a site before they leave it (kind ``filter``).
+
+An arm that releases synthetic images and has a ``filter:`` slot builds the filter at
+each site (``site_filter``: fitted on the site's own images) and passes every drawn pool
+through ``screened_pool``: the filter names a reason for each candidate it rejects, the
+rejected candidates are rendered again from their own conditions (class and
+attributes) with a fresh seed, and the new ones are screened in turn, up to
+``MAX_REDRAW_ROUNDS`` rounds. So the released pool keeps the class mix it was drawn
+with; candidates still rejected after the last round are left out and counted as
+``unfilled``. What the site sends about the screening is a ``Screening`` (counts and the
+filter's ``describe()``), checked at the server by ``received_screening``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+
+from synthlearn.data.types import ImageData
+from synthlearn.errors import SynthlearnError
+from synthlearn.sitework.received import received_count
+from synthlearn.sitework.sites import Site, SiteEnv, derive_seed
+
+#: Most rounds in which rejected candidates are drawn again.
+MAX_REDRAW_ROUNDS = 10
+
+#: Longest reason a filter may give, and most distinct reasons a site may report.
+MAX_REASON = 40
+MAX_REASONS = 16
+
+#: The slot an arm declares for its filter (of kind ``filter``).
+FILTER_SLOT = "filter"
+
+
+@attrs.define
+class Screening:
+    """What a filter did to one site's pools: candidates ``drawn`` (first draws and
+    redraws), ``rejected`` per reason, redraw ``rounds`` taken, candidates still
+    rejected after the last round (``unfilled``: left out) and the filter's own facts."""
+
+    filter: str
+    drawn: int = 0
+    rejected: dict[str, int] = attrs.field(factory=dict)
+    rounds: int = 0
+    unfilled: int = 0
+    about: dict[str, Any] = attrs.field(factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as JSON (what crosses in the site output's metadata)."""
+        return {"filter": self.filter, "drawn": self.drawn, "rejected": dict(self.rejected),
+                "rounds": self.rounds, "unfilled": self.unfilled, "about": dict(self.about)}
+
+
+def site_filter(site: Site, env: SiteEnv) -> tuple[Any, Screening] | None:
+    """The arm's filter (``env.slots["filter"]``) fitted on the site's images, with an
+    empty record, or None when the arm has no filter."""
+    component = env.slots.get(FILTER_SLOT)
+    if component is None:
+        return None
+    screen = component.build()
+    screen.fit(site.data, derive_seed(env.seed, FILTER_SLOT), progress=env.progress)
+    return screen, Screening(filter=component.use)
+
+
+def _reasons(verdict: Any, n: int, label: str) -> list[str | None]:
+    """A filter's verdict on ``n`` candidates, checked: one None or short string each."""
+    try:
+        reasons = list(verdict)
+    except TypeError:
+        raise SynthlearnError(f"{label}: screen returned {type(verdict).__name__}, expected "
+                              "one reason (or None) per candidate") from None
+    if len(reasons) != n:
+        raise SynthlearnError(f"{label}: screen returned {len(reasons)} verdicts for {n} "
+                              "candidates")
+    for reason in reasons:
+        if reason is not None and (not isinstance(reason, str) or not reason
+                                   or len(reason) > MAX_REASON):
+            raise SynthlearnError(f"{label}: screen gave {reason!r}; a verdict is None (keep)"
+                                  f" or a reason of 1..{MAX_REASON} characters")
+    return reasons
+
+
+def screened_pool(pool: ImageData, screen: Any, redraw: Callable[[ImageData, int], np.ndarray],
+                  record: Screening, *, label: str = "filter",
+                  max_rounds: int = MAX_REDRAW_ROUNDS) -> ImageData:
+    """``pool`` with every candidate ``screen`` rejects replaced by a redrawn one of the
+    same conditions (``redraw(rejected, round)`` returns their new uint8 images), up to
+    ``max_rounds`` rounds; what stays rejected is left out. Counts go to ``record``."""
+    images = pool.images.copy()
+    todo = np.arange(len(pool))
+    record.drawn += len(pool)
+    for round_ in range(max_rounds + 1):
+        candidates = ImageData(images=images[todo], labels=pool.labels[todo],
+                               attributes={k: v[todo] for k, v in pool.attributes.items()})
+        reasons = _reasons(screen.screen(candidates), len(todo), label)
+        rejected = np.array([r is not None for r in reasons], dtype=bool)
+        for reason in reasons:
+            if reason is not None:
+                record.rejected[reason] = record.rejected.get(reason, 0) + 1
+        todo = todo[rejected]
+        if not len(todo) or round_ == max_rounds:
+            break
+        record.rounds = max(record.rounds, round_ + 1)
+        fresh = redraw(pool.subset(todo), round_)
+        images[todo] = fresh
+        record.drawn += len(todo)
+    record.unfilled += len(todo)
+    keep = np.setdiff1d(np.arange(len(pool)), todo)
+    return ImageData(images=images[keep], labels=pool.labels[keep],
+                     attributes={k: v[keep] for k, v in pool.attributes.items()})
+
+
+def received_screening(meta: Mapping[str, Any], limit: int, source: str) -> dict[str, Any]:
+    """The screening record a site sent (``Screening.to_json``), checked before the
+    server keeps it: counts in range, at most ``MAX_REASONS`` short reasons, and of the
+    filter's facts only numbers, booleans and short strings (at most 16)."""
+    record = meta.get(FILTER_SLOT)
+    if not isinstance(record, dict):
+        raise SynthlearnError("the site's screening record is missing or not a JSON object",
+                              where=source)
+    out: dict[str, Any] = {"filter": str(record.get("filter"))[:MAX_REASON]}
+    for key in ("drawn", "rounds", "unfilled"):
+        out[key] = received_count(record, key, 0, limit, source)
+    rejected = record.get("rejected")
+    if (not isinstance(rejected, dict) or len(rejected) > MAX_REASONS
+            or any(not isinstance(k, str) or len(k) > MAX_REASON for k in rejected)):
+        raise SynthlearnError(f"the screening record's 'rejected' must map at most "
+                              f"{MAX_REASONS} reasons to counts", where=source)
+    out["rejected"] = {k: received_count(rejected, k, 0, limit, source)
+                       for k in sorted(rejected)}
+    about = record.get("about")
+    out["about"] = {str(k)[:MAX_REASON]: v for k, v in list(about.items())[:16]
+                    if isinstance(v, (int, float, bool))
+                    or (isinstance(v, str) and len(v) <= 80)} if isinstance(about, dict) else {}
+    return out
+
+
+def filter_reasons(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Every rejection reason the sites' records name, sorted (the report's columns)."""
+    return sorted({reason for record in records for reason in record.get("rejected", {})})

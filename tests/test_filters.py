@@ -1,0 +1,192 @@
+"""Filters of synthetic images (kind ``filter``): planted copies of a site's images are
+rejected by both built-in filters while fresh images pass; the screening loop redraws
+what a filter rejects with the same conditions; bad verdicts and impossible recipes are
+one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from synthlearn.data.types import ImageData
+from synthlearn.errors import SynthlearnError
+from synthlearn.filters.near_copy import NearCopyConfig, NearCopyFilter
+from synthlearn.filters.reid import ReidConfig, ReidFilter
+from synthlearn.generation.filtering import Screening, received_screening, screened_pool
+from synthlearn.testing import run_recipe, small_recipe, tiny_dataset
+
+N_PLANTED, N_FRESH = 20, 80
+
+
+@pytest.fixture(scope="module")
+def planted() -> tuple[ImageData, ImageData]:
+    """A site's 300 phantom images, and candidates: exact copies of 20 of them followed
+    by 80 real images the site never had."""
+    data = tiny_dataset(n_train=300, n_test=N_FRESH)
+    copies = data.train.subset(np.arange(0, 10 * N_PLANTED, 10))
+    candidates = ImageData(images=np.concatenate([copies.images, data.test.images]),
+                           labels=np.concatenate([copies.labels, data.test.labels]))
+    return data.train, candidates
+
+
+@pytest.fixture(scope="module")
+def reid(planted: tuple[ImageData, ImageData]) -> ReidFilter:
+    flt = ReidFilter(ReidConfig(steps=300, device="cpu"))
+    flt.fit(planted[0], 0)
+    return flt
+
+
+def rejected(verdicts: list[str | None]) -> np.ndarray:
+    return np.array([v is not None for v in verdicts])
+
+
+def test_near_copy_filter_rejects_planted_copies_and_keeps_fresh_images(planted) -> None:
+    real, candidates = planted
+    flt = NearCopyFilter(NearCopyConfig(quantile=0.01))
+    flt.fit(real, 0)
+    out = rejected(flt.screen(candidates))
+    assert out[:N_PLANTED].all()
+    assert out[N_PLANTED:].sum() <= 2  # about the 1% quantile of real-to-real distances
+    assert flt.screen(candidates)[0] == "near-copy"
+    assert flt.describe()["threshold"] > 0
+
+
+def test_reid_filter_rejects_planted_copies_and_keeps_fresh_images(planted, reid) -> None:
+    real, candidates = planted
+    verdicts = reid.screen(candidates)
+    out = rejected(verdicts)
+    assert out[:N_PLANTED].all() and verdicts[0] == "reid"
+    assert out[N_PLANTED:].sum() <= 0.1 * N_FRESH
+    facts = reid.describe()
+    # calibrated on held-in pairs: augmented copies match, distinct site images do not
+    assert facts["same_median"] > facts["threshold"] > facts["closest_other_median"]
+    assert facts["false_match_rate"] < 0.1
+
+
+def test_reid_filter_catches_a_shifted_copy(planted, reid) -> None:
+    real, _ = planted
+    shifted = np.roll(real.images[:N_PLANTED], 1, axis=-1)  # one pixel to the right
+    out = rejected(reid.screen(ImageData(images=shifted, labels=real.labels[:N_PLANTED])))
+    assert out.mean() >= 0.9
+
+
+def test_reid_filter_is_deterministic_for_a_seed(planted) -> None:
+    real, candidates = planted
+    facts = []
+    for _ in range(2):
+        flt = ReidFilter(ReidConfig(steps=20, device="cpu"))
+        flt.fit(real.subset(np.arange(64)), 3)
+        facts.append((dict(flt.describe()), flt.screen(candidates)))
+    assert facts[0] == facts[1]
+
+
+class EveryOther:
+    """A filter that rejects a candidate whose first pixel is odd ("odd")."""
+
+    def fit(self, real: ImageData, seed: int, *, progress: bool = False) -> None:
+        pass
+
+    def screen(self, candidates: ImageData) -> list[str | None]:
+        return ["odd" if int(img.flat[0]) % 2 else None for img in candidates.images]
+
+    def describe(self) -> dict:
+        return {}
+
+
+def test_screened_pool_redraws_rejected_candidates_with_their_own_conditions() -> None:
+    labels = np.arange(12) % 3
+    pool = ImageData(images=np.full((12, 1, 4, 4), 1, np.uint8), labels=labels,
+                     attributes={"size": np.arange(12, dtype=np.float32)})
+    pool.images[::2] = 2  # half pass at once
+    seen = []
+
+    def redraw(rejected: ImageData, round_: int) -> np.ndarray:
+        seen.append((rejected.labels.tolist(), rejected.attributes["size"].tolist()))
+        # round 0 fixes all but the first; later rounds fix everything
+        out = np.full((len(rejected), 1, 4, 4), 2, np.uint8)
+        if round_ == 0:
+            out[0] = 3
+        return out
+
+    record = Screening(filter="every-other")
+    kept = screened_pool(pool, EveryOther(), redraw, record)
+    assert seen[0] == ([1, 0, 2, 1, 0, 2], [1.0, 3.0, 5.0, 7.0, 9.0, 11.0])
+    assert seen[1] == ([1], [1.0])
+    assert kept.labels.tolist() == labels.tolist()  # class mix kept
+    assert (kept.images == 2).all()
+    assert record.to_json() == {"filter": "every-other", "drawn": 19, "rejected": {"odd": 7},
+                                "rounds": 2, "unfilled": 0, "about": {}}
+
+
+def test_screened_pool_leaves_out_what_stays_rejected() -> None:
+    pool = ImageData(images=np.full((5, 1, 4, 4), 1, np.uint8), labels=np.zeros(5, np.int64))
+    record = Screening(filter="every-other")
+    kept = screened_pool(pool, EveryOther(), lambda rej, r: rej.images, record,
+                         max_rounds=3)
+    assert len(kept) == 0 and record.unfilled == 5 and record.drawn == 20
+    assert record.rejected == {"odd": 20} and record.rounds == 3
+
+
+@pytest.mark.parametrize(("verdicts", "message"), [
+    (["x"], "screen returned 1 verdicts for 2 candidates"),
+    ([None, 3], "screen gave 3; a verdict is None"),
+    (None, "screen returned NoneType"),
+])
+def test_a_broken_filter_verdict_is_one_line(verdicts, message) -> None:
+    class Broken(EveryOther):
+        def screen(self, candidates: ImageData):
+            return verdicts
+
+    pool = ImageData(images=np.zeros((2, 1, 4, 4), np.uint8), labels=np.zeros(2, np.int64))
+    with pytest.raises(SynthlearnError, match="acme-filter: " + message):
+        screened_pool(pool, Broken(), lambda rej, r: rej.images, Screening(filter="x"),
+                      label="acme-filter")
+
+
+def test_a_hostile_screening_record_is_refused() -> None:
+    good = {"filter": "reid", "drawn": 10, "rejected": {"reid": 2}, "rounds": 1,
+            "unfilled": 0, "about": {"threshold": 0.8, "blob": "x" * 500}}
+    assert received_screening({"filter": good}, 100, "site 0")["about"] == {"threshold": 0.8}
+    for bad in ({**good, "drawn": 10**12}, {**good, "rejected": {"r" * 99: 1}},
+                {**good, "rejected": {f"r{i}": 1 for i in range(40)}}, "nope"):
+        with pytest.raises(SynthlearnError, match="site 0"):
+            received_screening({"filter": bad}, 100, "site 0")
+
+
+@pytest.mark.parametrize(("arm", "expected"), [
+    ({"params": {"share": "generator"}, "filter": {"use": "near-copy"}},
+     "$.arms[0]: a filter needs share: samples"),
+    ({"params": {"share": "samples", "drop_near_copies": 0.01}},
+     "'drop_near_copies' moved to the arm's filter slot"),
+    ({"filter": {"use": "reidd"}}, "did you mean 'reid'"),
+    ({"filter": {"use": "reid", "params": {"miss_rate": 2}}}, "miss_rate"),
+    ({"filter": {"use": "reid", "params": {"min_images": 100}}},
+     "site 0 has 60 images; the reid filter needs at least 100"),
+])
+def test_impossible_filter_recipes_are_one_line_errors(write_recipe, cli, arm: dict,
+                                                       expected: str) -> None:
+    pytest.importorskip("synthlearn_gan", reason="the synthlearn-gan plugin is not installed")
+    entry = {"use": "synthetic", **arm}
+    result = cli("validate", str(write_recipe(small_recipe(arms=[entry]))))
+    assert result.returncode == 2, result.stdout
+    assert expected in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_reid_filtered_arm_reports_its_screening(tmp_path: Path) -> None:
+    pytest.importorskip("synthlearn_gan", reason="the synthlearn-gan plugin is not installed")
+    gan = {"use": "gan", "params": {"steps": 4, "width": 8, "batch_size": 8}}
+    recipe = small_recipe(arms=[{
+        "name": "filtered", "use": "synthetic", "params": {"share": "samples"},
+        "generator": gan, "filter": {"use": "reid", "params": {"steps": 20}}}])
+    metrics = run_recipe(recipe, tmp_path=tmp_path)
+    per_site = metrics["arms"][0]["details"]["per_site"]
+    for site in per_site:
+        screening = site["screening"]
+        assert screening["filter"] == "reid" and 0 <= screening["unfilled"] <= site["n_real"]
+        assert screening["drawn"] >= site["n_real"]
+        assert {"threshold", "false_match_rate"} <= set(screening["about"])
+        assert site["n_synthetic"] == site["n_real"] - screening["unfilled"]
+    report = (metrics.run_dir / "report.md").read_text()
+    assert "filtered at the site" in report and "drawn" in report
