@@ -37,7 +37,9 @@ Sites and what crosses
 Arms
     ``ArmContext`` (what ``Arm.run`` gets), ``ArmResult`` (what it returns);
     ``check_site_steps`` (call first) and ``finish_at_sites`` (after training: the
-    model's site steps, ``adapt_bn``/``calibrate``).
+    model's site steps, ``adapt_bn``/``calibrate``). Federated rounds:
+    ``choose_sites`` (who takes part), ``check_update`` (what a site sent, against the
+    global state), ``average`` (the weighted average, with a server learning rate).
 Differential privacy (an arm with a ``dp`` slot of kind ``dp_mechanism``)
     ``DpMechanism`` and ``PrivateStep`` (the kind's contract), ``PrivatelyTrained`` (the
     arm's ``dp_steps``), ``PrivatelyFitted`` (a generator's ``dp_steps``); at a site
@@ -88,6 +90,7 @@ components can import from ``synthlearn`` alone and keep ``synthlearn plugins`` 
 
 from __future__ import annotations
 
+from synthlearn.arms.averaging import average, check_update, choose_sites
 from synthlearn.arms.context import ArmContext, ArmResult
 from synthlearn.arms.site_privacy import PrivacyLedger, site_private_training
 from synthlearn.arms.site_steps import check_site_steps, finish_at_sites
@@ -184,6 +187,9 @@ __all__ = [
     "Described",
     "DpMechanism",
     "PrivatelyFitted",
+    "average",
+    "check_update",
+    "choose_sites",
     "SlotsChecked",
     "SyntheticFilter",
     "FILTER_SLOT",

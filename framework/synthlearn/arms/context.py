@@ -94,6 +94,7 @@ class ArmContext:
     versions: Mapping[str, str] = attrs.field(factory=dict)
     attributes: tuple[AttributeInfo, ...] = ()
     curve: list[dict[str, Any]] = attrs.field(factory=list)
+    synthetic_scorer: Callable[[np.ndarray], dict[str, Any]] | None = None
 
     @property
     def name(self) -> str:
@@ -328,3 +329,13 @@ class ArmContext:
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Accuracy, balanced accuracy and AUC of ``model`` on the real test set."""
         return self.evaluator(model)
+
+    def score_synthetic(self, images: np.ndarray) -> dict[str, Any]:
+        """Fidelity of synthetic uint8 images (N, C, H, W) to the real test images, as
+        for every synthetic arm's pool (``synthlearn.evaluation.fidelity.fidelity``: fd,
+        precision, recall, realism): e.g. an arm's generator after each round, for
+        ``record_round(..., **figures)``. The test images never leave the core."""
+        if self.synthetic_scorer is None:
+            raise SynthlearnError("synthetic images cannot be scored in this context (no "
+                                  "held-out real images)")
+        return self.synthetic_scorer(images)

@@ -209,10 +209,11 @@ def _one_shot_point(metrics: dict[str, Any]) -> dict[str, Any]:
 def _curve(rounds: list[dict[str, Any]], metrics: dict[str, Any]) -> list[dict[str, Any]]:
     """An arm's points on the accuracy-against-bytes curve: its rounds, then the released
     model (``round`` None) when that differs from the last round's, e.g. after a step at
-    the sites (``calibrate``) that cost bytes; a one-shot arm's single point."""
+    the sites (``calibrate``) that cost bytes, or when the rounds scored no model (FedGAN
+    scores its generator); a one-shot arm's single point."""
     final = _one_shot_point(metrics)
-    if rounds and all(rounds[-1].get(k) == final[k]
-                      for k in ("bytes_to_server", "bytes_to_sites")):
+    if rounds and "accuracy" in rounds[-1] and all(
+            rounds[-1].get(k) == final[k] for k in ("bytes_to_server", "bytes_to_sites")):
         return list(rounds)
     return [*rounds, final]
 
@@ -323,6 +324,7 @@ class Run:
                 image_size=dataset.image_size, runner=recipe.runner.build(), cache=self.cache,
                 hook=self.events, evaluator=evaluator, progress=self.progress.enabled,
                 versions=self._versions(arm), attributes=dataset.attributes,
+                synthetic_scorer=lambda images: fidelity(test.images, images),
             )
             start = time.perf_counter()
             try:

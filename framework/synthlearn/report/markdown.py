@@ -401,6 +401,10 @@ def _per_site_results(arms: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+#: Fidelity figures an arm may record per round (``record_round(..., fd=...)``).
+ROUND_FIDELITY: tuple[str, ...] = ("fd", "precision", "recall", "realism")
+
+
 def _cost(arms: list[dict[str, Any]]) -> list[str]:
     """The accuracy-against-bytes figure and, for multi-round arms, every round."""
     if not arms:
@@ -413,12 +417,18 @@ def _cost(arms: list[dict[str, Any]]) -> list[str]:
         curve = [p for p in arm.get("curve") or [] if p.get("round") is not None]
         if not curve:
             continue
-        rows = [[str(p["round"]), _num(p.get("accuracy")), _num(p.get("auc")),
+        scored = [key for key in ("accuracy", "auc") if any(key in p for p in curve)]
+        generated = [key for key in ROUND_FIDELITY if any(key in p for p in curve)]
+        rows = [[str(p["round"]), *(_num(p.get(k)) for k in scored),
+                 *(_num(p.get(k), 2 if k == "fd" else 3) for k in generated),
                  _bytes(p.get("bytes_to_server")), _bytes(p.get("bytes_to_sites"))]
                 for p in curve]
         lines += ["", f"### {_arm_name(arm, i)}: every round", "",
-                  *_table(["round", "accuracy", "AUC", "to server so far", "to sites so far"],
-                          rows)]
+                  *(["The arm's generator after each round against the real test images "
+                     "(fd lower is closer; realism 0.5: indistinguishable)", ""]
+                    if generated else []),
+                  *_table(["round", *(k if k != "auc" else "AUC" for k in scored),
+                           *generated, "to server so far", "to sites so far"], rows)]
     return lines
 
 

@@ -15,6 +15,7 @@ import torch
 from synthlearn.arms.context import ArmContext
 from synthlearn.data.types import Dataset, ImageData
 from synthlearn.errors import SynthlearnError
+from synthlearn.evaluation.fidelity import fidelity
 from synthlearn.evaluation.metrics import classification_metrics
 from synthlearn.execution.run import _arm_components, load_data
 from synthlearn.loading.code_identity import code_versions
@@ -108,6 +109,7 @@ def context_for(recipe: Any, plugins: Any, dataset: Dataset, sites: list[Site], 
         image_size=dataset.image_size, runner=recipe.runner.build(),
         cache=SiteCache(cache_dir) if cache_dir is not None else None, hook=plugins.events,
         evaluator=test_evaluator(dataset.test, device),
+        synthetic_scorer=lambda images: fidelity(dataset.test.images, images),
         progress=progress,
         versions=code_versions(c.registered for c in [*_arm_components(arm), arm.model]),
         attributes=dataset.attributes,

@@ -14,7 +14,6 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 from synthlearn.api import (
     ArmContext,
     ArmResult,
@@ -23,11 +22,13 @@ from synthlearn.api import (
     SiteTask,
     SynthlearnError,
     TrainSettings,
+    average,
     check_site_steps,
+    check_update,
+    choose_sites,
     finish_at_sites,
 )
 
-from synthlearn_fedavg.aggregate import average, check_update
 from synthlearn_fedavg.config import FedAvgConfig
 from synthlearn_fedavg.site_round import RoundConfig, fedavg_dp_steps, train_round
 
@@ -37,15 +38,6 @@ def round_lr(base: float, round: int, rounds: int, decay: str) -> float:
     if decay == "constant":
         return base
     return base * 0.5 * (1.0 + math.cos(math.pi * round / rounds))
-
-
-def choose_sites(site_ids: list[int], fraction: float, seed: int) -> list[int]:
-    """``max(1, round(fraction * n))`` of the sites, drawn with ``seed``, in id order."""
-    k = max(1, round(fraction * len(site_ids)))
-    if k >= len(site_ids):
-        return list(site_ids)
-    rng = np.random.default_rng(seed)
-    return sorted(int(s) for s in rng.choice(site_ids, size=k, replace=False))
 
 
 class FedAvgArm:

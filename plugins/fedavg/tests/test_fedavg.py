@@ -14,7 +14,16 @@ import torch
 pytest.importorskip("synthlearn_fedavg", reason="the synthlearn-fedavg plugin is not installed")
 
 from synthlearn import SynthlearnError, hookimpl  # noqa: E402
-from synthlearn.api import ImageData, Payload, Site, SiteEnv, seeded_model  # noqa: E402
+from synthlearn.api import (  # noqa: E402
+    ImageData,
+    Payload,
+    Site,
+    SiteEnv,
+    average,
+    check_update,
+    choose_sites,
+    seeded_model,
+)
 from synthlearn.testing import (  # noqa: E402
     check_arm,
     make_arm_context,
@@ -22,8 +31,7 @@ from synthlearn.testing import (  # noqa: E402
     small_recipe,
     tiny_dataset,
 )
-from synthlearn_fedavg.aggregate import average, check_update  # noqa: E402
-from synthlearn_fedavg.arm import choose_sites, round_lr  # noqa: E402
+from synthlearn_fedavg.arm import round_lr  # noqa: E402
 from synthlearn_fedavg.site_round import RoundConfig, proximal_term, train_round  # noqa: E402
 
 # --------------------------------------------------------------------------- server side

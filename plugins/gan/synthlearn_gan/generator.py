@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -145,6 +145,154 @@ class _Batches:
         return z, self.labels[index], self.vectors[index]
 
 
+@torch.no_grad()
+def standing_stats(net: GanGeneratorNet,
+                   latent: Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+                   ) -> None:
+    """Recompute an averaged generator's batch-norm statistics from its own activations
+    on ``STAT_BATCHES`` batches of ``latent()`` inputs (noise, labels, vectors): the
+    statistics it carries belong to other weights (the live generator's, or each site's
+    before the weights were averaged)."""
+    norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    net.train()
+    for _ in range(STAT_BATCHES):
+        net(*latent())
+    for m in norms:
+        m.momentum = 0.1
+    net.eval()
+
+
+def build_pair(arch: dict[str, Any], private: bool = False
+               ) -> tuple[GanGeneratorNet, ProjectionDiscriminator]:
+    """A fresh generator and discriminator for ``arch`` (from the global RNG: seed it
+    first). Under DP (``private``) the discriminator has no spectral-norm
+    parametrisation (``SpectralProjection`` keeps it instead) and no minibatch-std
+    groups; otherwise its groups never mix real and fake images."""
+    cfg, shape = arch["config"], tuple(arch["image_shape"])
+    gen = GanGeneratorNet(shape, arch["num_classes"], arch["vector_size"], cfg["latent_dim"],
+                          cfg["width"])
+    disc = ProjectionDiscriminator(shape, arch["num_classes"], arch["vector_size"],
+                                   cfg["width"], spectral=not private)
+    # minibatch-std groups: consecutive samples that never mix real and fake (under
+    # DP none: a statistic across images breaks the per-image bound)
+    disc.group = (1 if private
+                  else next(g for g in (4, 3, 2, 1) if cfg["batch_size"] % g == 0))
+    return gen, disc
+
+
+class GanSteps:
+    """The adversarial training of one generator and discriminator at one site, step by
+    step: what a one-shot fit runs ``steps`` times and a ``fedgan`` round runs for its
+    share of them. Fresh Adam optimisers; real batches, noise and conditions from
+    ``batches``; with ``private`` (a DP plan) the discriminator is trained privately."""
+
+    def __init__(self, cfg: GanConfig, gen: GanGeneratorNet, disc: ProjectionDiscriminator,
+                 batches: _Batches, device: torch.device, seed: int, private: Any = None
+                 ) -> None:
+        self.cfg, self.gen, self.disc, self.batches = cfg, gen, disc, batches
+        self.private = private
+        # channels-last convolutions are markedly faster on CPU (oneDNN) and on GPUs;
+        # per-example gradients (DP) need the discriminator's inputs in the default layout
+        self.d_format = torch.channels_last if private is None else torch.contiguous_format
+        for net in (gen, disc):
+            net.to(device=device, memory_format=torch.channels_last)
+        disc.to(memory_format=self.d_format)
+        gen.train()
+        disc.train()
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr_g, betas=betas, foreach=True)
+        self.opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=betas,
+                                      foreach=True)
+        self.session = self.projection = None
+        if private is not None:
+            self.projection = SpectralProjection(disc, seed)
+            noise = torch.Generator(device=device).manual_seed(seed + 1)
+            self.session = private.mechanism.attach(
+                disc, self.opt_d, noise_multiplier=private.noise_multiplier,
+                expected_batch_size=2 * cfg.batch_size, generator=noise)
+        self.watch = torch.zeros((), device=device)  # losses summed, checked every few steps
+
+    def _aug(self, x: torch.Tensor) -> torch.Tensor:
+        x = diff_augment(x, self.batches.rng) if self.cfg.augment else x
+        return x.contiguous(memory_format=self.d_format)
+
+    def step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One generator update after ``d_steps`` discriminator updates; the losses."""
+        cfg, gen, disc, batches = self.cfg, self.gen, self.disc, self.batches
+        # discriminator: real vs. detached fakes, in one forward pass
+        disc.requires_grad_(True)
+        for _ in range(cfg.d_steps):
+            if self.session is not None:
+                loss_d, fake, fake_y, fake_v = self._private_d_step()
+                self.private.steps += 1
+                continue
+            real, real_y, real_v = batches.real()
+            z, fake_y, fake_v = batches.latent()
+            fake = gen(z, fake_y, fake_v)
+            scores = disc(self._aug(torch.cat([real, fake.detach()])),
+                          torch.cat([real_y, fake_y]), torch.cat([real_v, fake_v]))
+            loss_d = _d_loss(cfg.loss, *scores.chunk(2))
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_d.step()
+        # generator: the last fakes again, through the updated discriminator
+        disc.requires_grad_(False)
+        loss_g = _g_loss(cfg.loss, disc(self._aug(fake), fake_y, fake_v))
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        return loss_d, loss_g
+
+    def run(self, steps: int, *, progress: bool, desc: str,
+            after_step: Callable[[int], None] | None = None) -> None:
+        """``steps`` steps under a progress bar, ``after_step(step)`` after each; losses
+        that turn NaN or infinite stop it with a ``SynthlearnError`` naming the step
+        (checked every ``REPORT_EVERY`` steps)."""
+        bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False,
+                   file=sys.stderr)
+        for step in bar:
+            loss_d, loss_g = self.step()
+            if after_step is not None:
+                after_step(step)
+            self.watch += loss_d.detach() + loss_g.detach()  # NaN or inf stays non-finite
+            if step % REPORT_EVERY == 0 or step == steps - 1:
+                if not torch.isfinite(self.watch):  # stop where it happens, naming the step
+                    bar.close()
+                    raise SynthlearnError(
+                        f"gan training diverged by step {step + 1} of {steps} "
+                        f"(discriminator loss {loss_d.item():.4g}, generator loss "
+                        f"{loss_g.item():.4g}): try a lower lr_d / lr_g")
+                if progress:
+                    bar.set_postfix(d=f"{loss_d.item():.3f}", g=f"{loss_g.item():.3f}",
+                                    refresh=False)
+        bar.close()
+
+    def finish(self) -> None:
+        """End a private run: the mechanism's final facts go to the plan's details."""
+        if self.session is not None:
+            self.private.details = dict(self.session.finish())
+
+    def _private_d_step(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One DP discriminator update: a Poisson batch of reals beside a full batch of
+        fakes, one loss row per image, clipped and noised by the mechanism, then the
+        spectral projection. Returns the loss and the fakes (for the generator step)."""
+        assert self.session is not None and self.projection is not None
+        real, real_y, real_v = self.batches.poisson(self.private.sample_rate)
+        z, fake_y, fake_v = self.batches.latent()
+        fake = self.gen(z, fake_y, fake_v)
+        self.session.zero_grad()
+        scores = self.session.forward(self._aug(torch.cat([real, fake.detach()])),
+                                      torch.cat([real_y, fake_y]), torch.cat([real_v, fake_v]))
+        loss_d = _d_terms(self.cfg.loss, scores[:len(real)], scores[len(real):]).mean()
+        loss_d.backward()
+        self.session.step()
+        self.projection.project()
+        return loss_d, fake, fake_y, fake_v
+
+
 class GanGenerator:
     """A conditional DCGAN generator (kind ``generator``, name ``gan``).
 
@@ -235,119 +383,20 @@ class GanGenerator:
                ) -> GanGeneratorNet:
         cfg = self.config
         rng = torch.Generator().manual_seed(seed)
-        shape = tuple(arch["image_shape"])
-        gen = GanGeneratorNet(shape, arch["num_classes"], arch["vector_size"],
-                              cfg.latent_dim, cfg.width)
-        disc = ProjectionDiscriminator(shape, arch["num_classes"], arch["vector_size"],
-                                       cfg.width, spectral=private is None)
-        # minibatch-std groups: consecutive samples that never mix real and fake (under
-        # DP none: a statistic across images breaks the per-image bound)
-        disc.group = (1 if private is not None
-                      else next(g for g in (4, 3, 2, 1) if cfg.batch_size % g == 0))
+        gen, disc = build_pair(arch, private is not None)
         ema = copy.deepcopy(gen).eval()
-        # channels-last convolutions are markedly faster on CPU (oneDNN) and on GPUs;
-        # per-example gradients (DP) need the discriminator's inputs in the default layout
-        d_format = torch.channels_last if private is None else torch.contiguous_format
-        for net in (gen, disc, ema):
-            net.to(device=device, memory_format=torch.channels_last)
-        disc.to(memory_format=d_format)
-        gen.train()
-        disc.train()
-        betas = (cfg.beta1, cfg.beta2)
-        opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr_g, betas=betas, foreach=True)
-        opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=betas, foreach=True)
+        ema.to(device=device, memory_format=torch.channels_last)
         batches = _Batches(data, conditions, device, rng, cfg.batch_size, cfg.latent_dim)
-        session = projection = None
-        if private is not None:
-            projection = SpectralProjection(disc, seed)
-            noise = torch.Generator(device=device).manual_seed(seed + 1)
-            session = private.mechanism.attach(
-                disc, opt_d, noise_multiplier=private.noise_multiplier,
-                expected_batch_size=2 * cfg.batch_size, generator=noise)
+        steps = GanSteps(cfg, gen, disc, batches, device, seed, private)
 
-        def aug(x: torch.Tensor) -> torch.Tensor:
-            x = diff_augment(x, rng) if cfg.augment else x
-            return x.contiguous(memory_format=d_format)
-
-        bar = tqdm(range(cfg.steps), desc=desc, disable=not progress, leave=False,
-                   file=sys.stderr)
-        watch = torch.zeros((), device=device)  # the losses summed, checked every few steps
-        for step in bar:
-            # discriminator: real vs. detached fakes, in one forward pass
-            disc.requires_grad_(True)
-            for _ in range(cfg.d_steps):
-                if session is not None:
-                    loss_d, fake, fake_y, fake_v = self._private_d_step(
-                        session, projection, gen, batches, aug, private.sample_rate)
-                    private.steps += 1
-                    continue
-                real, real_y, real_v = batches.real()
-                z, fake_y, fake_v = batches.latent()
-                fake = gen(z, fake_y, fake_v)
-                scores = disc(aug(torch.cat([real, fake.detach()])),
-                              torch.cat([real_y, fake_y]), torch.cat([real_v, fake_v]))
-                loss_d = _d_loss(cfg.loss, *scores.chunk(2))
-                opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                opt_d.step()
-            # generator: the last fakes again, through the updated discriminator
-            disc.requires_grad_(False)
-            loss_g = _g_loss(cfg.loss, disc(aug(fake), fake_y, fake_v))
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
+        def average(step: int) -> None:
             _ema_update(ema, gen, min(cfg.ema, (1.0 + step) / (EMA_WARMUP + step)))
-            watch += loss_d.detach() + loss_g.detach()  # NaN or inf stays non-finite
-            if step % REPORT_EVERY == 0 or step == cfg.steps - 1:
-                if not torch.isfinite(watch):  # stop where it happens, naming the step
-                    bar.close()
-                    raise SynthlearnError(
-                        f"gan training diverged by step {step + 1} of {cfg.steps} "
-                        f"(discriminator loss {loss_d.item():.4g}, generator loss "
-                        f"{loss_g.item():.4g}): try a lower lr_d / lr_g")
-                if progress:
-                    bar.set_postfix(d=f"{loss_d.item():.3f}", g=f"{loss_g.item():.3f}",
-                                    refresh=False)
-        bar.close()
-        if session is not None:
-            private.details = dict(session.finish())
-        self._standing_stats(ema, batches)
+
+        steps.run(cfg.steps, progress=progress, desc=desc, after_step=average)
+        steps.finish()
+        standing_stats(ema, batches.latent)
         # kept (and sampled) in the default layout, exactly like a loaded generator
         return ema.to(device="cpu", memory_format=torch.contiguous_format).eval()
-
-    def _private_d_step(self, session: Any, projection: SpectralProjection, gen: nn.Module,
-                        batches: _Batches, aug: Any, rate: float
-                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One DP discriminator update: a Poisson batch of reals beside a full batch of
-        fakes, one loss row per image, clipped and noised by the mechanism, then the
-        spectral projection. Returns the loss and the fakes (for the generator step)."""
-        real, real_y, real_v = batches.poisson(rate)
-        z, fake_y, fake_v = batches.latent()
-        fake = gen(z, fake_y, fake_v)
-        session.zero_grad()
-        scores = session.forward(aug(torch.cat([real, fake.detach()])),
-                                 torch.cat([real_y, fake_y]), torch.cat([real_v, fake_v]))
-        loss_d = _d_terms(self.config.loss, scores[:len(real)], scores[len(real):]).mean()
-        loss_d.backward()
-        session.step()
-        projection.project()
-        return loss_d, fake, fake_y, fake_v
-
-    @staticmethod
-    @torch.no_grad()
-    def _standing_stats(net: GanGeneratorNet, batches: _Batches) -> None:
-        """Recompute the averaged generator's batch-norm statistics from its own
-        activations (the copied ones belong to the live generator's weights)."""
-        norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the batches below
-        net.train()
-        for _ in range(STAT_BATCHES):
-            net(*batches.latent())
-        for m in norms:
-            m.momentum = 0.1
-        net.eval()
 
     # --- sampling ------------------------------------------------------------------
 
@@ -384,12 +433,7 @@ class GanGenerator:
         """The averaged generator's weights plus the architecture as JSON meta."""
         if self._net is None:
             raise SynthlearnError("the gan generator has not been fitted or loaded")
-        tensors = {k: v.detach().cpu().clone() for k, v in self._net.state_dict().items()}
-        meta = {"generator": "gan", "format": FORMAT, "config": dict(self._arch["config"]),
-                "image_shape": list(self._arch["image_shape"]),
-                "num_classes": self._arch["num_classes"],
-                "vector_size": self._arch["vector_size"]}
-        return Payload(tensors, meta)
+        return generator_payload(self._net, self._arch)
 
     def load(self, payload: Payload, source: str) -> None:
         """Restore a fitted generator from ``state()``'s payload; the architecture comes
@@ -411,6 +455,16 @@ class GanGenerator:
                 raise SynthlearnError(f"gan generator weight {name!r} holds NaN or infinite "
                                       "values", where=source)
         self._net, self._arch = net.eval(), arch
+
+
+def generator_payload(net: GanGeneratorNet, arch: dict[str, Any]) -> Payload:
+    """A generator network's weights plus its architecture ``arch`` as JSON meta: what
+    ``GanGenerator.state`` sends and ``GanGenerator.load`` reads."""
+    tensors = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+    meta = {"generator": "gan", "format": FORMAT, "config": dict(arch["config"]),
+            "image_shape": list(arch["image_shape"]), "num_classes": arch["num_classes"],
+            "vector_size": arch["vector_size"]}
+    return Payload(tensors, meta)
 
 
 def _shape_of(tensors: dict[str, torch.Tensor], name: str, ndim: int, source: str

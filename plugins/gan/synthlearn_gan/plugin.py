@@ -1,10 +1,12 @@
-"""The hook that registers the ``gan`` generator with synthlearn."""
+"""The hooks that register the ``gan`` generator, the ``fedgan`` arm and its site tasks
+with synthlearn."""
 
 from __future__ import annotations
 
-from synthlearn import ComponentSpec, hookimpl
+from synthlearn import ComponentSpec, SiteTaskSpec, hookimpl
 
 from synthlearn_gan.config import GanConfig
+from synthlearn_gan.fedgan import FedGanArm, FedGanConfig
 from synthlearn_gan.generator import GanGenerator
 
 
@@ -16,3 +18,23 @@ def synthlearn_register_generators() -> list[ComponentSpec]:
                       "conditional DCGAN: hinge loss, spectral-norm projection D with "
                       "minibatch std, EMA generator"),
     ]
+
+
+@hookimpl
+def synthlearn_register_arms() -> list[ComponentSpec]:
+    """The ``fedgan`` arm: one gan trained by federated averaging across the sites."""
+    return [
+        ComponentSpec("fedgan", FedGanConfig, FedGanArm,
+                      "FedGAN: the sites train one conditional gan by federated averaging "
+                      "of both networks; the server trains on its samples",
+                      slots={"generator": "generator", "conditioning": "conditioning"},
+                      slot_defaults={"generator": "gan", "conditioning": "categorical"}),
+    ]
+
+
+@hookimpl
+def synthlearn_register_site_tasks() -> list[SiteTaskSpec]:
+    """The fedgan arm's site work: the statistics once, then one round of gan steps."""
+    from synthlearn_gan.federated import FedGanRound, fedgan_round, site_summary
+
+    return [SiteTaskSpec(site_summary, None), SiteTaskSpec(fedgan_round, FedGanRound)]

@@ -1,13 +1,28 @@
-"""The server side of a round: check what the sites sent and average it."""
+"""The server side of a federated round, shared by every arm that averages networks
+across sites (the ``fedavg`` plugin's models, the ``gan`` plugin's ``fedgan``
+generator and discriminator): which sites take part, what a site sent checked against
+the global state, and the weighted average."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
+import numpy as np
 import torch
-from synthlearn import SynthlearnError
 
+from synthlearn.errors import SynthlearnError
+
+#: A network's weights by name (a ``state_dict``).
 State = dict[str, torch.Tensor]
+
+
+def choose_sites(site_ids: list[int], fraction: float, seed: int) -> list[int]:
+    """``max(1, round(fraction * n))`` of the sites, drawn with ``seed``, in id order."""
+    k = max(1, round(fraction * len(site_ids)))
+    if k >= len(site_ids):
+        return list(site_ids)
+    rng = np.random.default_rng(seed)
+    return sorted(int(s) for s in rng.choice(site_ids, size=k, replace=False))
 
 
 def check_update(update: Mapping[str, torch.Tensor], reference: Mapping[str, torch.Tensor],
