@@ -11,13 +11,16 @@ generators and teachers the sites sent (``models``), or the sites sent them read
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 from synthlearn.api import (
+    FILTER_SLOT,
     MAX_IMAGES,
+    MAX_REDRAW_ROUNDS,
     ArmContext,
     ArmResult,
     ImageData,
@@ -35,6 +38,7 @@ from synthlearn.api import (
     load_state,
     pool_subset,
     predict_logits,
+    received_screening,
     received_tensor,
     seeded_model,
 )
@@ -71,6 +75,13 @@ class KRArm:
 
     def __init__(self, config: KRConfig) -> None:
         self.config = config
+
+    def check_slots(self, slots: Mapping[str, Any]) -> None:
+        """A filter needs ``share: samples``: a generator that leaves the site cannot be
+        screened there."""
+        if FILTER_SLOT in slots and self.config.share != "samples":
+            raise SynthlearnError("a filter needs share: samples (a generator that leaves "
+                                  "the site cannot be screened there)")
 
     def run(self, ctx: ArmContext) -> ArmResult:
         config = self.config
@@ -241,6 +252,7 @@ class SamplesSource:
     def __init__(self, ctx: ArmContext, work: SiteWork, received: dict[int, Payload],
                  seeds: dict[int, int]) -> None:
         self.sets: dict[int, list[SiteSet]] = {}
+        self.screenings: dict[int, dict[str, Any]] = {}
         for sid, payload in sorted(received.items()):
             source = f"arm {ctx.name}, site {sid}"
             if payload.meta.get("sets") != work.draws:
@@ -248,6 +260,9 @@ class SamplesSource:
                                       f"student needs {work.draws}", where=source)
             self.sets[sid] = [self._read(payload, index, sid, ctx, source)
                               for index in range(work.draws)]
+            if FILTER_SLOT in ctx.arm.component.slots:
+                limit = MAX_IMAGES * work.draws * (MAX_REDRAW_ROUNDS + 1)
+                self.screenings[sid] = received_screening(payload.meta, limit, source)
         if work.kr.labels == "ensemble" and len(received) > 1:
             self._label_elsewhere(ctx, work, seeds)
 
@@ -298,7 +313,7 @@ class SamplesSource:
         return {sid: sets[index] for sid, sets in self.sets.items()}
 
     def site_details(self, sid: int) -> dict[str, Any]:
-        return {}
+        return {"screening": self.screenings[sid]} if sid in self.screenings else {}
 
     def artifacts(self) -> dict[str, bytes]:
         return {}

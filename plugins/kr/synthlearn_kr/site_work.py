@@ -13,7 +13,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 from synthlearn.api import (
+    FILTER_SLOT,
     SHARED_FIT_TASK,
+    ImageData,
     Payload,
     Site,
     SiteEnv,
@@ -26,7 +28,10 @@ from synthlearn.api import (
     load_state,
     make_converter,
     predict_logits,
+    render_conditions,
+    screened_pool,
     seeded_model,
+    site_filter,
     state_payload,
     train_classifier,
 )
@@ -112,12 +117,33 @@ def prepare(site: Site, work: SiteWork, inbound: Payload | None, env: SiteEnv) -
                    **prefixed("teacher", teacher.state_dict())}
         return Payload(tensors, {**meta, "stats": stats, "generator": state.meta})
     generator = load_generator(env.slots["generator"], state, f"site {site.id} generator")
+    label_ = generator_label(env.slots["generator"])
+    shape = (env.in_chans, *env.image_size)
+    pools = [draw_pool(generator, scheme, stats, work.kr.drawn_for(n_real),
+                       set_seed(env.seed, index), label=label_, image_shape=shape,
+                       class_balance=work.kr.class_balance)
+             for index in range(work.draws)]
+    screening = site_filter(site, env)
+    if screening is not None:  # screened before anything leaves; rejects redrawn
+        screen, record = screening
+
+        def redraw_for(index: int) -> Any:
+            def redraw(rejected: ImageData, round_: int) -> np.ndarray:
+                return render_conditions(
+                    generator, scheme, stats, rejected.labels, rejected.attributes,
+                    derive_seed(set_seed(env.seed, index), "redraw", round_),
+                    label=label_, image_shape=shape)
+            return redraw
+
+        pools = [screened_pool(pool, screen, redraw_for(index), record,
+                               label=f"filter {env.slots[FILTER_SLOT].use!r}")
+                 for index, pool in enumerate(pools)]
+        size = min(len(pool) for pool in pools)  # the student's sets keep one size
+        pools = [pool.subset(np.arange(size)) for pool in pools]
+        record.about = dict(screen.describe())
+        meta[FILTER_SLOT] = record.to_json()
     tensors = {}
-    for index in range(work.draws):
-        pool = draw_pool(generator, scheme, stats, work.kr.drawn_for(n_real),
-                         set_seed(env.seed, index), label=generator_label(env.slots["generator"]),
-                         image_shape=(env.in_chans, *env.image_size),
-                         class_balance=work.kr.class_balance)
+    for index, pool in enumerate(pools):
         tensors[f"set.{index}.images"] = torch.from_numpy(pool.images)
         tensors[f"set.{index}.labels"] = torch.from_numpy(pool.labels)
         tensors[f"set.{index}.logits"] = torch.from_numpy(

@@ -286,3 +286,20 @@ def test_a_teacher_model_of_its_own(write_recipe, tmp_path: Path, cli) -> None:
 
 def test_kr_conforms_to_the_arm_contract() -> None:
     check_arm(kr_arm("kr", multiple=0.5, regenerate_every=None))
+
+
+def test_a_filter_screens_the_sets_before_they_leave_and_needs_samples(
+        tmp_path: Path, write_recipe, cli) -> None:
+    arm = kr_arm("kr", share="samples", regenerate_every=1, multiple=0.5)
+    arm["filter"] = {"use": "near-copy", "params": {"quantile": 0.05}}
+    result = run_recipe(small_recipe(arms=[arm]), tmp_path=tmp_path)
+    details = result["arms"][0]["details"]
+    for site in details["per_site"]:
+        screening = site["screening"]
+        assert screening["filter"] == "near-copy"
+        # every set of the student's epochs was screened
+        assert screening["drawn"] >= details["sets"] * site["n_synthetic_per_set"]
+        assert screening["about"]["quantile"] == 0.05
+    refused = dict(arm, params={**arm["params"], "share": "models"})
+    out = cli("validate", str(write_recipe(small_recipe(arms=[refused]))))
+    assert out.returncode == 2 and "$.arms[0]: a filter needs share: samples" in out.stderr
