@@ -1,8 +1,9 @@
 """synthlearn: compare centralized, local, federated and synthetic learning from one recipe.
 
 This module exports the light names a plugin's registration and config modules need
-(``hookimpl``, ``ComponentSpec``, ``NoParams``, ``KINDS``, the errors, and the param
-fields ``input_path_field`` and ``sampling_field``) without importing torch. The
+(``hookimpl``, ``ComponentSpec``, ``NoParams``, ``KINDS``, the errors, the param
+fields ``input_path_field`` and ``sampling_field`` and the validators ``int_at_least``
+and ``positive_or_none``) without importing torch. The
 whole public API for plugin authors is ``synthlearn.api``; everything else is internal.
 """
 
@@ -16,7 +17,7 @@ from synthlearn.errors import (
     SynthlearnError,
 )
 from synthlearn.hookspecs import hookimpl, hookspec
-from synthlearn.params import input_path_field, sampling_field
+from synthlearn.params import input_path_field, int_at_least, positive_or_none, sampling_field
 
 __version__ = "0.1.0"
 
@@ -35,5 +36,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "input_path_field",
+    "int_at_least",
+    "positive_or_none",
     "sampling_field",
 ]

@@ -21,7 +21,8 @@ Errors
 Component params
     ``input_path_field`` (a param that is a path the component reads),
     ``sampling_field`` (a generator param that changes only the drawing, not the fit),
-    ``make_converter`` (the strict cattrs converter, for nested params of your own).
+    ``make_converter`` (the strict cattrs converter, for nested params of your own);
+    validators ``int_at_least(low)`` and ``positive_or_none``.
 
 Data
     ``ImageData`` (uint8 images, int64 labels, float32 attributes), ``Dataset`` (train
@@ -62,7 +63,8 @@ Synthetic images
     fitting site task so to share generator fits with the ``synthetic`` arm),
     ``fit_site_generator``, ``draw_pool`` (and its ``CLASS_BALANCES``), ``pool_subset``,
     ``load_generator``, ``generator_label``, ``describe_slots``, ``checked_n_real``,
-    ``render_conditions`` (images for given conditions, checked).
+    ``render_conditions`` (images for given conditions, checked); ``ShareSize`` (the
+    ``multiple``/``count`` params of a per-site pool, for a config class to inherit).
 
 Filters (an arm that releases synthetic images, with a ``filter`` slot)
     ``SyntheticFilter`` (the kind's contract), ``SlotsChecked`` (an arm refusing a
@@ -114,6 +116,7 @@ from synthlearn.generation.filtering import (
     screened_pool,
     site_filter,
 )
+from synthlearn.generation.share_size import ShareSize
 from synthlearn.generation.sharing import (
     CLASS_BALANCES,
     SHARED_FIT_TASK,
@@ -166,7 +169,13 @@ from synthlearn.models.training import (
     train_classifier,
 )
 from synthlearn.notices import warn
-from synthlearn.params import input_path_field, make_converter, sampling_field
+from synthlearn.params import (
+    input_path_field,
+    int_at_least,
+    make_converter,
+    positive_or_none,
+    sampling_field,
+)
 from synthlearn.sitework.cache import SiteCache
 from synthlearn.sitework.exchange import Payload, check_layout, load_state, state_payload
 from synthlearn.sitework.received import received_count, received_tensor
@@ -199,6 +208,9 @@ __all__ = [
     "screened_pool",
     "site_filter",
     "render_conditions",
+    "ShareSize",
+    "int_at_least",
+    "positive_or_none",
     "PrivatelyTrained",
     "PrivateStep",
     "Generator",

@@ -68,6 +68,22 @@ def sampling_field(default: Any = attrs.NOTHING, **kwargs: Any) -> Any:
     return attrs.field(default=default, metadata=metadata, **kwargs)
 
 
+def int_at_least(low: int) -> Callable[[Any, attrs.Attribute, Any], None]:
+    """An attrs validator: an integer (not a bool) no smaller than ``low``."""
+
+    def check(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"'{attribute.name}' must be an integer >= {low}, got {value!r}")
+
+    return check
+
+
+def positive_or_none(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """An attrs validator: a positive number, or None."""
+    if value is not None and (isinstance(value, bool) or not value > 0):
+        raise ValueError(f"'{attribute.name}' must be positive or null, got {value!r}")
+
+
 def fitting_params(config: Any, params: dict[str, Any]) -> dict[str, Any]:
     """``params`` (a generator config unstructured) without its ``sampling_field`` params:
     what a fit depends on."""

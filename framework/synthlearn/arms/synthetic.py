@@ -41,6 +41,7 @@ from synthlearn.generation.filtering import (
     screened_pool,
     site_filter,
 )
+from synthlearn.generation.share_size import ShareSize
 from synthlearn.generation.sharing import (
     CLASS_BALANCES,
     PRIVACY_KEY,
@@ -62,11 +63,6 @@ from synthlearn.sitework.sites import Site, SiteEnv, SiteTask, derive_seed
 SHARES: tuple[str, ...] = ("samples", "generator")
 
 
-def _positive_or_none(_instance: object, attribute: attrs.Attribute, value: Any) -> None:
-    if value is not None and value <= 0:
-        raise ValueError(f"'{attribute.name}' must be positive, got {value}")
-
-
 def _every(_instance: object, attribute: attrs.Attribute, value: int | None) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                               or value < 1):
@@ -75,7 +71,7 @@ def _every(_instance: object, attribute: attrs.Attribute, value: int | None) -> 
 
 
 @attrs.define(frozen=True)
-class SyntheticConfig:
+class SyntheticConfig(ShareSize):
     """How much leaves each site, and in what form.
 
     ``share`` is ``samples`` (synthetic images cross) or ``generator`` (the fitted
@@ -117,14 +113,6 @@ class SyntheticConfig:
         default="samples", validator=attrs.validators.in_(SHARES),
         metadata={"doc": "`samples` (synthetic images cross) or `generator` (the fitted "
                          "generator crosses and the server samples)"})
-    multiple: float | None = attrs.field(
-        default=None, validator=_positive_or_none,
-        metadata={"doc": "synthetic images per site, as a multiple of its real images (null: "
-                         "1.0)"})
-    count: int | None = attrs.field(
-        default=None, validator=_positive_or_none,
-        metadata={"doc": "exactly this many synthetic images per site instead of `multiple` (not"
-                         " both)"})
     regenerate_every: int | None = attrs.field(
         default=None, validator=_every,
         metadata={"doc": "train the server's model on a fresh synthetic set every N epochs "
@@ -143,17 +131,10 @@ class SyntheticConfig:
                          "it (null: draw every set)"})
 
     def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
         if self.pool is not None and self.regenerate_every is None:
             raise ValueError("'pool' needs 'regenerate_every' (it is what the redrawn sets "
                              "are taken from)")
-        if self.multiple is not None and self.count is not None:
-            raise ValueError("set either 'multiple' or 'count', not both")
-
-    def images_for(self, n_real: int) -> int:
-        """How many synthetic images a site with ``n_real`` images contributes."""
-        if self.count is not None:
-            return self.count
-        return max(1, round((1.0 if self.multiple is None else self.multiple) * n_real))
 
     def sets_for(self, epochs: int) -> int:
         """How many synthetic sets a model trained for ``epochs`` epochs uses."""

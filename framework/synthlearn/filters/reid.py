@@ -33,6 +33,7 @@ from tqdm import tqdm
 from synthlearn.data.types import Dataset, ImageData
 from synthlearn.errors import SynthlearnError
 from synthlearn.models.training import resolve_device, to_float
+from synthlearn.params import int_at_least
 from synthlearn.sitework.sites import Site
 
 #: The reason ``screen`` gives for a rejected candidate.
@@ -40,13 +41,6 @@ REASON = "reid"
 
 #: Images per forward pass when embedding.
 EMBED_BATCH = 512
-
-
-def _int_at_least(low: int) -> Any:
-    def check(_instance: object, attribute: attrs.Attribute, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"'{attribute.name}' must be an integer >= {low}, got {value!r}")
-    return check
 
 
 def _open_unit(_instance: object, attribute: attrs.Attribute, value: float) -> None:
@@ -59,16 +53,16 @@ class ReidConfig:
     """A re-identification embedding trained at the site; see the module docstring."""
 
     steps: int = attrs.field(
-        default=600, validator=_int_at_least(1),
+        default=600, validator=int_at_least(1),
         metadata={"doc": "contrastive training steps of the embedding"})
     batch_size: int = attrs.field(
-        default=64, validator=_int_at_least(2),
+        default=64, validator=int_at_least(2),
         metadata={"doc": "images per contrastive batch (each gives two augmented views)"})
     embed_dim: int = attrs.field(
-        default=64, validator=_int_at_least(2),
+        default=64, validator=int_at_least(2),
         metadata={"doc": "size of the (unit-length) embedding"})
     width: int = attrs.field(
-        default=32, validator=_int_at_least(4),
+        default=32, validator=int_at_least(4),
         metadata={"doc": "channels of the embedding network's first convolution"})
     lr: float = attrs.field(
         default=1e-3, validator=attrs.validators.gt(0.0),
@@ -89,7 +83,7 @@ class ReidConfig:
         metadata={"doc": "a mirrored image counts as the same patient (off: a mirrored chest "
                          "X-ray is no second acquisition)"})
     min_images: int = attrs.field(
-        default=16, validator=_int_at_least(2),
+        default=16, validator=int_at_least(2),
         metadata={"doc": "fewest images a site needs to train the embedding"})
     device: str = attrs.field(
         default="auto",

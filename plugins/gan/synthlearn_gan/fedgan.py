@@ -23,12 +23,14 @@ from typing import Any
 import attrs
 import numpy as np
 import torch
+from synthlearn import int_at_least
 from synthlearn.api import (
     MAX_IMAGES,
     ArmContext,
     ArmResult,
     ImageData,
     Payload,
+    ShareSize,
     SiteTask,
     SynthlearnError,
     average,
@@ -59,20 +61,8 @@ from synthlearn_gan.generator import build_pair, generator_payload, standing_sta
 WEIGHTINGS: tuple[str, ...] = ("examples", "uniform")
 
 
-def _int_at_least(low: int) -> Any:
-    def check(_instance: object, attribute: attrs.Attribute, value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"'{attribute.name}' must be an integer >= {low}, got {value!r}")
-    return check
-
-
-def _positive_or_none(_instance: object, attribute: attrs.Attribute, value: Any) -> None:
-    if value is not None and (isinstance(value, bool) or not value > 0):
-        raise ValueError(f"'{attribute.name}' must be positive or null, got {value!r}")
-
-
 @attrs.frozen
-class FedGanConfig:
+class FedGanConfig(ShareSize):
     """FedGAN (Rasouli et al., 2020): one GAN trained by federated averaging.
 
     ``rounds`` rounds split the ``generator:`` slot's ``steps`` (a gan's params) among
@@ -85,37 +75,19 @@ class FedGanConfig:
     """
 
     rounds: int = attrs.field(
-        default=10, validator=_int_at_least(1),
+        default=10, validator=int_at_least(1),
         metadata={"doc": "communication rounds; the gan's `steps` are split among them"})
     weighting: str = attrs.field(
         default="examples", validator=attrs.validators.in_(WEIGHTINGS),
         metadata={"doc": "average the sites' networks by their number of images (`examples`)"
                          " or equally (`uniform`)"})
     fidelity_every: int = attrs.field(
-        default=1, validator=_int_at_least(1),
+        default=1, validator=int_at_least(1),
         metadata={"doc": "score the averaged generator against the test images every this "
                          "many rounds, and after the last"})
     fidelity_images: int = attrs.field(
-        default=500, validator=_int_at_least(8),
+        default=500, validator=int_at_least(8),
         metadata={"doc": "images the averaged generator draws for each of those scores"})
-    multiple: float | None = attrs.field(
-        default=None, validator=_positive_or_none,
-        metadata={"doc": "synthetic images per site, as a multiple of its real images (null: "
-                         "1.0)"})
-    count: int | None = attrs.field(
-        default=None, validator=_positive_or_none,
-        metadata={"doc": "exactly this many synthetic images per site instead of `multiple` (not"
-                         " both)"})
-
-    def __attrs_post_init__(self) -> None:
-        if self.multiple is not None and self.count is not None:
-            raise ValueError("set either 'multiple' or 'count', not both")
-
-    def images_for(self, n_real: int) -> int:
-        """How many synthetic images are drawn for a site with ``n_real`` images."""
-        if self.count is not None:
-            return self.count
-        return max(1, round((1.0 if self.multiple is None else self.multiple) * n_real))
 
 
 class FedGanArm:
