@@ -83,7 +83,7 @@ def main() -> None:
                   for arms in rows.values() for a in arms)
     header = ["arm", *(["ε"] if with_dp else []), "accuracy", "balanced acc.", "AUC",
               *(["val accuracy", "val AUC"] if with_val else []), "accuracy per seed",
-              "bytes to server", "wall s"]
+              "bytes to server", "bytes to sites", "wall s"]
     table = []
     for name, arms in rows.items():
         cells = [name]
@@ -99,7 +99,8 @@ def main() -> None:
                       if (a.get("validation") or {}).get(key) is not None]
             cells.append(_spread(values) if values else "n/a")
         cells.append(", ".join(f"{a['metrics']['accuracy']:.3f}" for a in arms))
-        cells.append(f"{statistics.fmean(a['metrics']['bytes_to_server'] for a in arms):,.0f}")
+        for key in ("bytes_to_server", "bytes_to_sites"):
+            cells.append(f"{statistics.fmean(a['metrics'][key] for a in arms):,.0f}")
         cells.append(f"{statistics.fmean(a['metrics']['wall_s'] for a in arms):.0f}")
         table.append(cells)
     print(f"\nrecipe {args.recipe}, seeds {args.seeds}, overrides {args.overrides or 'none'}")
@@ -109,8 +110,18 @@ def main() -> None:
         print("\nsynthetic images (pooled fidelity against the test split; memorisation "
               "per site, pixel space: the worst site's near-copy share and the mean "
               "closer-to-member share, 0.5 = no leak)")
-        _print_table(["arm", "fd", "precision", "recall", "near copies, worst site",
-                      "closer to members"], synthetic)
+        _print_table(["arm", "fd", "precision", "recall", "realism",
+                      "near copies, worst site", "closer to members"], synthetic)
+    screened = screening_table(rows)
+    if screened:
+        print("\nfilters at the sites (over the sites: candidates drawn, rejected per "
+              "reason, left out after the last redraw; the reid filter's calibration)")
+        _print_table(["arm", "drawn", "rejected", "left out", "false-match rate"], screened)
+    attacks = attack_table(rows)
+    if attacks:
+        print("\nmembership audit (AUC and TPR at 1% FPR against the arm's control model)")
+        _print_table(["arm", "attack", "AUC", "control AUC", "TPR@1%", "control TPR@1%"],
+                     attacks)
 
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:
@@ -131,11 +142,56 @@ def synthetic_table(rows: dict[str, list[dict]]) -> list[list[str]]:
             continue
         cells = [name] + [_spread([p[key] for p in pooled])
                           for key in ("fd", "precision", "recall")]
+        realism = [p["realism"] for p in pooled if p.get("realism") is not None]
+        cells.append(_spread(realism) if realism else "n/a")
         worst = [max(s["pixel"]["near_copies"] for s in run) for run in sites if run]
         closer = [statistics.fmean(s["pixel"]["closer_to_members"] for s in run)
                   for run in sites if run]
         cells += [_spread(worst) if worst else "n/a", _spread(closer) if closer else "n/a"]
         table.append(cells)
+    return table
+
+
+def screening_table(rows: dict[str, list[dict]]) -> list[list[str]]:
+    """Per arm whose sites ran a filter: what it drew and rejected, summed over the sites,
+    mean over the seeds."""
+    table = []
+    for name, arms in rows.items():
+        runs = [[site["screening"] for site in (a.get("details") or {}).get("per_site", [])
+                 if "screening" in site] for a in arms]
+        runs = [run for run in runs if run]
+        if not runs:
+            continue
+        reasons = sorted({r for run in runs for site in run for r in site["rejected"]})
+        def total(reason: str, runs: list = runs) -> float:
+            return statistics.fmean(sum(site["rejected"].get(reason, 0) for site in run)
+                                    for run in runs)
+
+        rejected = ", ".join(f"{total(r):,.0f} {r}" for r in reasons) or "0"
+        false_match = [site["about"]["false_match_rate"] for run in runs for site in run
+                       if isinstance(site["about"].get("false_match_rate"), (int, float))]
+        table.append([
+            name,
+            f"{statistics.fmean(sum(site['drawn'] for site in run) for run in runs):,.0f}",
+            rejected,
+            f"{statistics.fmean(sum(site['unfilled'] for site in run) for run in runs):,.0f}",
+            _spread(false_match) if false_match else "n/a"])
+    return table
+
+
+def attack_table(rows: dict[str, list[dict]]) -> list[list[str]]:
+    """Per arm and attack: the attack's figures beside its control's, mean ± sd over the
+    seeds that ran it."""
+    table = []
+    for name, arms in rows.items():
+        names = sorted({attack for a in arms for attack in (a.get("attacks") or {})})
+        for attack in names:
+            entries = [a["attacks"][attack] for a in arms if attack in (a.get("attacks") or {})]
+            cells = [name, attack]
+            for key in ("auc", "control_auc", "tpr_at_fpr_0_01", "control_tpr_at_fpr_0_01"):
+                values = [e[key] for e in entries if isinstance(e.get(key), (int, float))]
+                cells.append(_spread(values) if values else "n/a")
+            table.append(cells)
     return table
 
 
