@@ -148,6 +148,15 @@ def test_a_hostile_screening_record_is_refused() -> None:
     good = {"filter": "reid", "drawn": 10, "rejected": {"reid": 2}, "rounds": 1,
             "unfilled": 0, "about": {"threshold": 0.8, "blob": "x" * 500}}
     assert received_screening({"filter": good}, 100, "site 0")["about"] == {"threshold": 0.8}
+    from synthlearn import notices
+
+    notices.start()
+    greedy = {**good, "rejected": {"reid": 8}}
+    received_screening({"filter": greedy}, 100, "site 1")
+    assert notices.collected() == [
+        "site 1: the filter 'reid' rejected 80% of the 10 candidates drawn: the released "
+        "images are mostly what it lets through (a generator that copies its images, or a "
+        "filter that matches distinct images: see its false-match rate)"]
     for bad in ({**good, "drawn": 10**12}, {**good, "rejected": {"r" * 99: 1}},
                 {**good, "rejected": {f"r{i}": 1 for i in range(40)}}, "nope"):
         with pytest.raises(SynthlearnError, match="site 0"):

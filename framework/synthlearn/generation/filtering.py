@@ -21,6 +21,7 @@ import numpy as np
 
 from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
+from synthlearn.notices import warn
 from synthlearn.sitework.received import received_count
 from synthlearn.sitework.sites import Site, SiteEnv, derive_seed
 
@@ -30,6 +31,10 @@ MAX_REDRAW_ROUNDS = 10
 #: Longest reason a filter may give, and most distinct reasons a site may report.
 MAX_REASON = 40
 MAX_REASONS = 16
+
+#: Share of the candidates drawn that, once rejected, makes the released pool doubtful:
+#: it is then mostly what the filter lets through, not what the generator makes.
+REJECTED_WARNING = 0.5
 
 #: The slot an arm declares for its filter (of kind ``filter``).
 FILTER_SLOT = "filter"
@@ -135,6 +140,12 @@ def received_screening(meta: Mapping[str, Any], limit: int, source: str) -> dict
     out["about"] = {str(k)[:MAX_REASON]: v for k, v in list(about.items())[:16]
                     if isinstance(v, (int, float, bool))
                     or (isinstance(v, str) and len(v) <= 80)} if isinstance(about, dict) else {}
+    rejected_share = sum(out["rejected"].values()) / max(1, out["drawn"])
+    if rejected_share > REJECTED_WARNING:
+        warn(f"the filter {out['filter']!r} rejected {rejected_share:.0%} of the "
+             f"{out['drawn']} candidates drawn: the released images are mostly what it lets "
+             "through (a generator that copies its images, or a filter that matches "
+             "distinct images: see its false-match rate)", where=source)
     return out
 
 
