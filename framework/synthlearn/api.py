@@ -70,7 +70,8 @@ Filters (an arm that releases synthetic images, with a ``filter`` slot)
     ``SyntheticFilter`` (the kind's contract), ``SlotsChecked`` (an arm refusing a
     filter where nothing leaves a site); at a site ``site_filter`` (the fitted filter and
     an empty ``Screening`` record, or None) and ``screened_pool`` (screen a pool, redraw
-    rejected candidates with their own conditions); ``FILTER_SLOT``,
+    rejected candidates with their own conditions), or both for an arm's pools at once:
+    ``screen_site_pools``; ``FILTER_SLOT``,
     ``MAX_REDRAW_ROUNDS``; at the server ``received_screening`` (the record a site sent,
     checked).
 
@@ -113,6 +114,7 @@ from synthlearn.generation.filtering import (
     MAX_REDRAW_ROUNDS,
     Screening,
     received_screening,
+    screen_site_pools,
     screened_pool,
     site_filter,
 )
@@ -206,6 +208,7 @@ __all__ = [
     "Screening",
     "received_screening",
     "screened_pool",
+    "screen_site_pools",
     "site_filter",
     "render_conditions",
     "ShareSize",

@@ -38,8 +38,7 @@ from synthlearn.generation.filtering import (
     FILTER_SLOT,
     MAX_REDRAW_ROUNDS,
     received_screening,
-    screened_pool,
-    site_filter,
+    screen_site_pools,
 )
 from synthlearn.generation.share_size import ShareSize
 from synthlearn.generation.sharing import (
@@ -53,7 +52,6 @@ from synthlearn.generation.sharing import (
     generator_label,
     load_generator,
     pool_subset,
-    render_conditions,
 )
 from synthlearn.models.training import TrainSettings
 from synthlearn.sitework.exchange import Payload
@@ -193,17 +191,10 @@ def synthesize(site: Site, config: SyntheticConfig, inbound: Payload | None, env
                        image_shape=(env.in_chans, *env.image_size),
                        class_balance=config.class_balance)
              for index in range(sets)]
-    screening = site_filter(site, env)
+    pools, screening = screen_site_pools(pools, site, env, generator, scheme, stats,
+                                         [set_seed(env.seed, i) for i in range(sets)])
     if screening is not None:
-        screen, record = screening
-        label = f"filter {env.slots[FILTER_SLOT].use!r}"
-        pools = [screened_pool(pool, screen, _redraw(generator, scheme, stats, env, index),
-                               record, label=label)
-                 for index, pool in enumerate(pools)]
-        size = min(len(pool) for pool in pools)  # sets of one size for a redrawn model
-        pools = [pool.subset(np.arange(size)) for pool in pools]
-        record.about = dict(screen.describe())
-        meta[FILTER_SLOT] = record.to_json()
+        meta[FILTER_SLOT] = screening
     tensors: dict[str, torch.Tensor] = {}
     for index, pool in enumerate(pools):
         prefix = set_prefix(index)
@@ -212,21 +203,6 @@ def synthesize(site: Site, config: SyntheticConfig, inbound: Payload | None, env
         for name, values in pool.attributes.items():
             tensors[f"{prefix}attr.{name}"] = torch.from_numpy(values)
     return Payload(tensors, {**meta, "sets": sets})
-
-
-def _redraw(generator: Any, scheme: Any, stats: dict[str, Any], env: SiteEnv, index: int
-            ) -> Any:
-    """How a filter's rejected candidates of set ``index`` are drawn again: the same
-    conditions, a seed of their own for every round."""
-
-    def redraw(rejected: ImageData, round_: int) -> np.ndarray:
-        return render_conditions(generator, scheme, stats, rejected.labels,
-                                 rejected.attributes,
-                                 derive_seed(set_seed(env.seed, index), "redraw", round_),
-                                 label=generator_label(env.slots["generator"]),
-                                 image_shape=(env.in_chans, *env.image_size))
-
-    return redraw
 
 
 def _received_pool(payload: Payload, source: str, ctx: ArmContext, index: int = 0

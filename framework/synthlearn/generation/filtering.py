@@ -21,6 +21,7 @@ import numpy as np
 
 from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
+from synthlearn.generation.sharing import generator_label, render_conditions
 from synthlearn.notices import warn
 from synthlearn.sitework.received import received_count
 from synthlearn.sitework.sites import Site, SiteEnv, derive_seed
@@ -68,6 +69,38 @@ def site_filter(site: Site, env: SiteEnv) -> tuple[Any, Screening] | None:
     screen = component.build()
     screen.fit(site.data, derive_seed(env.seed, FILTER_SLOT), progress=env.progress)
     return screen, Screening(filter=component.use)
+
+
+def screen_site_pools(pools: Sequence[ImageData], site: Site, env: SiteEnv, generator: Any,
+                      scheme: Any, stats: dict[str, Any], set_seeds: Sequence[int]
+                      ) -> tuple[list[ImageData], dict[str, Any] | None]:
+    """Site work for an arm that sends synthetic ``pools`` (one per set, drawn with
+    ``set_seeds``): with a filter in the arm, each pool screened by it (``site_filter``,
+    ``screened_pool``; rejected candidates re-rendered from their own conditions by
+    ``generator`` and ``scheme``, a seed of their own per set and round) and all cut to
+    one size (a model trained on redrawn sets keeps one size). Returns the pools and the
+    screening record's JSON for the payload's meta under ``FILTER_SLOT`` (None, and the
+    pools as they are, without a filter)."""
+    screening = site_filter(site, env)
+    if screening is None:
+        return list(pools), None
+    screen, record = screening
+    label = generator_label(env.slots["generator"])
+    shape = (env.in_chans, *env.image_size)
+
+    def redraw_for(seed: int) -> Callable[[ImageData, int], np.ndarray]:
+        def redraw(rejected: ImageData, round_: int) -> np.ndarray:
+            return render_conditions(generator, scheme, stats, rejected.labels,
+                                     rejected.attributes, derive_seed(seed, "redraw", round_),
+                                     label=label, image_shape=shape)
+        return redraw
+
+    screened = [screened_pool(pool, screen, redraw_for(seed), record,
+                              label=f"filter {env.slots[FILTER_SLOT].use!r}")
+                for pool, seed in zip(pools, set_seeds, strict=True)]
+    size = min(len(pool) for pool in screened)
+    record.about = dict(screen.describe())
+    return [pool.subset(np.arange(size)) for pool in screened], record.to_json()
 
 
 def _reasons(verdict: Any, n: int, label: str) -> list[str | None]:

@@ -15,7 +15,6 @@ import torch.nn as nn
 from synthlearn.api import (
     FILTER_SLOT,
     SHARED_FIT_TASK,
-    ImageData,
     Payload,
     Site,
     SiteEnv,
@@ -28,10 +27,8 @@ from synthlearn.api import (
     load_state,
     make_converter,
     predict_logits,
-    render_conditions,
-    screened_pool,
+    screen_site_pools,
     seeded_model,
-    site_filter,
     state_payload,
     train_classifier,
 )
@@ -123,25 +120,10 @@ def prepare(site: Site, work: SiteWork, inbound: Payload | None, env: SiteEnv) -
                        set_seed(env.seed, index), label=label_, image_shape=shape,
                        class_balance=work.kr.class_balance)
              for index in range(work.draws)]
-    screening = site_filter(site, env)
-    if screening is not None:  # screened before anything leaves; rejects redrawn
-        screen, record = screening
-
-        def redraw_for(index: int) -> Any:
-            def redraw(rejected: ImageData, round_: int) -> np.ndarray:
-                return render_conditions(
-                    generator, scheme, stats, rejected.labels, rejected.attributes,
-                    derive_seed(set_seed(env.seed, index), "redraw", round_),
-                    label=label_, image_shape=shape)
-            return redraw
-
-        pools = [screened_pool(pool, screen, redraw_for(index), record,
-                               label=f"filter {env.slots[FILTER_SLOT].use!r}")
-                 for index, pool in enumerate(pools)]
-        size = min(len(pool) for pool in pools)  # the student's sets keep one size
-        pools = [pool.subset(np.arange(size)) for pool in pools]
-        record.about = dict(screen.describe())
-        meta[FILTER_SLOT] = record.to_json()
+    pools, screening = screen_site_pools(pools, site, env, generator, scheme, stats,
+                                         [set_seed(env.seed, i) for i in range(work.draws)])
+    if screening is not None:  # screened before anything left; rejects redrawn
+        meta[FILTER_SLOT] = screening
     tensors = {}
     for index, pool in enumerate(pools):
         tensors[f"set.{index}.images"] = torch.from_numpy(pool.images)
