@@ -32,7 +32,7 @@ def planted() -> tuple[ImageData, ImageData]:
 
 @pytest.fixture(scope="module")
 def reid(planted: tuple[ImageData, ImageData]) -> ReidFilter:
-    flt = ReidFilter(ReidConfig(steps=300, device="cpu"))
+    flt = ReidFilter(ReidConfig(steps=300, width=16, device="cpu"))
     flt.fit(planted[0], 0)
     return flt
 
