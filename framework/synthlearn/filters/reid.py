@@ -50,7 +50,10 @@ def _open_unit(_instance: object, attribute: attrs.Attribute, value: float) -> N
 
 @attrs.frozen
 class ReidConfig:
-    """A re-identification embedding trained at the site; see the module docstring."""
+    """A re-identification embedding the site trains contrastively on its own images (two
+    mild augmentations of one image are the same patient); a candidate at least as
+    similar to a site image as the ``miss_rate`` quantile of the site images' similarity
+    to an augmented view of themselves is rejected."""
 
     steps: int = attrs.field(
         default=600, validator=int_at_least(1),
