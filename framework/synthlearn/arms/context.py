@@ -121,6 +121,14 @@ class ArmContext:
                       DeprecationWarning, stacklevel=2)
         return self.arm.model
 
+    @property
+    def site_image_limit(self) -> int:
+        """The most images a site can claim (every training image the server split into
+        sites): the bound for a count a site sends, before it sizes anything."""
+        from synthlearn.generation.conditioning import MAX_IMAGES
+
+        return sum(len(site.data) for site in self.sites) or MAX_IMAGES
+
     def seed_for(self, *tags: object) -> int:
         """A seed for one purpose within this arm."""
         return derive_seed(self.seed, self.arm.component.use, *tags)

@@ -168,11 +168,6 @@ def set_prefix(index: int) -> str:
     return "" if index == 0 else f"set.{index}."
 
 
-def _image_limit(ctx: ArmContext) -> int:
-    """Most images a site can claim: every training image the server split into sites."""
-    return sum(len(site.data) for site in ctx.sites) or MAX_IMAGES
-
-
 def synthesize(site: Site, config: SyntheticConfig, inbound: Payload | None, env: SiteEnv
                ) -> Payload:
     """Site work: summarise, fit the generator (once), send samples or the generator."""
@@ -285,7 +280,7 @@ class SyntheticArm:
                     raise SynthlearnError(f"sent {payload.meta.get('sets')!r} synthetic sets, "
                                           f"the server needs {draws}", where=source)
                 # checked like everything a site sends (it sizes the sets of a pool)
-                n_real = received_count(payload.meta, "n_real", 1, _image_limit(ctx), source)
+                n_real = received_count(payload.meta, "n_real", 1, ctx.site_image_limit, source)
                 if FILTER_SLOT in ctx.arm.component.slots:
                     screenings[site.id] = received_screening(
                         payload.meta, MAX_IMAGES * draws * (MAX_REDRAW_ROUNDS + 1), source)
@@ -358,7 +353,7 @@ class SyntheticArm:
         scheme = ctx.arm.component.slots["conditioning"].build()
         stats = meta.get("stats")
         check_stats(scheme, stats, ctx.num_classes, source)  # before anything is sized
-        n = self.config.drawn_for(checked_n_real(meta, stats, _image_limit(ctx), source))
+        n = self.config.drawn_for(checked_n_real(meta, stats, ctx.site_image_limit, source))
         generator = load_generator(ctx.arm.component.slots["generator"],
                                    Payload(payload.tensors, meta["generator"]), source)
         seed = ctx.site_env(site, task).seed

@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from synthlearn import int_at_least
 from synthlearn.api import (
-    MAX_IMAGES,
     ArmContext,
     ArmResult,
     ImageData,
@@ -111,8 +110,7 @@ class FedGanArm:
 
     def run(self, ctx: ArmContext) -> ArmResult:
         cfg = self.config
-        check_site_steps(ctx)  # before any work
-        self.check_slots(ctx.arm.component.slots)
+        check_site_steps(ctx)  # before any work (validate has run check_slots)
         generator = ctx.arm.component.slots["generator"]
         gan: GanConfig = generator.config
         scheme = ctx.arm.component.slots["conditioning"].build()
@@ -124,7 +122,7 @@ class FedGanArm:
             meta, source = summaries[site.id].meta, f"arm {ctx.name}, site {site.id}"
             check_stats(scheme, meta.get("stats"), ctx.num_classes, source)
             stats[site.id] = meta["stats"]
-            sizes[site.id] = checked_n_real(meta, meta["stats"], _image_limit(ctx), source)
+            sizes[site.id] = checked_n_real(meta, meta["stats"], ctx.site_image_limit, source)
             claimed = received_count(meta, "vector_size", 0, 4096, source)
             if vector_size not in (None, claimed):
                 raise SynthlearnError(f"conditioning vector size {claimed} differs from the "
@@ -230,8 +228,3 @@ class FedGanArm:
                                label=generator_label(generator),
                                image_shape=(ctx.in_chans, *ctx.image_size))
                 for sid in sorted(stats)}
-
-
-def _image_limit(ctx: ArmContext) -> int:
-    """Most images a site can claim: every training image the server split into sites."""
-    return sum(len(site.data) for site in ctx.sites) or MAX_IMAGES

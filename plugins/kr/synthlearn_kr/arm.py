@@ -198,7 +198,7 @@ class ModelsSource:
         self.stats: dict[int, Any] = {}
         self.sizes: dict[int, int] = {}
         scheme = slots["conditioning"].build()
-        limit = sum(len(site.data) for site in ctx.sites) or MAX_IMAGES
+        limit = ctx.site_image_limit
         for sid, payload in sorted(received.items()):
             source = f"arm {ctx.name}, site {sid}"
             meta = payload.meta
