@@ -86,22 +86,98 @@ def is_number(value: Any) -> bool:
 
 
 def _bare(ax: Axes) -> None:
-    """No ticks, light frame: the look of one image cell."""
+    """No ticks, light frame: the look of one image panel."""
     ax.set_xticks([])
     ax.set_yticks([])
     for spine in ax.spines.values():
         spine.set_color("#CCCCCC")
 
 
-def show_image(ax: Axes, image: np.ndarray) -> None:
-    """Draw one (C, H, W) uint8 image: 3 or 4 channels as colour, otherwise channel 0
-    in a grey colormap spanning 0..255."""
-    _bare(ax)
-    channels = image.shape[0]
-    if channels in (3, 4):
-        ax.imshow(np.transpose(image, (1, 2, 0)), interpolation="nearest")
-    else:
-        ax.imshow(image[0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+EMPTY_CELL = 238  # the light grey of a cell that marks a class with no images
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """One (C, H, W) uint8 image as (H, W, 3): 3 or 4 channels as colour (alpha dropped),
+    otherwise channel 0 as grey."""
+    if image.shape[0] in (3, 4):
+        return np.transpose(image[:3], (1, 2, 0))
+    return np.repeat(image[0][:, :, None], 3, axis=2)
+
+
+class Mosaic:
+    """Image cells laid out on one white canvas: ``rows`` x ``groups * per_group``
+    cells, a thin gap between cells and a wider one between groups of columns.
+
+    One canvas drawn with a single ``imshow`` stands for what would otherwise be one
+    axes per image: a report's grids hold hundreds of images, and an axes each made
+    writing them take seconds per figure.
+    """
+
+    def __init__(self, rows: int, groups: int, per_group: int, height: int, width: int):
+        self.rows, self.groups, self.per_group = rows, groups, per_group
+        self.height, self.width = height, width
+        self.notes: list[tuple[float, float, str]] = []
+        self.gap = max(1, round(max(height, width) / 10))
+        self.group_gap = 4 * self.gap
+        self.canvas = np.full((rows * (height + self.gap) + self.gap,
+                               groups * (per_group * (width + self.gap) + self.group_gap)
+                               - self.group_gap + self.gap, 3), 255, dtype=np.uint8)
+
+    def origin(self, row: int, column: int) -> tuple[int, int]:
+        """The top-left pixel of the cell at ``row``, ``column``."""
+        group, within = divmod(column, self.per_group)
+        x = self.gap + group * (self.per_group * (self.width + self.gap) + self.group_gap) \
+            + within * (self.width + self.gap)
+        return self.gap + row * (self.height + self.gap), x
+
+    def centre(self, row: int, column: int) -> tuple[float, float]:
+        """The (x, y) of the centre of a cell, in the canvas's pixel coordinates."""
+        y, x = self.origin(row, column)
+        return x + (self.width - 1) / 2, y + (self.height - 1) / 2
+
+    def group_centre(self, group: int) -> float:
+        """The x of the centre of a group of columns."""
+        first = self.centre(0, group * self.per_group)[0]
+        last = self.centre(0, group * self.per_group + self.per_group - 1)[0]
+        return (first + last) / 2
+
+    def put(self, row: int, column: int, image: np.ndarray) -> None:
+        """Place one (C, H, W) uint8 image in a cell (cropped to the cell if larger)."""
+        rgb = as_rgb(image)[: self.height, : self.width]
+        y, x = self.origin(row, column)
+        self.canvas[y:y + rgb.shape[0], x:x + rgb.shape[1]] = rgb
+
+    def mark_empty(self, row: int, column: int, note: str = "none") -> None:
+        """Fill a cell light grey and write ``note`` in it: the class has no images there."""
+        y, x = self.origin(row, column)
+        self.canvas[y:y + self.height, x:x + self.width] = EMPTY_CELL
+        self.notes.append((*self.centre(row, column), note))
+
+    def draw(self, ax: Axes, row_labels: Sequence[str] = (),
+             group_labels: Sequence[str] = ()) -> None:
+        """Show the canvas on ``ax`` without ticks, with ``row_labels`` on the left and
+        ``group_labels`` above the groups of columns."""
+        ax.imshow(self.canvas, interpolation="nearest", aspect="equal")
+        _bare(ax)
+        for x, y, note in self.notes:
+            ax.text(x, y, note, ha="center", va="center", color=MUTED_COLOR, fontsize=8,
+                    style="italic")
+        if row_labels:
+            ax.set_yticks([self.centre(r, 0)[1] for r in range(len(row_labels))],
+                          list(row_labels), fontsize=9)
+        if group_labels:
+            ax.xaxis.tick_top()
+            ax.set_xticks([self.group_centre(g) for g in range(len(group_labels))],
+                          list(group_labels), fontsize=9)
+        ax.tick_params(length=0)
+
+
+def cell_shape(pools: Sequence[ImageData]) -> tuple[int, int]:
+    """The (height, width) of a mosaic cell: the largest image among ``pools``."""
+    shapes = [d.images.shape[2:] for d in pools if len(d)]
+    if not shapes:
+        return 8, 8
+    return max(int(s[0]) for s in shapes), max(int(s[1]) for s in shapes)
 
 
 # --------------------------------------------------------------------------- sample grid
@@ -134,33 +210,25 @@ def sample_grid(path: Path, sites: list[tuple[int, ImageData]], class_names: lis
     num_classes = max(len(class_names), top_label + 1, 1)
     names = [class_name(class_names, c) for c in range(num_classes)]
 
-    rows = len(sites) * num_classes
-    cell = float(np.clip(36.0 / rows, 0.35, 0.85))
+    height, width = cell_shape([d for _, d in sites])
+    cell = float(np.clip(36.0 / (len(sites) * num_classes), 0.35, 0.85))
     label_width = 0.4 + 0.075 * max(len(n) for n in names)
-    width = per_class * cell + label_width + 0.3
-    height = rows * cell + len(sites) * 0.4 + 0.5
-    fig = new_figure(width, height)
+    fig = new_figure(per_class * cell + label_width + 0.3,
+                     len(sites) * (num_classes * cell + 0.4) + 0.5)
     fig.suptitle("Example training images per site", fontsize=12)
-    subfigs = fig.subfigures(len(sites), 1, squeeze=False)[:, 0]
-
-    for subfig, (site_id, data) in zip(subfigs, sites, strict=True):
-        subfig.suptitle(f"site {site_id}  ({len(data)} images)", fontsize=11,
-                        fontweight="bold", x=0.02, ha="left")
-        axes = subfig.subplots(num_classes, per_class, squeeze=False)
+    for ax, (site_id, data) in zip(fig.subplots(len(sites), 1, squeeze=False)[:, 0], sites,
+                                   strict=True):
+        ax.set_title(f"site {site_id}  ({len(data)} images)", fontsize=11,
+                     fontweight="bold", loc="left")
+        mosaic = Mosaic(num_classes, 1, per_class, height, width)
         rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, int(site_id) & 0xFFFFFFFF])
         for c in range(num_classes):
             chosen = pick_examples(data.labels, c, per_class, rng)
-            for j in range(per_class):
-                ax = axes[c, j]
-                if j < len(chosen):
-                    show_image(ax, data.images[chosen[j]])
-                elif j == 0:
-                    _bare(ax)
-                    ax.text(0.5, 0.5, "none", ha="center", va="center", color=MUTED_COLOR,
-                            fontsize=10, style="italic", transform=ax.transAxes)
-                else:
-                    ax.set_axis_off()
-            axes[c, 0].set_ylabel(names[c], rotation=0, ha="right", va="center", fontsize=10)
+            for j, index in enumerate(chosen):
+                mosaic.put(c, j, data.images[index])
+            if not len(chosen):
+                mosaic.mark_empty(c, 0)
+        mosaic.draw(ax, row_labels=names)
     save_figure(fig, path)
 
 
@@ -411,55 +479,32 @@ def synthetic_grid(path: Path, real: list[tuple[int, ImageData]],
     num_classes = max(len(class_names), top_label + 1, 1)
     names = [class_name(class_names, c) for c in range(num_classes)]
 
-    rows = 2 * len(site_ids)
+    height, width = cell_shape(pools)
     columns = num_classes * per_class
-    cell = float(np.clip(min(24.0 / columns, 16.0 / rows), 0.3, 0.8))
-    longest = max(len(f"site {s} synthetic") for s in site_ids)
-    label_width = 0.3 + 0.075 * longest
-    group_width = per_class * cell + 0.25
-    width = label_width + num_classes * group_width + 0.3
-    height = rows * cell + len(site_ids) * 0.75 + 0.5
-    box_aspect = next((d.images.shape[2] / d.images.shape[3] for d in pools if len(d)), 1.0)
-    fig = new_figure(width, height)
+    cell = float(np.clip(min(24.0 / columns, 16.0 / (2 * len(site_ids))), 0.3, 0.8))
+    label_width = 0.3 + 0.075 * max(len(f"site {s} synthetic") for s in site_ids)
+    fig = new_figure(label_width + num_classes * (per_class * cell + 0.25) + 0.3,
+                     len(site_ids) * (2 * cell + 0.95) + 0.5)
     fig.suptitle("Real and synthetic images per site and class", fontsize=12)
-    site_figs = fig.subfigures(len(site_ids), 1, squeeze=False)[:, 0]
-
-    for site_fig, site_id in zip(site_figs, site_ids, strict=True):
+    for ax, site_id in zip(fig.subplots(len(site_ids), 1, squeeze=False)[:, 0], site_ids,
+                           strict=True):
         pair = (("real", real_by_site.get(site_id)), ("synthetic", synthetic.get(site_id)))
         counts = ", ".join(f"{len(d) if d is not None else 0} {kind}" for kind, d in pair)
-        site_fig.suptitle(f"site {site_id}  ({counts})", fontsize=11, fontweight="bold",
-                          x=0.01, ha="left")
-        parts = site_fig.subfigures(1, num_classes + 1, squeeze=False, wspace=0.12,
-                                    width_ratios=[label_width] + [group_width] * num_classes)[0]
-        # row labels in their own column, laid out like the class groups so rows align
-        parts[0].suptitle(" ", fontsize=10)
-        for ax, (kind, _) in zip(parts[0].subplots(2, 1, squeeze=False)[:, 0], pair,
-                                 strict=True):
-            ax.set_axis_off()
-            ax.text(1.0, 0.5, f"site {site_id} {kind}", ha="right", va="center", fontsize=9,
-                    transform=ax.transAxes)
-        for c, class_fig in enumerate(parts[1:]):
-            class_fig.suptitle(names[c], fontsize=10)
-            axes = class_fig.subplots(2, per_class, squeeze=False)
-            for row, (kind, data) in enumerate(pair):
-                stream = 0 if kind == "real" else 1
+        ax.set_title(f"site {site_id}  ({counts})", fontsize=11, fontweight="bold",
+                     loc="left")
+        mosaic = Mosaic(2, num_classes, per_class, height, width)
+        for row, (kind, data) in enumerate(pair):
+            if data is None or len(data) == 0:
+                mosaic.mark_empty(row, 0)
+                continue
+            stream = 0 if kind == "real" else 1
+            for c in range(num_classes):
                 rng = np.random.default_rng([int(seed) & 0xFFFFFFFF,
                                              int(site_id) & 0xFFFFFFFF, stream, c])
-                chosen = (pick_examples(data.labels, c, per_class, rng)
-                          if data is not None else np.empty(0, dtype=np.int64))
-                for j in range(per_class):
-                    ax = axes[row, j]
-                    if j < len(chosen):
-                        show_image(ax, data.images[chosen[j]])
-                    elif j == 0:  # a framed empty cell marks the missing class
-                        _bare(ax)
-                        ax.set_box_aspect(box_aspect)
-                        if c == 0 and (data is None or len(data) == 0):
-                            ax.text(0.5, 0.5, "none", ha="center", va="center",
-                                    color=MUTED_COLOR, fontsize=9, style="italic",
-                                    transform=ax.transAxes)
-                    else:
-                        ax.set_axis_off()
+                for j, index in enumerate(pick_examples(data.labels, c, per_class, rng)):
+                    mosaic.put(row, c * per_class + j, data.images[index])
+        mosaic.draw(ax, row_labels=[f"site {site_id} {kind}" for kind, _ in pair],
+                    group_labels=names)
     save_figure(fig, path)
 
 
