@@ -23,11 +23,11 @@ def flower_env(**extra: str) -> dict[str, str]:
 
 
 def flower_recipe(runner: dict) -> dict:
-    """``small_recipe`` with a local, a FedAvg (2 rounds) and a synthetic (GAN) arm, 1
+    """``small_recipe`` with a local, a FedAvg (1 round) and a synthetic (GAN) arm, 1
     epoch, no cache, through ``runner``."""
     recipe = small_recipe(arms=[
         {"use": "local"},
-        {"use": "fedavg", "params": {"rounds": 2}},
+        {"use": "fedavg", "params": {"rounds": 1}},
         {"name": "synthetic", "use": "synthetic", "params": {"share": "generator"},
          "generator": {"use": "gan", "params": {"steps": 20}}}], runner=runner)
     recipe["model"]["params"]["epochs"] = 1

@@ -1,8 +1,13 @@
-"""The ``flower`` runner and ``synthlearn-node`` against a real Flower SuperLink and three
-real SuperNodes, each a separate process on localhost given only its own site file:
-the numbers equal the local runner's, bytes are counted, and a node that dies mid-arm
-ends the run with one line naming the site. Tiny models and phantom data keep it to
-seconds of work (most of the time is Flower starting its processes)."""
+"""The ``flower`` runner and ``synthlearn-node`` against a real Flower SuperLink (with
+TLS: its own certificate, nodes and runner trusting its CA) and three real SuperNodes,
+each a separate process on localhost given only its own site file: the numbers equal
+the local runner's, bytes are counted, a runner that does not trust the CA is refused,
+``mode: simulation`` (a plain-HTTP federation the run starts itself) gives the same
+numbers, and a node that dies mid-arm ends the run with one line naming the site.
+
+One federation and one local-runner reference serve the whole module: most of the time
+is Flower starting its processes, and the tiny models and phantom data keep the work
+itself to seconds."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +26,7 @@ import yaml
 pytest.importorskip("flwr", reason="Flower (flwr) is not installed")
 pytest.importorskip("synthlearn_flower", reason="the synthlearn-flower plugin is not installed")
 
-from flower_helpers import BIN, flower_env, flower_recipe, run_recipe  # noqa: E402
+from flower_helpers import BIN, flower_env, flower_recipe, run_recipe, tls_files  # noqa: E402
 from synthlearn.testing import installed  # noqa: E402
 from synthlearn_flower import FlowerConfig  # noqa: E402
 from synthlearn_flower.local import LocalFederation  # noqa: E402
@@ -38,11 +44,26 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFedera
                                "--out", str(folder / "sites")], capture_output=True,
                               text=True, env=flower_env())
     assert exported.returncode == 0, exported.stderr
-    fed = LocalFederation(folder)  # a real SuperLink, and a synthlearn-node per site file
+    # a real SuperLink with TLS, and a synthlearn-node per site file trusting its CA
+    fed = LocalFederation(folder, tls=tls_files(folder))
     for i, path in enumerate(sorted((folder / "sites").glob("site-*.safetensors"))):
         fed.add_node(f"node{i}", path)
     yield fed
     fed.stop()
+
+
+def tls_runner(federation: LocalFederation, **params: object) -> dict:
+    """The flower runner for the module's federation, trusting its CA."""
+    return {"use": "flower", "params": {
+        "superlink": federation.address, "root_certificates": str(federation.tls.ca),
+        "connect_timeout_s": 90, **params}}
+
+
+def figures_of(metrics: dict) -> dict[str, tuple]:
+    """Per arm: accuracy, AUC, bytes both ways, per-site bytes and validation figures."""
+    return {a["name"]: (a["metrics"]["accuracy"], a["metrics"]["auc"],
+                        a["metrics"]["bytes_to_server"], a["metrics"]["bytes_to_sites"],
+                        a["site_bytes"], a.get("validation")) for a in metrics["arms"]}
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +78,7 @@ def local_metrics(federation: LocalFederation) -> dict:
 def test_site_work_on_real_supernodes_gives_the_local_runners_numbers(
         federation: LocalFederation, local_metrics: dict) -> None:
     folder = federation.folder
-    runner = {"use": "flower", "params": {"superlink": federation.address, "insecure": True,
-                                          "connect_timeout_s": 90}}
-    remote = run_recipe(folder, flower_recipe(runner), "flower")
+    remote = run_recipe(folder, flower_recipe(tls_runner(federation)), "flower")
     assert remote.returncode == 0, (remote.stderr, federation.log("node0"))
     by_runner = {"flower": {a["name"]: a for a in json.loads(
         (folder / "flower" / "metrics.json").read_text())["arms"]},
@@ -82,9 +101,7 @@ def test_a_server_holding_only_the_manifest_and_held_out_splits_gets_the_same_nu
     server.mkdir()
     for name in ("sites.json", "server.safetensors"):
         (server / name).write_bytes((folder / "sites" / name).read_bytes())
-    runner = {"use": "flower", "params": {"superlink": federation.address, "insecure": True,
-                                          "connect_timeout_s": 90}}
-    recipe = flower_recipe(runner)
+    recipe = flower_recipe(tls_runner(federation))
     recipe["data"] = {"use": "exported", "params": {"dir": str(server)}}
     remote = run_recipe(folder, recipe, "exported")
     assert remote.returncode == 0, (remote.stderr, federation.log("node0"))
@@ -110,12 +127,38 @@ def test_a_server_holding_only_the_manifest_and_held_out_splits_gets_the_same_nu
     assert not (folder / "exported-local").exists()
 
 
+def test_a_runner_that_does_not_trust_the_ca_is_refused(federation: LocalFederation,
+                                                         tmp_path: Path) -> None:
+    stranger = tls_files(tmp_path)  # a CA the SuperLink's certificate does not chain to
+    recipe = flower_recipe(tls_runner(federation, root_certificates=str(stranger.ca),
+                                      connect_timeout_s=60))
+    recipe["arms"] = [{"use": "local"}]
+    refused = run_recipe(tmp_path, recipe, "stranger")
+    assert refused.returncode == 2, refused.stderr
+    line = refused.stderr.strip()
+    assert line.startswith(f"error: arm local, task train_local: SuperLink "
+                           f"{federation.address}: cannot start a run: ") and \
+        "CERTIFICATE_VERIFY_FAILED" in line and "\n" not in line, line
+    assert not (tmp_path / "stranger").exists()
+
+
+def test_simulation_mode_starts_its_own_federation_with_the_same_numbers(
+        local_metrics: dict, tmp_path: Path) -> None:
+    recipe = flower_recipe({"use": "flower", "params": {"mode": "simulation",
+                                                         "threads_per_site": 1}})
+    simulated = run_recipe(tmp_path, recipe, "simulated")
+    assert simulated.returncode == 0, simulated.stderr
+    metrics = json.loads((tmp_path / "simulated" / "metrics.json").read_text())
+    assert figures_of(metrics) == figures_of(local_metrics)
+    leftover = [p for p in Path(tempfile.gettempdir()).glob("synthlearn-flower-*")
+                if p.stat().st_mtime > time.time() - 600]
+    assert leftover == []  # the run removed its federation's folder
+
+
 def test_a_node_that_dies_mid_arm_ends_the_run_naming_its_site(federation: LocalFederation
                                                                 ) -> None:
     folder = federation.folder
-    runner = {"use": "flower", "params": {"superlink": federation.address, "insecure": True,
-                                          "connect_timeout_s": 60, "task_timeout_s": 15}}
-    recipe = flower_recipe(runner)
+    recipe = flower_recipe(tls_runner(federation, connect_timeout_s=60, task_timeout_s=15))
     recipe["arms"] = [{"use": "fedavg", "params": {"rounds": 3}}]
     path = folder / "dead.yaml"
     path.write_text(yaml.safe_dump(recipe))
