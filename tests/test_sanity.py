@@ -378,5 +378,6 @@ def test_a_generator_that_memorised_its_site_is_flagged_and_one_at_chance_is_not
         "arm synthetic-diffusion, site 0: 32.0% of the synthetic images are near copies of "
         "the site's own images (a generator that copied nothing: about 1%) and 85% lie "
         "nearer a member than a non-member: the generator memorised the site's images "
-        "(for a small site: fewer fitting steps, or the synthetic arm's filter: {use: reid} or "
-        "{use: near-copy})"]
+        "(for a small site: fewer fitting steps, or the synthetic arm's filter: "
+        "{use: near-copy}, which removes pixel near copies; reid matches identities and "
+        "leaves most of them)"]

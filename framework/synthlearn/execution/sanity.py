@@ -273,5 +273,6 @@ def warn_memorising_generators(arm: str, memorisation: Mapping[str, Any]) -> Non
                      f"and {pixel.get('closer_to_members', float('nan')):.0%} lie nearer "
                      "a member than a non-member: the generator memorised the site's "
                      "images (for a small site: fewer fitting steps, or the synthetic "
-                     "arm's filter: {use: reid} or {use: near-copy})",
+                     "arm's filter: {use: near-copy}, which removes pixel near copies; "
+                     "reid matches identities and leaves most of them)",
                      where=f"arm {arm}, site {row.get('site')}")
