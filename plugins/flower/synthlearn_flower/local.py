@@ -24,6 +24,9 @@ from synthlearn import SynthlearnError
 from synthlearn_flower.node import FLOWER_ENV
 
 BIN = Path(sys.executable).parent
+#: Seconds a process of the federation gets to stop after SIGTERM before SIGKILL (a
+#: SuperLink still serving a finished run's connections can take 20 s to stop itself).
+STOP_GRACE_S = 5.0
 
 
 def free_port() -> int:
@@ -104,14 +107,15 @@ class LocalFederation:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
-        """Stop every node, then the SuperLink (SIGTERM, then SIGKILL after 20 s)."""
+        """Stop every node, then the SuperLink (SIGTERM, then SIGKILL after
+        ``STOP_GRACE_S``: nothing of a federation on this machine outlives it)."""
         processes = [*self.nodes.values(), self.link]
         for process in processes:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
         for process in processes:
             try:
-                process.wait(timeout=20)
+                process.wait(timeout=STOP_GRACE_S)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()

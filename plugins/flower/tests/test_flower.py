@@ -2,8 +2,7 @@
 TLS: its own certificate, nodes and runner trusting its CA) and three real SuperNodes,
 each a separate process on localhost given only its own site file: the numbers equal
 the local runner's, bytes are counted, a runner that does not trust the CA is refused,
-``mode: simulation`` (a plain-HTTP federation the run starts itself) gives the same
-numbers, and a node that dies mid-arm ends the run with one line naming the site.
+and a node that dies mid-arm ends the run with one line naming the site.
 
 One federation and one local-runner reference serve the whole module: most of the time
 is Flower starting its processes, and the tiny models and phantom data keep the work
@@ -15,7 +14,6 @@ import json
 import os
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,13 +55,6 @@ def tls_runner(federation: LocalFederation, **params: object) -> dict:
     return {"use": "flower", "params": {
         "superlink": federation.address, "root_certificates": str(federation.tls.ca),
         "connect_timeout_s": 90, **params}}
-
-
-def figures_of(metrics: dict) -> dict[str, tuple]:
-    """Per arm: accuracy, AUC, bytes both ways, per-site bytes and validation figures."""
-    return {a["name"]: (a["metrics"]["accuracy"], a["metrics"]["auc"],
-                        a["metrics"]["bytes_to_server"], a["metrics"]["bytes_to_sites"],
-                        a["site_bytes"], a.get("validation")) for a in metrics["arms"]}
 
 
 @pytest.fixture(scope="module")
@@ -140,19 +131,6 @@ def test_a_runner_that_does_not_trust_the_ca_is_refused(federation: LocalFederat
                            f"{federation.address}: cannot start a run: ") and \
         "CERTIFICATE_VERIFY_FAILED" in line and "\n" not in line, line
     assert not (tmp_path / "stranger").exists()
-
-
-def test_simulation_mode_starts_its_own_federation_with_the_same_numbers(
-        local_metrics: dict, tmp_path: Path) -> None:
-    recipe = flower_recipe({"use": "flower", "params": {"mode": "simulation",
-                                                         "threads_per_site": 1}})
-    simulated = run_recipe(tmp_path, recipe, "simulated")
-    assert simulated.returncode == 0, simulated.stderr
-    metrics = json.loads((tmp_path / "simulated" / "metrics.json").read_text())
-    assert figures_of(metrics) == figures_of(local_metrics)
-    leftover = [p for p in Path(tempfile.gettempdir()).glob("synthlearn-flower-*")
-                if p.stat().st_mtime > time.time() - 600]
-    assert leftover == []  # the run removed its federation's folder
 
 
 def test_a_node_that_dies_mid_arm_ends_the_run_naming_its_site(federation: LocalFederation
