@@ -26,8 +26,9 @@ demo: setup                ## run the quickstart recipe; results in runs/quickst
 # `make test` is what CI runs: everything but the tests marked slow, on TEST_WORKERS
 # processes, with the 15 slowest listed so that a test that grows shows up;
 # `make test-all` adds the slow ones.
-# pytest's testpaths (pyproject.toml) are the core's tests/, every plugins/<name>/tests/
-# and templates/plugin/tests/; the fixtures come from synthlearn.testing (pytest11).
+# pytest's testpaths (pyproject.toml) are every plugins/<name>/tests/ (first: their modules
+# are the longest), the core's tests/ and templates/plugin/tests/; the fixtures come
+# from synthlearn.testing (pytest11).
 test: setup                ## lint and run the test suite without the slow tests (CPU only)
 	$(BIN)/ruff check framework plugins tests benchmarks templates
 	$(BIN)/pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadscope --durations=15
