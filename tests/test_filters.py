@@ -1,5 +1,6 @@
 """Filters of synthetic images (kind ``filter``): planted copies of a site's images are
-rejected by both built-in filters while fresh images pass; the screening loop redraws
+rejected by the near-copy and reid filters while fresh images pass; the label-match
+filter rejects candidates that show another class than their label; the screening loop redraws
 what a filter rejects with the same conditions; bad verdicts and impossible recipes are
 one-line errors."""
 
@@ -9,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from synthlearn.data.digits import DigitsConfig, DigitsDataset
 from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
+from synthlearn.filters.label_match import LabelMatchConfig, LabelMatchFilter
 from synthlearn.filters.near_copy import NearCopyConfig, NearCopyFilter
 from synthlearn.filters.reid import ReidConfig, ReidFilter
 from synthlearn.generation.filtering import Screening, received_screening, screened_pool
@@ -92,6 +95,35 @@ class EveryOther:
 
     def describe(self) -> dict:
         return {}
+
+
+def test_label_match_filter_rejects_candidates_showing_another_class() -> None:
+    """Digits: a site of 300 images; candidates are 200 images it never had, once with
+    their own labels and once with a wrong one (and a label the site has no images of)."""
+    data = DigitsDataset(DigitsConfig(size=8)).load(0)
+    site, fresh = data.train.subset(np.arange(300)), data.test.subset(np.arange(200))
+    flt = LabelMatchFilter(LabelMatchConfig(epochs=10, lr=5e-3, batch_size=32, width=8,
+                                            device="cpu"))
+    flt.fit(site.subset(np.flatnonzero(site.labels < 9)), 0)  # no image of class 9
+    facts = flt.describe()
+    assert facts["held_out_accuracy"] > 0.8 and facts["miss_rate"] == 0.05
+    known = fresh.labels < 9
+    right = rejected(flt.screen(ImageData(images=fresh.images[known],
+                                          labels=fresh.labels[known])))
+    shifted = (fresh.labels[known] + 3) % 9
+    verdicts = flt.screen(ImageData(images=fresh.images[known], labels=shifted))
+    assert right.mean() <= 0.15  # about miss_rate: held-out real images fall below it
+    assert rejected(verdicts).mean() >= 0.9 and "label-mismatch" in verdicts
+    unknown = flt.screen(ImageData(images=fresh.images[:3], labels=np.full(3, 9)))
+    assert unknown == ["label-mismatch"] * 3  # a class the site never had
+
+
+def test_label_match_filter_needs_images_of_every_class() -> None:
+    data = DigitsDataset(DigitsConfig(size=8)).load(0).train
+    few = data.subset(np.concatenate([np.flatnonzero(data.labels == 0)[:20],
+                                      np.flatnonzero(data.labels == 1)[:3]]))
+    with pytest.raises(SynthlearnError, match="needs at least 8 of each class"):
+        LabelMatchFilter(LabelMatchConfig(device="cpu")).fit(few, 0)
 
 
 def test_screened_pool_redraws_rejected_candidates_with_their_own_conditions() -> None:

@@ -93,19 +93,26 @@ class ReidConfig:
         metadata={"doc": "`auto` (CUDA when present), `cpu`, `cuda` or `cuda:N`"})
 
 
+def conv_features(in_chans: int, width: int) -> tuple[nn.Sequential, int]:
+    """The small convolutional stack a site's filter networks share: four 3x3
+    convolutions (GroupNorm, ReLU; the last three halve the side), then a global average:
+    ``(module, output size)``."""
+    channels = [in_chans, width, 2 * width, 4 * width, 4 * width]
+    layers: list[nn.Module] = []
+    for i, (c_in, c_out) in enumerate(zip(channels, channels[1:], strict=False)):
+        layers += [nn.Conv2d(c_in, c_out, 3, stride=1 if i == 0 else 2, padding=1),
+                   nn.GroupNorm(min(8, c_out), c_out), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten()), channels[-1]
+
+
 class ReidNet(nn.Module):
     """A small convolutional embedding: unit-length vectors of ``embed_dim``."""
 
     def __init__(self, in_chans: int, width: int, embed_dim: int) -> None:
         super().__init__()
-        channels = [in_chans, width, 2 * width, 4 * width, 4 * width]
-        layers: list[nn.Module] = []
-        for i, (c_in, c_out) in enumerate(zip(channels, channels[1:], strict=False)):
-            layers += [nn.Conv2d(c_in, c_out, 3, stride=1 if i == 0 else 2, padding=1),
-                       nn.GroupNorm(min(8, c_out), c_out), nn.ReLU(inplace=True)]
-        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Sequential(nn.Linear(channels[-1], channels[-1]), nn.ReLU(inplace=True),
-                                  nn.Linear(channels[-1], embed_dim))
+        self.features, size = conv_features(in_chans, width)
+        self.head = nn.Sequential(nn.Linear(size, size), nn.ReLU(inplace=True),
+                                  nn.Linear(size, embed_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.head(self.features(x)), dim=1)

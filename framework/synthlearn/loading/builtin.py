@@ -20,6 +20,7 @@ from synthlearn.data.partitions import (
     IIDPartition,
 )
 from synthlearn.data.phantom import PhantomConfig, PhantomDataset
+from synthlearn.filters.label_match import LabelMatchConfig, LabelMatchFilter
 from synthlearn.filters.near_copy import NearCopyConfig, NearCopyFilter
 from synthlearn.filters.reid import ReidConfig, ReidFilter
 from synthlearn.generation.conditioning import (
@@ -108,6 +109,9 @@ def synthlearn_register_filters() -> list[ComponentSpec]:
         ComponentSpec("reid", ReidConfig, ReidFilter,
                       "reject synthetic images a re-identification embedding, trained at "
                       "the site, matches to a site image (Trichotomy)"),
+        ComponentSpec("label-match", LabelMatchConfig, LabelMatchFilter,
+                      "reject synthetic images a classifier trained at the site does not "
+                      "take for their label (Trichotomy's selection)"),
     ]
 
 
