@@ -118,6 +118,12 @@ def test_label_match_filter_rejects_candidates_showing_another_class() -> None:
     assert unknown == ["label-mismatch"] * 3  # a class the site never had
 
 
+def test_a_label_match_filter_that_learned_nothing_says_so(capsys) -> None:
+    site = tiny_dataset(n_train=40).train
+    LabelMatchFilter(LabelMatchConfig(epochs=1, device="cpu")).fit(site, 0)
+    assert "the label-match filter's classifiers do no better" in capsys.readouterr().err
+
+
 def test_label_match_filter_needs_images_of_every_class() -> None:
     data = DigitsDataset(DigitsConfig(size=8)).load(0).train
     few = data.subset(np.concatenate([np.flatnonzero(data.labels == 0)[:20],

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from synthlearn import notices
 from synthlearn.data.types import Dataset, ImageData
 from synthlearn.errors import SynthlearnError
 from synthlearn.filters.reid import conv_features
@@ -145,6 +146,12 @@ class LabelMatchFilter:
             correct[test] = probs.argmax(1) == real.labels[test]
             self._models.append(model.cpu().eval())
         threshold = float(np.quantile(held_out, cfg.miss_rate))
+        majority = float(counts.max() / counts.sum())
+        if correct.mean() <= majority + 0.02:
+            notices.warn(f"the label-match filter's classifiers do no better on held-out "
+                         f"site images ({correct.mean():.0%} right) than always naming the "
+                         f"largest class ({majority:.0%}): its screening means little; train "
+                         "them longer (params.epochs) or drop the filter")
         self._facts = {
             "threshold": threshold,
             "miss_rate": cfg.miss_rate,
