@@ -2,8 +2,8 @@
 
 This module exports the light names a plugin's registration and config modules need
 (``hookimpl``, ``ComponentSpec``, ``NoParams``, ``KINDS``, the errors, the param
-fields ``input_path_field`` and ``sampling_field`` and the validators ``int_at_least``
-and ``positive_or_none``) without importing torch. The
+fields ``input_path_field`` and ``sampling_field`` and the validators ``int_at_least``,
+``positive_or_none`` and ``in_open_unit``) without importing torch. The
 whole public API for plugin authors is ``synthlearn.api``; everything else is internal.
 """
 
@@ -17,7 +17,13 @@ from synthlearn.errors import (
     SynthlearnError,
 )
 from synthlearn.hookspecs import hookimpl, hookspec
-from synthlearn.params import input_path_field, int_at_least, positive_or_none, sampling_field
+from synthlearn.params import (
+    in_open_unit,
+    input_path_field,
+    int_at_least,
+    positive_or_none,
+    sampling_field,
+)
 
 __version__ = "0.1.0"
 
@@ -36,6 +42,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "input_path_field",
+    "in_open_unit",
     "int_at_least",
     "positive_or_none",
     "sampling_field",

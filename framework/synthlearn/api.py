@@ -22,7 +22,7 @@ Component params
     ``input_path_field`` (a param that is a path the component reads),
     ``sampling_field`` (a generator param that changes only the drawing, not the fit),
     ``make_converter`` (the strict cattrs converter, for nested params of your own);
-    validators ``int_at_least(low)`` and ``positive_or_none``.
+    validators ``int_at_least(low)``, ``positive_or_none`` and ``in_open_unit``.
 
 Data
     ``ImageData`` (uint8 images, int64 labels, float32 attributes), ``Dataset`` (train
@@ -172,6 +172,7 @@ from synthlearn.models.training import (
 )
 from synthlearn.notices import warn
 from synthlearn.params import (
+    in_open_unit,
     input_path_field,
     int_at_least,
     make_converter,
@@ -212,6 +213,7 @@ __all__ = [
     "site_filter",
     "render_conditions",
     "ShareSize",
+    "in_open_unit",
     "int_at_least",
     "positive_or_none",
     "PrivatelyTrained",

@@ -84,6 +84,12 @@ def positive_or_none(_instance: Any, attribute: attrs.Attribute, value: Any) -> 
         raise ValueError(f"'{attribute.name}' must be positive or null, got {value!r}")
 
 
+def in_open_unit(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """An attrs validator: a number strictly between 0 and 1 (a rate, a quantile, δ)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+        raise ValueError(f"'{attribute.name}' must be in (0, 1), got {value!r}")
+
+
 def fitting_params(config: Any, params: dict[str, Any]) -> dict[str, Any]:
     """``params`` (a generator config unstructured) without its ``sampling_field`` params:
     what a fit depends on."""

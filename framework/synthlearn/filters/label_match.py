@@ -31,16 +31,11 @@ from synthlearn.models.training import (
     resolve_device,
     train_classifier,
 )
-from synthlearn.params import int_at_least
+from synthlearn.params import in_open_unit, int_at_least
 from synthlearn.sitework.sites import Site
 
 #: The reason ``screen`` gives for a rejected candidate.
 REASON = "label-mismatch"
-
-
-def _open_unit(_instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if isinstance(value, bool) or not 0.0 < value < 1.0:
-        raise ValueError(f"'{attribute.name}' must be in (0, 1), got {value!r}")
 
 
 @attrs.frozen
@@ -61,7 +56,7 @@ class LabelMatchConfig:
         default=2e-3, validator=attrs.validators.gt(0.0),
         metadata={"doc": "AdamW learning rate"})
     miss_rate: float = attrs.field(
-        default=0.05, validator=_open_unit,
+        default=0.05, validator=in_open_unit,
         metadata={"doc": "share of the site's own held-out images the threshold would reject "
                          "(the threshold is this quantile of their label's probability)"})
     min_images: int = attrs.field(

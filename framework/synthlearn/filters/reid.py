@@ -33,7 +33,7 @@ from tqdm import tqdm
 from synthlearn.data.types import Dataset, ImageData
 from synthlearn.errors import SynthlearnError
 from synthlearn.models.training import resolve_device, to_float
-from synthlearn.params import int_at_least
+from synthlearn.params import in_open_unit, int_at_least
 from synthlearn.sitework.sites import Site
 
 #: The reason ``screen`` gives for a rejected candidate.
@@ -41,11 +41,6 @@ REASON = "reid"
 
 #: Images per forward pass when embedding.
 EMBED_BATCH = 512
-
-
-def _open_unit(_instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if isinstance(value, bool) or not 0.0 < value < 1.0:
-        raise ValueError(f"'{attribute.name}' must be in (0, 1), got {value!r}")
 
 
 @attrs.frozen
@@ -74,7 +69,7 @@ class ReidConfig:
         default=0.1, validator=attrs.validators.gt(0.0),
         metadata={"doc": "NT-Xent temperature"})
     miss_rate: float = attrs.field(
-        default=0.05, validator=_open_unit,
+        default=0.05, validator=in_open_unit,
         metadata={"doc": "share of augmented copies of a site image the threshold lets "
                          "through (the threshold is this quantile of their similarity)"})
     shift: float = attrs.field(

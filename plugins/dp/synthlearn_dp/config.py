@@ -5,14 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+from synthlearn import in_open_unit
 
 CLIPPINGS: tuple[str, ...] = ("flat", "adaptive")
 ACCOUNTANTS: tuple[str, ...] = ("rdp", "prv", "gdp")
-
-
-def _open_unit(_instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if isinstance(value, bool) or not 0.0 < value < 1.0:
-        raise ValueError(f"'{attribute.name}' must be in (0, 1), got {value!r}")
 
 
 def _positive(_instance: object, attribute: attrs.Attribute, value: Any) -> None:
@@ -52,7 +48,7 @@ class OpacusConfig:
         metadata={"doc": "the budget's ε at `delta` for the arm's whole run at a site (null: "
                          "`noise_multiplier` is given instead)"})
     delta: float = attrs.field(
-        default=1e-5, validator=_open_unit,
+        default=1e-5, validator=in_open_unit,
         metadata={"doc": "the budget's δ, in (0, 1); must be below 1/n at every site"})
     noise_multiplier: float | None = attrs.field(
         default=None, validator=_positive,
@@ -66,7 +62,7 @@ class OpacusConfig:
         metadata={"doc": "`flat` (a fixed bound) or `adaptive` (the bound follows a quantile of"
                          " the per-example norms, Andrew et al. 2021)"})
     target_unclipped_quantile: float = attrs.field(
-        default=0.5, validator=_open_unit,
+        default=0.5, validator=in_open_unit,
         metadata={"doc": "adaptive: the share of examples left unclipped the bound aims at"})
     clipbound_learning_rate: float = attrs.field(
         default=0.2, validator=_positive,
