@@ -34,7 +34,6 @@ import torch
 from synthlearn.api import Conditions, ImageData, Payload, load_plugins, read_site_file
 from synthlearn.evaluation.memorisation import near_copy_mask
 from synthlearn.filters.reid import ReidFilter
-from synthlearn.models.training import to_float
 from synthlearn.params import make_converter
 
 
@@ -52,12 +51,6 @@ def quantiles(values: np.ndarray) -> list[float]:
     if not len(values):
         return []
     return [round(float(q), 3) for q in np.quantile(values, [0.05, 0.25, 0.5, 0.75, 0.95])]
-
-
-def best_similarity(reid: ReidFilter, candidates: ImageData) -> np.ndarray:
-    """Each candidate's highest cosine similarity to a site image in the reid embedding."""
-    embedded = reid._embed(to_float(np.ascontiguousarray(candidates.images)))
-    return (embedded @ reid._real.T).max(1).values.numpy()
 
 
 def main() -> None:
@@ -103,7 +96,7 @@ def main() -> None:
         print("  facts", json.dumps({k: round(v, 3) if isinstance(v, float) else v
                                      for k, v in screen.describe().items()}))
         if isinstance(screen, ReidFilter):
-            best = best_similarity(screen, candidates)
+            best = screen.best_similarity(candidates)
             print(f"  best similarity, near copies {quantiles(best[near])}; "
                   f"the rest {quantiles(best[~near])}")
 

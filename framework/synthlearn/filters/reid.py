@@ -231,14 +231,22 @@ class ReidFilter:
         return torch.cat([self._net(images[i:i + EMBED_BATCH].to(device)).cpu()
                           for i in range(0, len(images), EMBED_BATCH)])
 
-    def screen(self, candidates: ImageData) -> list[str | None]:
-        """``reid`` for each candidate the embedding matches to a site image."""
+    def _require_fit(self) -> None:
         if self._net is None or self._real is None:
             raise SynthlearnError("the reid filter has not been fitted")
+
+    def best_similarity(self, candidates: ImageData) -> np.ndarray:
+        """Each candidate's highest cosine similarity to a site image, in the embedding."""
+        self._require_fit()
+        embedded = self._embed(to_float(np.ascontiguousarray(candidates.images)))
+        return (embedded @ self._real.T).max(1).values.numpy()
+
+    def screen(self, candidates: ImageData) -> list[str | None]:
+        """``reid`` for each candidate the embedding matches to a site image."""
+        self._require_fit()
         if not len(candidates):
             return []
-        best = (self._embed(to_float(np.ascontiguousarray(candidates.images)))
-                @ self._real.T).max(1).values
+        best = self.best_similarity(candidates)
         return [REASON if s >= self._facts["threshold"] else None for s in best.tolist()]
 
     def describe(self) -> Mapping[str, Any]:
