@@ -72,7 +72,8 @@ def main() -> None:
     print(f"filter {args.filter} {args.filter_params}; {args.n} candidates per site")
     for index, (site_path, fit_path) in enumerate(zip(args.sites, args.generators,
                                                       strict=True)):
-        real = read_site_file(site_path).site.data
+        site = read_site_file(site_path).site
+        real = site.data
         generator = build(plugins, "generator", args.generator,
                           json.loads(args.generator_params))
         generator.load(Payload.from_bytes(Path(fit_path).read_bytes(), fit_path), fit_path)
@@ -88,7 +89,7 @@ def main() -> None:
         screen.fit(real, args.seed + index)
         rejected = np.array([reason is not None for reason in screen.screen(candidates)])
         kept = ~rejected
-        print(f"site {index} ({len(real)} images): near copies {near.mean():.1%} "
+        print(f"site {site.id} ({len(real)} images): near copies {near.mean():.1%} "
               f"({near.sum()} of {args.n}); rejected {rejected.mean():.1%}; near copies "
               f"caught {(near & rejected).sum()} of {near.sum()}; near-copy share of the "
               f"kept {(near & kept).sum() / max(1, kept.sum()):.2%} "
