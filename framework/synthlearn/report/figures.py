@@ -114,7 +114,7 @@ class Mosaic:
     """
 
     def __init__(self, rows: int, groups: int, per_group: int, height: int, width: int):
-        self.rows, self.groups, self.per_group = rows, groups, per_group
+        self.per_group = per_group
         self.height, self.width = height, width
         self.notes: list[tuple[float, float, str]] = []
         self.gap = max(1, round(max(height, width) / 10))
