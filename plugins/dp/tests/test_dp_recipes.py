@@ -122,6 +122,39 @@ def test_a_synthetic_arm_under_dp_reports_epsilon_and_its_generators_carry_it(
     assert carried["epsilon"] == pytest.approx(privacy["sites"][0]["epsilon"])
 
 
+def test_fedgan_under_dp_plans_every_round_at_once_and_reports_epsilon(
+        tmp_path: Path) -> None:
+    pytest.importorskip("synthlearn_gan", reason="the synthlearn-gan plugin is not installed")
+    gan = {"use": "gan", "params": {"steps": 9, "width": 8, "batch_size": 8}}
+    dp = {"use": "opacus", "params": {"target_epsilon": 5.0}}
+    arms = [{"name": "fedgan-dp", "use": "fedgan", "generator": gan, "dp": dp,
+             "params": {"rounds": 3, "fidelity_images": 40}},
+            {"name": "synthetic-dp", "use": "synthetic", "generator": gan, "dp": dp}]
+    metrics = run_recipe(small_recipe(model=MODEL, arms=arms), tmp_path=tmp_path)
+    fedgan, one_shot = metrics["arms"]
+    privacy = fedgan["privacy"]
+    # one noise level for all 3 rounds: the 9 discriminator steps of the whole run,
+    # planned and spent; the same plan (and ε) as a one-shot fit of the same gan
+    assert 4.9 <= privacy["epsilon"] <= 5.0
+    assert [s["steps"] for s in privacy["sites"]] == [9] * 3
+    assert [s["planned_steps"] for s in privacy["sites"]] == [9] * 3
+    assert privacy["sites"][0]["noise_multiplier"] == pytest.approx(
+        one_shot["privacy"]["sites"][0]["noise_multiplier"])
+    assert privacy["epsilon"] == pytest.approx(one_shot["privacy"]["epsilon"])
+    assert "class counts" in privacy["outside_budget"][0]
+    assert [p["round"] for p in fedgan["curve"] if p["round"] is not None] == [0, 1, 2]
+
+
+def test_fedgan_refuses_a_dp_budget_its_rounds_cannot_meet(write_recipe, cli) -> None:
+    pytest.importorskip("synthlearn_gan", reason="the synthlearn-gan plugin is not installed")
+    entry = {"use": "fedgan", "params": {"rounds": 2},
+             "generator": {"use": "gan", "params": {"steps": 4, "batch_size": 64}},
+             "dp": {"use": "opacus"}}
+    result = cli("validate", str(write_recipe(small_recipe(model=MODEL, arms=[entry]))))
+    assert result.returncode == 2, result.stdout
+    assert "$.arms[0].dp: site 0: DP samples each batch" in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize(("arm", "expected"), [
     ({"params": {"share": "samples"}, "filter": {"use": "near-copy"}},
      "a filter compares the released images"),

@@ -24,10 +24,11 @@ from synthlearn.api import (
     deterministic_cudnn,
     load_state,
     resolve_device,
+    site_private_training,
 )
 
 from synthlearn_gan.config import GanConfig
-from synthlearn_gan.generator import EMA_WARMUP, GanSteps, _Batches, build_pair
+from synthlearn_gan.generator import EMA_WARMUP, GanSteps, _Batches, build_pair, private_steps
 
 #: Name prefixes of the two networks in a round's payload.
 NETS: tuple[str, ...] = ("generator", "discriminator")
@@ -99,18 +100,22 @@ def fedgan_round(site: Site, config: FedGanRound, inbound: Payload | None, env: 
     conditions = scheme.encode(site.data.labels, site.data.attributes, stats)
     arch = architecture(gan, (env.in_chans, *env.image_size), env.num_classes,
                         conditions.vector_size)
+    private = site_private_training(env, len(site.data), *private_steps(gan))
     device = resolve_device(gan.device)
     with torch.random.fork_rng(devices=[]), deterministic_cudnn(device.type == "cuda"):
         torch.manual_seed(env.seed)
-        gen, disc = build_pair(arch)
+        gen, disc = build_pair(arch, private is not None)
         load_pair(gen, disc, inbound.tensors, "server")
         rng = torch.Generator().manual_seed(env.seed)
         batches = _Batches(site.data, conditions, device, rng, gan.batch_size, gan.latent_dim)
-        steps = GanSteps(gan, gen, disc, batches, device, env.seed)
+        steps = GanSteps(gan, gen, disc, batches, device, env.seed, private)
         steps.run(config.steps, progress=env.progress,
                   desc=f"round {config.round}: site {site.id}")
-    return Payload(pair_state(gen, disc), {"round": config.round, "n_real": len(site.data),
-                                           "steps": config.steps})
+        steps.finish()
+    meta = {"round": config.round, "n_real": len(site.data), "steps": config.steps}
+    if private is not None:
+        meta["privacy"] = private.record()
+    return Payload(pair_state(gen, disc), meta)
 
 
 def round_steps(total: int, rounds: int) -> list[int]:

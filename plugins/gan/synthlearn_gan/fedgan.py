@@ -29,9 +29,11 @@ from synthlearn.api import (
     ArmResult,
     ImageData,
     Payload,
+    PrivacyLedger,
     ShareSize,
     SiteTask,
     SynthlearnError,
+    TrainSettings,
     average,
     check_site_steps,
     check_stats,
@@ -55,7 +57,12 @@ from synthlearn_gan.federated import (
     round_steps,
     site_summary,
 )
-from synthlearn_gan.generator import build_pair, generator_payload, standing_stats
+from synthlearn_gan.generator import (
+    build_pair,
+    generator_payload,
+    private_steps,
+    standing_stats,
+)
 
 WEIGHTINGS: tuple[str, ...] = ("examples", "uniform")
 
@@ -108,9 +115,18 @@ class FedGanArm:
             raise SynthlearnError(f"the gan's {generator.config.steps} steps cannot be split "
                                   f"over {self.config.rounds} rounds (fewer steps than rounds)")
 
+    def dp_steps(self, n: int, training: TrainSettings, slots: Mapping[str, Any]
+                 ) -> tuple[int, int]:
+        """Under DP (DP-FedGAN) each site's discriminator trains privately in every round:
+        the gan's private steps over the whole arm, as in a one-shot fit, with one noise
+        level planned for all rounds. The generator sees only the discriminator's
+        verdicts, and the server only the networks the rounds produce."""
+        return private_steps(slots["generator"].config)
+
     def run(self, ctx: ArmContext) -> ArmResult:
         cfg = self.config
         check_site_steps(ctx)  # before any work (validate has run check_slots)
+        ledger = PrivacyLedger.for_arm(ctx)
         generator = ctx.arm.component.slots["generator"]
         gan: GanConfig = generator.config
         scheme = ctx.arm.component.slots["conditioning"].build()
@@ -132,7 +148,7 @@ class FedGanArm:
                             int(vector_size or 0))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(ctx.seed_for("fedgan", "init"))
-            gen, disc = build_pair(arch)
+            gen, disc = build_pair(arch, ledger is not None)
         state = pair_state(gen, disc)
         parameters = {f"generator.{n}" for n, _ in gen.named_parameters()} | {
             f"discriminator.{n}" for n, _ in disc.named_parameters()}
@@ -155,6 +171,8 @@ class FedGanArm:
             for sid in sorted(by_id):
                 source = f"arm {ctx.name}, site {sid}, round {r}"
                 check_update(received[sid].tensors, state, source)
+                if ledger is not None:
+                    ledger.add(sid, received[sid].meta.get("privacy"), source)
                 weight = float(sizes[sid]) if cfg.weighting == "examples" else 1.0
                 updates.append((received[sid].tensors, weight))
             state = average(state, updates, 1.0, parameters)
@@ -187,8 +205,12 @@ class FedGanArm:
             {"site": sid, "n_real": sizes[sid], "n_synthetic": len(pools[sid]),
              "class_counts_synthetic": pools[sid].class_counts(ctx.num_classes)}
             for sid in sorted(pools)]
+        privacy = None if ledger is None else ledger.summary(
+            ["each site's conditioning statistics (class counts, attribute aggregates) and "
+             "image count"])
         return ArmResult(model=model, details=details, synthetic=pools,
-                         artifacts={"global-generator.safetensors": payload.to_bytes()})
+                         artifacts={"global-generator.safetensors": payload.to_bytes()},
+                         privacy=privacy)
 
     @staticmethod
     def _global_generator(ctx: ArmContext, arch: dict[str, Any],

@@ -183,6 +183,13 @@ def build_pair(arch: dict[str, Any], private: bool = False
     return gen, disc
 
 
+def private_steps(cfg: GanConfig) -> tuple[int, int]:
+    """``(batch size, steps)`` of the private part of a gan's training at a site: only
+    the discriminator sees the site's images, ``steps * d_steps`` updates on expected
+    real batches of ``batch_size`` (a one-shot fit, or all of a fedgan's rounds)."""
+    return cfg.batch_size, cfg.steps * cfg.d_steps
+
+
 class GanSteps:
     """The adversarial training of one generator and discriminator at one site, step by
     step: what a one-shot fit runs ``steps`` times and a ``fedgan`` round runs for its
@@ -308,9 +315,8 @@ class GanGenerator:
     # --- checks --------------------------------------------------------------------
 
     def dp_steps(self, n: int) -> tuple[int, int]:
-        """Under DP only the discriminator sees the site's images: ``steps * d_steps``
-        updates on expected real batches of ``batch_size``."""
-        return self.config.batch_size, self.config.steps * self.config.d_steps
+        """Under DP only the discriminator sees the site's images: ``private_steps``."""
+        return private_steps(self.config)
 
     def _too_few(self, n: int) -> str | None:
         need = self.config.min_images

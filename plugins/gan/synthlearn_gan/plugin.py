@@ -27,8 +27,10 @@ def synthlearn_register_arms() -> list[ComponentSpec]:
         ComponentSpec("fedgan", FedGanConfig, FedGanArm,
                       "FedGAN: the sites train one conditional gan by federated averaging "
                       "of both networks; the server trains on its samples",
-                      slots={"generator": "generator", "conditioning": "conditioning"},
-                      slot_defaults={"generator": "gan", "conditioning": "categorical"}),
+                      slots={"generator": "generator", "conditioning": "conditioning",
+                             "dp": "dp_mechanism"},
+                      slot_defaults={"generator": "gan", "conditioning": "categorical",
+                                     "dp": None}),
     ]
 
 
