@@ -49,7 +49,10 @@ Differential privacy (an arm with a ``dp`` slot of kind ``dp_mechanism``)
     under ``privacy``; at the server ``PrivacyLedger`` (checks and accounts the records,
     ``summary()`` for ``ArmResult.privacy``); ``PrivateTraining``,
     ``plan_private_training``, ``dp_steps_per_epoch``, ``MAX_NOISE_MULTIPLIER`` (the most
-    noise a plan accepts).
+    noise a plan accepts). A site that trains several things under one budget (named
+    phases from ``dp_steps``): ``site_private_phases`` / ``plan_private_phases`` (one
+    noise level for all), ``composed_epsilon``, ``ComposesPhases`` (what the mechanism
+    needs for it); one record per phase.
 
 Models and training
     ``TrainSettings`` (how a model trains: the ``training`` of a ``ModelFactory``),
@@ -95,7 +98,11 @@ from __future__ import annotations
 
 from synthlearn.arms.averaging import average, check_update, choose_sites
 from synthlearn.arms.context import ArmContext, ArmResult
-from synthlearn.arms.site_privacy import PrivacyLedger, site_private_training
+from synthlearn.arms.site_privacy import (
+    PrivacyLedger,
+    site_private_phases,
+    site_private_training,
+)
 from synthlearn.arms.site_steps import check_site_steps, finish_at_sites
 from synthlearn.components import KINDS, ComponentSpec, NoParams, SiteTaskSpec
 from synthlearn.data.types import AttributeInfo, Dataset, ImageData
@@ -136,6 +143,7 @@ from synthlearn.interfaces import (
     Arm,
     Attack,
     Checked,
+    ComposesPhases,
     ConditioningScheme,
     DatasetSource,
     Described,
@@ -155,7 +163,9 @@ from synthlearn.loading.manager import load_plugins
 from synthlearn.models.private import (
     MAX_NOISE_MULTIPLIER,
     PrivateTraining,
+    composed_epsilon,
     dp_steps_per_epoch,
+    plan_private_phases,
     plan_private_training,
 )
 from synthlearn.models.training import (
@@ -199,6 +209,7 @@ __all__ = [
     "Described",
     "DpMechanism",
     "PrivatelyFitted",
+    "ComposesPhases",
     "average",
     "check_update",
     "choose_sites",
@@ -264,7 +275,10 @@ __all__ = [
     "PrivateTraining",
     "dp_steps_per_epoch",
     "plan_private_training",
+    "plan_private_phases",
+    "composed_epsilon",
     "site_private_training",
+    "site_private_phases",
     # models and training
     "OPTIMIZERS",
     "TrainSettings",

@@ -344,18 +344,40 @@ class Described(Protocol):
 
 
 @runtime_checkable
+class ComposesPhases(Protocol):
+    """Optional for a DP mechanism: it can plan several training phases at one site
+    under one budget (an arm whose sites train more than one thing on their images, e.g.
+    ``kr``'s teacher and generator). The phases share one noise multiplier; a phase is
+    ``(sample rate, steps)``."""
+
+    def composed_noise_multiplier(self, phases: Sequence[tuple[float, int]],
+                                  expected_batch_size: int) -> float:
+        """The noise multiplier σ that keeps every phase together within the budget (ε
+        at ``delta`` of their composition); ``expected_batch_size`` is the smallest
+        phase's; raise ``SynthlearnError`` when none can."""
+        ...
+
+    def composed_epsilon(self, noise_multiplier: float,
+                         phases: Sequence[tuple[float, int]]) -> float:
+        """The accountant's ε at ``delta`` of all ``phases`` at ``noise_multiplier``."""
+        ...
+
+
+@runtime_checkable
 class PrivatelyTrained(Protocol):
     """Required of an arm whose spec declares a slot of kind ``dp_mechanism``: how its
     site work trains on real images, so that the noise is planned for the arm's whole
     run and checked before any work."""
 
     def dp_steps(self, n: int, training: TrainSettings, slots: Mapping[str, Any]
-                 ) -> tuple[int, int]:
+                 ) -> tuple[int, int] | Mapping[str, tuple[int, int]]:
         """``(batch size, steps)`` a site with ``n`` images trains under DP over the
         whole arm (every round), given the model's ``training`` settings and the arm's
-        ``slots`` (recipe components: e.g. the generator that does the training); raise
-        ``SynthlearnError`` for a setting DP cannot take (e.g. FedProx's proximal
-        term)."""
+        ``slots`` (recipe components: e.g. the generator that does the training); or,
+        when a site trains several things on its images, a mapping phase name ->
+        ``(batch size, steps)``, planned under one budget (``plan_private_phases``; the
+        mechanism must compose them, ``ComposesPhases``). Raise ``SynthlearnError`` for
+        a setting DP cannot take (e.g. FedProx's proximal term)."""
         ...
 
 
@@ -396,7 +418,7 @@ OPTIONAL: dict[str, tuple[type, ...]] = {
     "model": (Checked,),
     "attack": (Described,),
     "runner": (),
-    "dp_mechanism": (),
+    "dp_mechanism": (ComposesPhases,),
     "filter": (),
 }
 """Protocols of optional methods per kind: checked only when the object has them."""

@@ -9,6 +9,9 @@ arm. From those, each site plans the noise for its whole budget
 same for every site, checks each record against its own plan and accounts the steps
 across rounds (``PrivacyLedger``); ``check_private_arms`` refuses, before any work, a
 recipe whose budget cannot be met or whose training would spend site data outside it.
+An arm whose sites train several things (``dp_steps`` returns named phases) gets one
+plan per phase under one noise level; a site sends one record per phase (named by its
+``phase``) and its ε is their composition.
 """
 
 from __future__ import annotations
@@ -18,7 +21,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from synthlearn.errors import SynthlearnError
-from synthlearn.models.private import PrivateTraining, plan_private_training
+from synthlearn.models.private import (
+    PrivateTraining,
+    composed_epsilon,
+    plan_private_phases,
+    plan_private_training,
+)
 from synthlearn.models.training import TrainSettings
 
 if TYPE_CHECKING:
@@ -58,20 +66,39 @@ def site_private_training(env: SiteEnv, n: int, batch_size: int, steps: int
     return plan_private_training(comp.build(), comp.use, n, batch_size, steps)
 
 
+def site_private_phases(env: SiteEnv, n: int, phases: Mapping[str, tuple[int, int]]
+                        ) -> dict[str, PrivateTraining] | None:
+    """At a site: the DP plans of several training phases under one budget (phase name
+    -> ``(batch size, steps)``), from the arm's ``dp`` slot (None when it has none)."""
+    comp = dp_component(env.slots)
+    if comp is None:
+        return None
+    return plan_private_phases(comp.build(), comp.use, n, phases)
+
+
 def _plan(comp: Component, arm_object: Any, n: int, training: TrainSettings,
-          slots: Mapping[str, Component]) -> PrivateTraining:
-    batch_size, steps = arm_object.dp_steps(n, training, slots)
-    return plan_private_training(comp.build(), comp.use, n, int(batch_size), int(steps))
+          slots: Mapping[str, Component]) -> dict[str | None, PrivateTraining]:
+    """The server's plans for a site of ``n`` images, by phase (None: the arm's one)."""
+    steps = arm_object.dp_steps(n, training, slots)
+    if isinstance(steps, Mapping):
+        return dict(plan_private_phases(comp.build(), comp.use, n,
+                                        {str(k): (int(b), int(s))
+                                         for k, (b, s) in steps.items()}))
+    batch_size, count = steps
+    return {None: plan_private_training(comp.build(), comp.use, n, int(batch_size),
+                                        int(count))}
 
 
 class PrivacyLedger:
-    """The server's account of one DP arm: its own plan for every site, the steps each
-    site reports (checked against that plan), and the ε they add up to."""
+    """The server's account of one DP arm: its own plan for every site (one per phase
+    when a site trains several things), the steps each site reports (checked against
+    that plan), and the ε they add up to."""
 
-    def __init__(self, comp: Component, plans: dict[int, PrivateTraining]) -> None:
+    def __init__(self, comp: Component,
+                 plans: dict[int, dict[str | None, PrivateTraining]]) -> None:
         self.comp = comp
         self.plans = plans
-        self.last: dict[int, dict[str, Any]] = {}
+        self.last: dict[tuple[int, str | None], dict[str, Any]] = {}
 
     @classmethod
     def for_arm(cls, ctx: ArmContext) -> PrivacyLedger | None:
@@ -85,13 +112,20 @@ class PrivacyLedger:
         return cls(comp, plans)
 
     def add(self, site: int, record: Any, source: str) -> None:
-        """Account a site's record (``payload.meta["privacy"]``) of one task."""
-        plan = self.plans.get(site)
-        if plan is None:
+        """Account a site's record (``payload.meta["privacy"]``) of one task (of one
+        phase: the record's ``phase`` names it)."""
+        plans = self.plans.get(site)
+        if plans is None:
             raise SynthlearnError(f"{source}: a privacy record from a site with no plan")
         if not isinstance(record, Mapping):
             raise SynthlearnError(f"{source}: the arm trains under DP but the site sent no "
                                   "privacy record")
+        phase = record.get("phase")
+        plan = plans.get(phase) if isinstance(phase, (str, type(None))) else None
+        if plan is None:
+            raise SynthlearnError(f"{source}: a privacy record of phase {phase!r}; the "
+                                  "server planned "
+                                  + ", ".join(repr(p) for p in plans))
         for key in ("noise_multiplier", "sample_rate"):
             value = record.get(key)
             mine = getattr(plan, key)
@@ -108,8 +142,8 @@ class PrivacyLedger:
                                   f"steps, more than the {plan.planned_steps} its noise was "
                                   "planned for")
         plan.steps += steps
-        self.last[site] = {k: v for k, v in record.items()
-                           if isinstance(v, (int, float, str, bool)) or v is None}
+        self.last[(site, phase)] = {k: v for k, v in record.items()
+                                    if isinstance(v, (int, float, str, bool)) or v is None}
 
     def summary(self, outside_budget: list[str] | None = None) -> dict[str, Any]:
         """The arm's privacy for metrics.json: the largest ε over the sites (each site's
@@ -117,11 +151,27 @@ class PrivacyLedger:
         what the arm released from the sites' data without noise (e.g. class counts)."""
         sites = []
         for sid in sorted(self.plans):
-            plan = self.plans[sid]
-            sites.append({**self.last.get(sid, {}), "site": sid,
-                          "noise_multiplier": plan.noise_multiplier,
-                          "sample_rate": plan.sample_rate, "steps": plan.steps,
-                          "planned_steps": plan.planned_steps, "epsilon": plan.epsilon()})
+            plans = self.plans[sid]
+            if list(plans) == [None]:
+                plan = plans[None]
+                sites.append({**self.last.get((sid, None), {}), "site": sid,
+                              "noise_multiplier": plan.noise_multiplier,
+                              "sample_rate": plan.sample_rate, "steps": plan.steps,
+                              "planned_steps": plan.planned_steps,
+                              "epsilon": plan.epsilon()})
+                continue
+            phases = [{**self.last.get((sid, name), {}), "phase": name,
+                       "sample_rate": plan.sample_rate, "steps": plan.steps,
+                       "planned_steps": plan.planned_steps,
+                       "epsilon_alone": plan.epsilon()}
+                      for name, plan in plans.items()]
+            for phase in phases:
+                phase.pop("epsilon", None)  # the site's record of the phase alone
+            sites.append({"site": sid,
+                          "noise_multiplier": next(iter(plans.values())).noise_multiplier,
+                          "steps": sum(p.steps for p in plans.values()),
+                          "planned_steps": sum(p.planned_steps for p in plans.values()),
+                          "epsilon": composed_epsilon(plans), "phases": phases})
         mechanism = self.comp.build()
         return {
             "epsilon": max(s["epsilon"] for s in sites),
@@ -134,12 +184,29 @@ class PrivacyLedger:
         }
 
 
+def _model_problem(comp: Component, model_comp: Component, dataset: Dataset) -> str | None:
+    """Why ``model_comp`` cannot train under ``comp`` (None: it can): training options
+    that spend site data outside the budget, or layers the mechanism cannot train."""
+    from synthlearn.sitework.sites import seeded_model
+
+    factory = model_comp.build()
+    refused = _refused_options(factory.training)
+    if refused:
+        return ("training under DP cannot take " + "; ".join(refused)
+                + f" (set them off in {model_comp.path})")
+    model = seeded_model(factory, 0, dataset.channels, dataset.num_classes,
+                         dataset.image_size)
+    shape = (dataset.channels, *dataset.image_size)
+    layers = list(comp.build().unsupported(model, shape))
+    if layers:
+        return f"{comp.use!r} cannot train {model_comp.path} privately: {'; '.join(layers)}"
+    return None
+
+
 def check_private_arms(recipe: Recipe, dataset: Dataset, sites: list[Site]) -> list[str]:
     """Before any work: each DP arm's problems, one line each at its ``dp`` slot's YAML
     path (an arm that cannot plan, training options that spend data outside the budget,
     layers the mechanism cannot train, a site whose budget cannot be met)."""
-    from synthlearn.sitework.sites import seeded_model
-
     problems: list[str] = []
     for arm in recipe.arms:
         comp = dp_component(arm.component.slots)
@@ -153,18 +220,12 @@ def check_private_arms(recipe: Recipe, dataset: Dataset, sites: list[Site]) -> l
                             f"{arm.component.registered.distribution})")
             continue
         factory = arm.model.build()
-        refused = _refused_options(factory.training)
-        if refused:
-            problems.append(f"{where}: training under DP cannot take "
-                            + "; ".join(refused) + f" (set them off in {arm.model.path})")
-            continue
-        model = seeded_model(factory, 0, dataset.channels, dataset.num_classes,
-                             dataset.image_size)
-        shape = (dataset.channels, *dataset.image_size)
-        layers = list(comp.build().unsupported(model, shape))
-        if layers:
-            problems.append(f"{where}: {comp.use!r} cannot train {arm.model.path} "
-                            f"privately: {'; '.join(layers)}")
+        # the arm's model, and any other model its slots name (kr's teacher)
+        models = [arm.model, *(c for c in arm.component.slots.values()
+                               if c.kind == "model" and c is not arm.model)]
+        problem = next(filter(None, (_model_problem(comp, m, dataset) for m in models)), None)
+        if problem:
+            problems.append(f"{where}: {problem}")
             continue
         try:  # the arm's own refusal (e.g. FedProx) is one line, not one per site
             arm_object.dp_steps(len(sites[0].data), factory.training, arm.component.slots)

@@ -318,19 +318,27 @@ def _privacy(arms: list[dict[str, Any]]) -> list[str]:
              "arm's whole run (every round, every step), the largest over the sites; a "
              "smaller ε is a stronger guarantee, ∞ none. Each step clips every example's "
              "gradient and adds Gaussian noise of *noise multiplier × bound*; batches are "
-             "Poisson-sampled at the *sample rate*.", ""]
+             "Poisson-sampled at the *sample rate*. A site that trains several things "
+             "(e.g. kr's teacher and generator) has a row for each, with one noise "
+             "multiplier and the ε of all of them together.", ""]
     rows = []
     for i, arm in dp:
         privacy = arm["privacy"]
         about = privacy.get("about") or {}
         for site in privacy.get("sites") or []:
-            rows.append([_arm_name(arm, i), str(site.get("site")),
-                         _num(site.get("epsilon"), 2), f"{privacy.get('delta'):g}",
-                         str(privacy.get("accountant")), str(about.get("clipping", "n/a")),
-                         _num(site.get("noise_multiplier"), 3),
-                         _num(site.get("sample_rate"), 3),
-                         f"{site.get('steps')} / {site.get('planned_steps')}",
-                         _num(site.get("final_max_grad_norm"), 3)])
+            # a site that trained several things under one budget: a row per phase,
+            # each with the site's ε (their composition)
+            for phase in site.get("phases") or [site]:
+                label = str(site.get("site")) + (f" ({phase['phase']})" if "phase" in phase
+                                                 else "")
+                rows.append([_arm_name(arm, i), label,
+                             _num(site.get("epsilon"), 2), f"{privacy.get('delta'):g}",
+                             str(privacy.get("accountant")),
+                             str(about.get("clipping", "n/a")),
+                             _num(site.get("noise_multiplier"), 3),
+                             _num(phase.get("sample_rate"), 3),
+                             f"{phase.get('steps')} / {phase.get('planned_steps')}",
+                             _num(phase.get("final_max_grad_norm"), 3)])
     lines += _table(["arm", "site", "ε", "δ", "accountant", "clipping", "noise multiplier",
                      "sample rate", "steps taken / planned", "final bound"], rows,
                     ["l"] + ["r"] * 9)

@@ -13,7 +13,7 @@ import contextlib
 import copy
 import functools
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -91,7 +91,11 @@ class OpacusMechanism:
             sigma = float(cfg.noise_multiplier)
         else:
             sigma = _search_noise(cfg, sample_rate, steps)
-        if cfg.clipping == "adaptive":
+        self._check_adaptive(sigma, expected_batch_size)
+        return sigma
+
+    def _check_adaptive(self, sigma: float, expected_batch_size: int) -> None:
+        if self.config.clipping == "adaptive":
             std = self._unclipped_std(expected_batch_size)
             if sigma >= 2 * std:
                 raise SynthlearnError(
@@ -99,11 +103,28 @@ class OpacusMechanism:
                     f"the unclipped count's noise ({std:g}; expected batch "
                     f"{expected_batch_size} / 20 unless unclipped_num_std is set): raise "
                     "the budget, the batch size or unclipped_num_std, or clip flat")
-        return sigma
 
     def epsilon(self, noise_multiplier: float, sample_rate: float, steps: int) -> float:
         return _epsilon(self.config.accountant, self.config.delta, noise_multiplier,
                         sample_rate, steps)
+
+    def composed_noise_multiplier(self, phases: Sequence[tuple[float, int]],
+                                  expected_batch_size: int) -> float:
+        """One σ for several phases (``(sample rate, steps)`` each) under the budget."""
+        cfg = self.config
+        history = _phases(cfg.accountant, phases)
+        if cfg.noise_multiplier is not None:
+            sigma = float(cfg.noise_multiplier)
+        else:
+            sigma = _search_composed_noise(cfg, history)
+        self._check_adaptive(sigma, expected_batch_size)
+        return sigma
+
+    def composed_epsilon(self, noise_multiplier: float,
+                         phases: Sequence[tuple[float, int]]) -> float:
+        history = _phases(self.config.accountant, phases)
+        return _composed_epsilon(self.config.accountant, self.config.delta,
+                                 tuple((noise_multiplier, q, t) for q, t in history))
 
     def unsupported(self, model: nn.Module, input_shape: tuple[int, int, int]) -> list[str]:
         refused = ModuleValidator.validate(model, strict=False)
@@ -161,12 +182,67 @@ class OpacusMechanism:
 def _epsilon(accountant: str, delta: float, sigma: float, sample_rate: float, steps: int
              ) -> float:
     """The accountant's ε (kept: the RDP accountant takes up to a second per call)."""
-    if steps == 0:
+    return _composed_epsilon(accountant, delta, ((sigma, sample_rate, steps),))
+
+
+@functools.lru_cache(maxsize=512)
+def _composed_epsilon(accountant: str, delta: float,
+                      history: tuple[tuple[float, float, int], ...]) -> float:
+    """The accountant's ε of a history of ``(σ, sample rate, steps)`` entries, composed
+    as Opacus's accountants compose the steps they are told of."""
+    history = tuple(entry for entry in history if entry[2] > 0)
+    if not history:
         return 0.0
     counted = create_accountant(mechanism=accountant)
-    counted.history = [(sigma, sample_rate, steps)]
+    counted.history = list(history)
     with _quiet_accounting():
         return float(counted.get_epsilon(delta=delta))
+
+
+def _phases(accountant: str, phases: Sequence[tuple[float, int]]
+            ) -> tuple[tuple[float, int], ...]:
+    """``phases`` as the accountant can compose them. The gdp accountant reads only the
+    last entry of its history: phases at one sample rate are merged (their steps added),
+    different rates are refused."""
+    merged = tuple((float(q), int(t)) for q, t in phases)
+    if accountant != "gdp" or len(merged) < 2:
+        return merged
+    if len({q for q, _ in merged}) > 1:
+        raise SynthlearnError("the gdp accountant cannot compose training phases at "
+                              "different sample rates: use accountant rdp or prv")
+    return ((merged[0][0], sum(t for _, t in merged)),)
+
+
+@functools.lru_cache(maxsize=64)
+def _search_composed_noise(cfg: OpacusConfig, history: tuple[tuple[float, int], ...]
+                           ) -> float:
+    """The smallest noise multiplier (to within the target's tolerance) whose composed ε
+    over ``history`` (``(sample rate, steps)`` phases sharing it) meets the target: a
+    bisection, ε falling as σ grows."""
+    def epsilon(sigma: float) -> float:
+        return _composed_epsilon(cfg.accountant, cfg.delta,
+                                 tuple((sigma, q, t) for q, t in history))
+
+    target, what = cfg.target_epsilon, " and ".join(
+        f"{t} steps at sample rate {q:.3g}" for q, t in history)
+    high = MAX_NOISE_MULTIPLIER
+    if epsilon(high) > target:
+        raise SynthlearnError(f"no noise multiplier meets ε {target:g} at δ {cfg.delta:g} for "
+                              f"{what}: even {high:g} gives ε {epsilon(high):.3g}")
+    low = high / 2
+    while epsilon(low) <= target:  # halve until the budget is broken
+        high, low = low, low / 2
+        if low < 1e-3:
+            return high
+    for _ in range(60):  # epsilon(low) > target >= epsilon(high)
+        if epsilon(high) >= target - cfg.epsilon_tolerance:
+            break
+        middle = (low + high) / 2
+        if epsilon(middle) > target:
+            low = middle
+        else:
+            high = middle
+    return high
 
 
 @functools.lru_cache(maxsize=64)

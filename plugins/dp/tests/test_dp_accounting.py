@@ -61,3 +61,51 @@ def test_a_plan_that_cannot_be_met_is_refused() -> None:
         plan_private_training(opacus_mechanism(target_epsilon=0.5, clipping="adaptive"), "opacus",
                               800, 16, 500)
 
+
+
+@pytest.mark.parametrize(("name", "accountant"), [("rdp", RDPAccountant), ("prv", PRVAccountant)])
+def test_phases_compose_as_opacus_accountant_composes_their_steps(name: str, accountant: type
+                                                                  ) -> None:
+    # a teacher (batch 32 of 809, 260 steps) and a generator's discriminator (batch 16,
+    # 400 steps) at one site, one noise multiplier
+    mechanism = opacus_mechanism(accountant=name, target_epsilon=None, noise_multiplier=1.5)
+    phases = [(32 / 809, 260), (16 / 809, 400)]
+    ours = mechanism.composed_epsilon(1.5, phases)
+    counted = accountant()
+    for q, steps in phases:
+        for _ in range(steps):
+            counted.step(noise_multiplier=1.5, sample_rate=q)
+    assert ours == pytest.approx(float(counted.get_epsilon(delta=1e-5)), rel=1e-3)
+    # the two together cost more than either alone, and no more than both added up
+    alone = [mechanism.epsilon(1.5, q, t) for q, t in phases]
+    assert max(alone) < ours <= sum(alone)
+    assert mechanism.composed_epsilon(1.5, phases[:1]) == pytest.approx(alone[0])
+
+
+@pytest.mark.parametrize("target", [2.0, 8.0])
+def test_phases_share_one_noise_level_that_meets_the_budget_together(target: float) -> None:
+    from synthlearn.api import composed_epsilon, plan_private_phases
+
+    mechanism = opacus_mechanism(target_epsilon=target)
+    plans = plan_private_phases(mechanism, "opacus", 809,
+                                {"teacher": (32, 260), "generator": (16, 400)})
+    assert [p.phase for p in plans.values()] == ["teacher", "generator"]
+    assert len({p.noise_multiplier for p in plans.values()}) == 1
+    for plan in plans.values():
+        plan.steps = plan.planned_steps
+    assert target - 0.02 <= composed_epsilon(plans) <= target
+    # more noise than either phase alone would need for the same budget
+    alone = plan_private_training(mechanism, "opacus", 809, 16, 400)
+    assert plans["generator"].noise_multiplier > alone.noise_multiplier
+    assert plans["teacher"].record()["phase"] == "teacher"
+
+
+def test_phases_the_accountant_cannot_compose_are_refused() -> None:
+    from synthlearn.api import plan_private_phases
+
+    with pytest.raises(SynthlearnError, match="gdp accountant cannot compose"):
+        plan_private_phases(opacus_mechanism(accountant="gdp"), "opacus", 809,
+                            {"teacher": (32, 26), "generator": (16, 40)})
+    with pytest.raises(SynthlearnError, match="teacher: DP samples each batch.*a batch of 900 needs more than 809"):
+        plan_private_phases(opacus_mechanism(), "opacus", 809,
+                            {"teacher": (900, 26), "generator": (16, 40)})

@@ -81,7 +81,7 @@ def test_the_server_checks_each_site_record_against_its_own_plan() -> None:
                            recipe=small_recipe(model=MODEL))
     ledger = PrivacyLedger.for_arm(ctx)
     assert ledger is not None
-    plan = ledger.plans[0]
+    plan = ledger.plans[0][None]
     assert plan.planned_steps == 2 * 1 * 4  # 2 rounds of one local epoch of 60 images
     record = {"noise_multiplier": plan.noise_multiplier, "sample_rate": plan.sample_rate,
               "steps": 4}
