@@ -64,7 +64,8 @@ Synthetic images
     ``Conditions`` (what a generator is conditioned on), ``check_stats``,
     ``MAX_IMAGES``; shared by every arm that synthesises: ``SHARED_FIT_TASK`` (name your
     fitting site task so to share generator fits with the ``synthetic`` arm),
-    ``fit_site_generator``, ``draw_pool`` (and its ``CLASS_BALANCES``), ``pool_subset``,
+    ``fit_site_generator`` (and ``generator_dp_steps`` under DP), ``draw_pool`` (and its
+    ``CLASS_BALANCES``), ``pool_subset``,
     ``load_generator``, ``generator_label``, ``describe_slots``, ``checked_n_real``,
     ``render_conditions`` (images for given conditions, checked); ``ShareSize`` (the
     ``multiple``/``count`` params of a per-site pool, for a config class to inherit).
@@ -133,6 +134,7 @@ from synthlearn.generation.sharing import (
     describe_slots,
     draw_pool,
     fit_site_generator,
+    generator_dp_steps,
     generator_label,
     load_generator,
     pool_subset,
@@ -300,6 +302,7 @@ __all__ = [
     "describe_slots",
     "draw_pool",
     "fit_site_generator",
+    "generator_dp_steps",
     "generator_label",
     "load_generator",
     "pool_subset",

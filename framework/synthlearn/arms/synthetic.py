@@ -19,7 +19,6 @@ arm that synthesises (the ``kr`` plugin's too).
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -49,6 +48,7 @@ from synthlearn.generation.sharing import (
     describe_slots,
     draw_pool,
     fit_site_generator,
+    generator_dp_steps,
     generator_label,
     load_generator,
     pool_subset,
@@ -240,15 +240,7 @@ class SyntheticArm:
         if FILTER_SLOT in slots:
             raise SynthlearnError("a filter compares the released images with the site's "
                                   "own outside the DP budget: remove the arm's filter")
-        component = slots["generator"]
-        generator = component.build()
-        if not callable(getattr(generator, "dp_steps", None)):
-            raise SynthlearnError(f"{generator_label(component)} cannot fit under DP (it has no"
-                                  " dp_steps; see synthlearn.interfaces.PrivatelyFitted)")
-        if "private" not in inspect.signature(generator.fit).parameters:
-            raise SynthlearnError(f"{generator_label(component)} has dp_steps but its fit takes"
-                                  " no 'private' plan (synthlearn.interfaces.PrivatelyFitted)")
-        return generator.dp_steps(n)
+        return generator_dp_steps(slots["generator"], n)
 
     def run(self, ctx: ArmContext) -> ArmResult:
         config = self.config

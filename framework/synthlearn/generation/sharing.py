@@ -15,6 +15,7 @@ generator returns, ``checked_n_real`` the image count a site claims
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -24,6 +25,7 @@ import numpy as np
 from synthlearn.arms.site_privacy import dp_component, site_private_training
 from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
+from synthlearn.models.private import PrivateTraining
 from synthlearn.params import fitting_params, make_converter
 from synthlearn.sitework.exchange import Payload
 from synthlearn.sitework.received import received_count
@@ -198,7 +200,23 @@ def draw_pool(generator: Any, scheme: Any, stats: dict[str, Any], n: int, seed: 
 
 
 
-def fit_site_generator(site: Site, env: SiteEnv) -> tuple[Any, dict[str, Any], Payload]:
+def generator_dp_steps(component: Any, n: int) -> tuple[int, int]:
+    """``(batch size, steps)`` of the private part of the fit of the recipe's generator
+    ``component`` on ``n`` images (its ``dp_steps``); a generator that cannot fit under
+    DP (``synthlearn.interfaces.PrivatelyFitted``) is one ``SynthlearnError``."""
+    generator = component.build()
+    if not callable(getattr(generator, "dp_steps", None)):
+        raise SynthlearnError(f"{generator_label(component)} cannot fit under DP (it has no"
+                              " dp_steps; see synthlearn.interfaces.PrivatelyFitted)")
+    if "private" not in inspect.signature(generator.fit).parameters:
+        raise SynthlearnError(f"{generator_label(component)} has dp_steps but its fit takes"
+                              " no 'private' plan (synthlearn.interfaces.PrivatelyFitted)")
+    batch_size, steps = generator.dp_steps(n)
+    return int(batch_size), int(steps)
+
+
+def fit_site_generator(site: Site, env: SiteEnv, private: PrivateTraining | None = None
+                       ) -> tuple[Any, dict[str, Any], Payload]:
     """Site work shared by every arm that synthesises: summarise the site's labels and
     attributes with the arm's conditioning scheme (``env.slots["conditioning"]``) and
     fit the arm's generator (``env.slots["generator"]``) on the site's images, once.
@@ -210,19 +228,20 @@ def fit_site_generator(site: Site, env: SiteEnv) -> tuple[Any, dict[str, Any], P
 
     With a ``dp`` slot in the arm the generator fits under differential privacy: the
     plan comes from its ``dp_steps`` (``synthlearn.interfaces.PrivatelyFitted``), and
-    the state's meta carries the site's privacy record under ``PRIVACY_KEY``."""
+    the state's meta carries the site's privacy record under ``PRIVACY_KEY``. An arm
+    whose sites train more than the generator under one budget plans the phases itself
+    (``site_private_phases``) and passes the generator's as ``private``."""
     scheme = env.slots["conditioning"].build()
     stats = scheme.summarize(site.data, env.num_classes, env.attributes)
 
     dp = dp_component(env.slots)
+    if dp is not None and private is None:
+        private = site_private_training(
+            env, len(site.data), *generator_dp_steps(env.slots["generator"], len(site.data)))
 
     def fit() -> Payload:
         generator = env.slots["generator"].build()
         conditions = scheme.encode(site.data.labels, site.data.attributes, stats)
-        private = None
-        if dp is not None:
-            private = site_private_training(env, len(site.data),
-                                            *generator.dp_steps(len(site.data)))
         generator.fit(site.data, conditions, env.num_classes, derive_seed(env.seed, "fit"),
                       progress=env.progress, desc=f"site {site.id}: fit generator",
                       **({"private": private} if private is not None else {}))
@@ -232,7 +251,12 @@ def fit_site_generator(site: Site, env: SiteEnv) -> tuple[Any, dict[str, Any], P
         return Payload(state.tensors, {**state.meta, PRIVACY_KEY: private.record()})
 
     parts = (env.slots["generator"], env.slots["conditioning"], *([dp] if dp else []))
-    return scheme, stats, env.memo(_fit_key(site, env), fit, components=parts)
+    key = _fit_key(site, env)
+    if private is not None:  # the same dp slot may plan other noise (e.g. with a teacher)
+        key["private"] = {"noise_multiplier": private.noise_multiplier,
+                          "sample_rate": private.sample_rate,
+                          "planned_steps": private.planned_steps}
+    return scheme, stats, env.memo(key, fit, components=parts)
 
 
 

@@ -145,6 +145,55 @@ def test_fedgan_under_dp_plans_every_round_at_once_and_reports_epsilon(
     assert [p["round"] for p in fedgan["curve"] if p["round"] is not None] == [0, 1, 2]
 
 
+def test_kr_under_dp_composes_its_teacher_and_generator_in_one_budget(tmp_path: Path) -> None:
+    pytest.importorskip("synthlearn_gan", reason="the synthlearn-gan plugin is not installed")
+    pytest.importorskip("synthlearn_kr", reason="the synthlearn-kr plugin is not installed")
+    from synthlearn.api import Payload
+
+    gan = {"use": "gan", "params": {"steps": 6, "width": 8, "batch_size": 8}}
+    dp = {"use": "opacus", "params": {"target_epsilon": 4.0}}
+    arms = [{"name": f"kr-{share}", "use": "kr", "generator": gan, "dp": dp,
+             "params": {"regenerate_every": None, "share": share, "labels": "ensemble"}}
+            for share in ("models", "samples")]
+    metrics = run_recipe(small_recipe(model=MODEL, arms=arms), tmp_path=tmp_path)
+    models, samples = metrics["arms"]
+    privacy = models["privacy"]
+    assert 3.9 <= privacy["epsilon"] <= 4.0  # the two phases together, not each
+    for site in privacy["sites"]:
+        phases = {p["phase"]: p for p in site["phases"]}
+        # teacher: 2 epochs of 60 images in batches of 16; generator: 6 steps x 1 d_step
+        assert (phases["teacher"]["steps"], phases["generator"]["steps"]) == (8, 6)
+        assert phases["teacher"]["sample_rate"] == pytest.approx(16 / 60)
+        assert site["epsilon"] > max(p["epsilon_alone"] for p in site["phases"])
+    assert "class counts" in privacy["outside_budget"][0]
+    # both ways of sharing train the same private teachers and generators
+    assert samples["privacy"]["sites"] == privacy["sites"]
+    for key in ("accuracy", "auc"):
+        assert samples["metrics"][key] == models["metrics"][key]
+    blob = (metrics.run_dir / "artifacts" / "kr-models" /
+            "site-0-generator-and-teacher.safetensors").read_bytes()
+    carried = Payload.from_bytes(blob, "artifact").meta["generator"]["privacy"]
+    assert carried["phase"] == "generator"
+    assert carried["noise_multiplier"] == pytest.approx(privacy["sites"][0]["noise_multiplier"])
+    report = (metrics.run_dir / "report.md").read_text(encoding="utf-8")
+    assert "| kr-models | 0 (teacher) |" in report and "| kr-models | 0 (generator) |" in report
+
+
+def test_kr_under_dp_refuses_a_filter_and_checks_its_teacher(write_recipe, cli) -> None:
+    pytest.importorskip("synthlearn_kr", reason="the synthlearn-kr plugin is not installed")
+    dp = {"use": "opacus"}
+    batch_teacher = json.loads(json.dumps(MODEL))
+    batch_teacher["params"]["norm"] = "batch"
+    for entry, expected in (
+            ({"params": {"share": "samples"}, "filter": {"use": "near-copy"}},
+             "a filter compares the released images"),
+            ({"teacher": batch_teacher}, "cannot train $.arms[0].teacher privately")):
+        recipe = small_recipe(model=MODEL, arms=[{"use": "kr", "dp": dp, **entry}])
+        result = cli("validate", str(write_recipe(recipe)))
+        assert result.returncode == 2, result.stdout
+        assert "$.arms[0].dp" in result.stderr and expected in result.stderr, result.stderr
+
+
 def test_fedgan_refuses_a_dp_budget_its_rounds_cannot_meet(write_recipe, cli) -> None:
     pytest.importorskip("synthlearn_gan", reason="the synthlearn-gan plugin is not installed")
     entry = {"use": "fedgan", "params": {"rounds": 2},

@@ -25,8 +25,10 @@ from synthlearn.api import (
     ArmResult,
     ImageData,
     Payload,
+    PrivacyLedger,
     SiteTask,
     SynthlearnError,
+    TrainSettings,
     check_site_steps,
     check_stats,
     checked_n_real,
@@ -47,6 +49,7 @@ from synthlearn_kr.config import KRConfig
 from synthlearn_kr.site_work import (
     TASK,
     SiteWork,
+    kr_dp_phases,
     label,
     prepare,
     set_seed,
@@ -83,14 +86,31 @@ class KRArm:
             raise SynthlearnError("a filter needs share: samples (a generator that leaves "
                                   "the site cannot be screened there)")
 
+    def dp_steps(self, n: int, training: TrainSettings, slots: Mapping[str, Any]
+                 ) -> dict[str, tuple[int, int]]:
+        """Under DP a site trains two things on its images, its teacher (the ``teacher:``
+        model's epochs, else the arm model's) and its generator: two phases under one
+        budget. A filter is refused (it compares the released images with the site's
+        own, outside the budget)."""
+        if FILTER_SLOT in slots:
+            raise SynthlearnError("a filter compares the released images with the site's "
+                                  "own outside the DP budget: remove the arm's filter")
+        teacher = slots.get("teacher")
+        return kr_dp_phases(n, teacher.build().training if teacher is not None else training,
+                            slots["generator"])
+
     def run(self, ctx: ArmContext) -> ArmResult:
         config = self.config
         check_site_steps(ctx)  # before any work
+        ledger = PrivacyLedger.for_arm(ctx)
         epochs = ctx.training.epochs
         smoothing = ctx.training.label_smoothing
         work = SiteWork(config, config.sets_for(epochs))
         task = SiteTask(TASK, prepare, work, shares=SHARED[config.share])
         received = ctx.run_sites(task)
+        if ledger is not None:
+            for sid, payload in sorted(received.items()):
+                _account(ledger, sid, payload.meta.get("privacy"), f"arm {ctx.name}, site {sid}")
         seeds = {site.id: ctx.site_env(site, task).seed for site in ctx.sites}
         source: ModelsSource | SamplesSource | PooledSource
         if config.share == "models":
@@ -140,8 +160,11 @@ class KRArm:
             ],
         }
         details.update(finished)
+        privacy = None if ledger is None else ledger.summary(
+            ["each site's conditioning statistics (class counts, attribute aggregates) and "
+             "image count"])
         return ArmResult(model=model, details=details, synthetic=synthetic,
-                         artifacts=source.artifacts())
+                         artifacts=source.artifacts(), privacy=privacy)
 
     def _training_set(self, site_sets: dict[int, SiteSet], smoothing: float
                       ) -> tuple[ImageData, np.ndarray]:
@@ -167,6 +190,19 @@ class KRArm:
             probs.append(p)
         out["all"] = agreement(np.concatenate(labels), np.concatenate(probs))
         return out
+
+
+def _account(ledger: PrivacyLedger, site: int, records: Any, source: str) -> None:
+    """A site's privacy records under DP: one per phase (teacher, generator)."""
+    if not isinstance(records, list) or not 1 <= len(records) <= 2:
+        ledger.add(site, None, source)  # names what is missing
+    for record in records:
+        ledger.add(site, record, source)
+    taken = {record.get("phase") for record in records if isinstance(record, Mapping)}
+    if taken != {"teacher", "generator"}:
+        raise SynthlearnError(f"privacy records for {sorted(map(str, taken))}; under DP a "
+                              "site sends one for its teacher and one for its generator",
+                              where=source)
 
 
 def _check_set(images: np.ndarray, labels: np.ndarray, logits: np.ndarray, ctx: ArmContext,

@@ -17,9 +17,9 @@ def synthlearn_register_arms() -> list[ComponentSpec]:
                       "knowledge recycling: site teachers soft-label synthetic images, the "
                       "server trains on a fresh synthetic set every few epochs",
                       slots={"generator": "generator", "conditioning": "conditioning",
-                             "teacher": "model", "filter": "filter"},
+                             "teacher": "model", "filter": "filter", "dp": "dp_mechanism"},
                       slot_defaults={"generator": "gan", "conditioning": "categorical",
-                                     "teacher": None, "filter": None}),
+                                     "teacher": None, "filter": None, "dp": None}),
     ]
 
 

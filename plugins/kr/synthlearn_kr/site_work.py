@@ -2,6 +2,10 @@
 arm of the same generator), train its teacher, and send either both models or every
 synthetic set already drawn and labelled; and, for ``labels: ensemble`` with
 ``share: samples``, label the other sites' sets with its teacher.
+
+Under DP (the arm's ``dp:`` slot) a site trains two things on its images, the teacher
+and the generator (the private part of its fit): two phases planned under one budget
+(``kr_dp_phases``; one noise level, their composed ε), each sending its record.
 """
 
 from __future__ import annotations
@@ -16,12 +20,16 @@ from synthlearn.api import (
     FILTER_SLOT,
     SHARED_FIT_TASK,
     Payload,
+    PrivateTraining,
     Site,
     SiteEnv,
+    TrainSettings,
     derive_seed,
     describe_slots,
+    dp_steps_per_epoch,
     draw_pool,
     fit_site_generator,
+    generator_dp_steps,
     generator_label,
     load_generator,
     load_state,
@@ -29,6 +37,7 @@ from synthlearn.api import (
     predict_logits,
     screen_site_pools,
     seeded_model,
+    site_private_phases,
     state_payload,
     train_classifier,
 )
@@ -70,10 +79,31 @@ def teacher_seed(prepare_seed: int) -> int:
     return derive_seed(prepare_seed, "teacher")
 
 
-def site_teacher(site: Site, env: SiteEnv, seed: int) -> nn.Module:
+def kr_dp_phases(n: int, teacher_training: TrainSettings, generator: Any
+                 ) -> dict[str, tuple[int, int]]:
+    """Under DP: ``(batch size, steps)`` of each thing a site of ``n`` images trains on
+    them, the teacher (its epochs of Poisson-sampled batches) and the generator (the
+    private part of its fit, ``generator_dp_steps``)."""
+    batch_size = teacher_training.batch_size
+    return {"teacher": (batch_size, teacher_training.epochs
+                        * dp_steps_per_epoch(n, batch_size)),
+            "generator": generator_dp_steps(generator, n)}
+
+
+def site_plans(site: Site, env: SiteEnv) -> dict[str, PrivateTraining] | None:
+    """The site's DP plans, by phase (None without a ``dp:`` slot)."""
+    if not any(c.kind == "dp_mechanism" for c in env.slots.values()):
+        return None
+    training = teacher_component(env).build().training
+    return site_private_phases(env, len(site.data),
+                               kr_dp_phases(len(site.data), training, env.slots["generator"]))
+
+
+def site_teacher(site: Site, env: SiteEnv, seed: int, private: PrivateTraining | None = None
+                 ) -> tuple[nn.Module, dict[str, Any] | None]:
     """The site's teacher: its model trained on the site's own images from ``seed``
     (once; kept at the site, so both ways of sharing and the labelling task use the
-    same one)."""
+    same one), under the DP plan ``private`` when given; and that plan's record."""
     component = teacher_component(env)
     factory = component.build()
 
@@ -81,15 +111,24 @@ def site_teacher(site: Site, env: SiteEnv, seed: int) -> nn.Module:
         return seeded_model(factory, seed, env.in_chans, env.num_classes, env.image_size)
 
     def fit() -> Payload:
-        model = train_classifier(fresh(), site.data, factory.training, seed,
+        model = train_classifier(fresh(), site.data, factory.training, seed, private=private,
                                  progress=env.progress, desc=f"site {site.id}: teacher")
-        return state_payload(model)
+        state = state_payload(model)
+        if private is None:
+            return state
+        return Payload(state.tensors, {**state.meta, "privacy": private.record()})
 
     parts = {"fit": "teacher", "model": component.to_dict(make_converter()),
              "data": site.data.fingerprint(), "seed": seed,
              "shape": [env.num_classes, env.in_chans, list(env.image_size)]}
-    return load_state(fresh(), env.memo(parts, fit, components=[component]),
-                      f"site {site.id} teacher")
+    if private is not None:
+        parts["private"] = {"noise_multiplier": private.noise_multiplier,
+                            "sample_rate": private.sample_rate,
+                            "planned_steps": private.planned_steps}
+    components = [component, *(c for c in env.slots.values()
+                                if c.kind == "dp_mechanism" and private is not None)]
+    kept = env.memo(parts, fit, components=components)
+    return load_state(fresh(), kept, f"site {site.id} teacher"), kept.meta.get("privacy")
 
 
 def prefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -104,11 +143,16 @@ def unprefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch
 
 def prepare(site: Site, work: SiteWork, inbound: Payload | None, env: SiteEnv) -> Payload:
     """Site work: fit the generator, train the teacher, send models or labelled sets."""
-    scheme, stats, state = fit_site_generator(site, env)
-    teacher = site_teacher(site, env, teacher_seed(env.seed))
+    plans = site_plans(site, env)
+    scheme, stats, state = fit_site_generator(site, env,
+                                              None if plans is None else plans["generator"])
+    teacher, teacher_record = site_teacher(site, env, teacher_seed(env.seed),
+                                           None if plans is None else plans["teacher"])
     n_real = len(site.data)
     meta: dict[str, Any] = {"share": work.kr.share, "n_real": n_real,
                             **describe_slots(env.slots)}
+    if plans is not None:  # one record per phase; the server composes them
+        meta["privacy"] = [state.meta.get("privacy"), teacher_record]
     if work.kr.share == "models":
         tensors = {**prefixed("generator", state.tensors),
                    **prefixed("teacher", teacher.state_dict())}
@@ -140,7 +184,9 @@ def label(site: Site, work: SiteWork, inbound: Payload | None, env: SiteEnv) -> 
     teacher never leaves it."""
     if inbound is None or not isinstance(inbound.meta.get("teacher_seed"), int):
         raise ValueError("labelling needs the synthetic images and the teacher's seed")
-    teacher = site_teacher(site, env, inbound.meta["teacher_seed"])
+    plans = site_plans(site, env)  # the teacher trained in prepare, under the same plan
+    teacher, _ = site_teacher(site, env, inbound.meta["teacher_seed"],
+                              None if plans is None else plans["teacher"])
     return Payload({name: torch.from_numpy(predict_logits(teacher, images.numpy())
                                            .astype(np.float32))
                     for name, images in inbound.tensors.items()},
