@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,11 @@ def _int_in(low: int, high: int | None = None) -> Validator:
 
 def _real(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _positive_or_none(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None:
+        _positive(instance, attribute, value)
 
 
 def _positive(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -85,6 +91,13 @@ class DiffusionConfig:
     batch_size: int = attrs.field(
         default=32, validator=_int_in(1),
         metadata={"doc": "images per update (>= 1)"})
+    max_epochs: float | None = attrs.field(
+        default=None, validator=_positive_or_none,
+        metadata={"doc": "cap the budget at this many passes over the site's images: "
+                         "`min(steps, ceil(max_epochs * n / batch_size))` updates at a site "
+                         "of n images (null: `steps` everywhere); a site of a few hundred "
+                         "images otherwise sees each one hundreds of times, and its samples "
+                         "copy them"})
     lr: float = attrs.field(
         default=1e-3, validator=_positive,
         metadata={"doc": "AdamW learning rate (> 0), reached after a linear warm-up over the "
@@ -166,6 +179,13 @@ class DiffusionConfig:
             if getattr(self, name) % 8:
                 raise ValueError(f"'{name}' must be a multiple of 8 (group normalisation in "
                                  f"groups of 8), got {getattr(self, name)}")
+
+    def steps_for(self, n: int) -> int:
+        """Optimiser updates of a fit on ``n`` images: ``steps``, capped by
+        ``max_epochs``."""
+        if self.max_epochs is None:
+            return self.steps
+        return max(1, min(self.steps, math.ceil(self.max_epochs * n / self.batch_size)))
 
     def to_dict(self) -> dict[str, Any]:
         """The params as a JSON-able dict (what ``state()`` writes into its meta)."""

@@ -257,7 +257,8 @@ class DiffusionGenerator:
         net.to(device).train()
         ema.to(device)
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=0.0)
-        warmup = max(1, cfg.steps // 20)
+        budget = cfg.steps_for(len(x))
+        warmup = max(1, budget // 20)
 
         images = _pad(x, arch["unet"]["sample_size"]).to(device)
         labels = torch.from_numpy(conditions.labels.astype(np.int64)).to(device)
@@ -266,7 +267,7 @@ class DiffusionGenerator:
         null, n, b = arch["num_classes"], len(labels), cfg.batch_size
         steps_total = SCHEDULE["num_train_timesteps"]
 
-        bar = tqdm(range(cfg.steps), desc=desc, disable=not progress, leave=False,
+        bar = tqdm(range(budget), desc=desc, disable=not progress, leave=False,
                    file=sys.stderr)
         watch = torch.zeros((), device=device)
         for step in bar:
@@ -290,11 +291,11 @@ class DiffusionGenerator:
             opt.step()
             _ema_update(ema, net, min(cfg.ema, (1.0 + step) / (EMA_WARMUP + step)))
             watch += loss.detach()
-            if step % REPORT_EVERY == 0 or step == cfg.steps - 1:
+            if step % REPORT_EVERY == 0 or step == budget - 1:
                 if not torch.isfinite(watch):
                     bar.close()
                     raise SynthlearnError(f"diffusion training diverged by step {step + 1} of "
-                                          f"{cfg.steps} (loss {loss.item():.4g}): try a lower lr")
+                                          f"{budget} (loss {loss.item():.4g}): try a lower lr")
                 if progress:
                     bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         bar.close()

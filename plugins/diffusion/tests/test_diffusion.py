@@ -116,6 +116,21 @@ def test_fit_is_deterministic_and_leaves_the_global_rng_alone(tiny: DiffusionGen
     assert fitted(seed=1).state().to_bytes() != tiny.state().to_bytes()
 
 
+def test_max_epochs_caps_the_updates_by_the_size_of_the_site(tiny: DiffusionGenerator
+                                                              ) -> None:
+    # 32 images, batch 16: one pass is 2 updates; max_epochs 1.5 allows ceil(3) = 3 of
+    # the 20 steps, so the fit is exactly a 3-step fit, and not the 4-step one
+    capped = fitted(attrs.evolve(TINY, steps=20, max_epochs=1.5))
+    assert TINY.steps_for(32) == 4 and attrs.evolve(TINY, max_epochs=1.5).steps_for(32) == 3
+    three = fitted(attrs.evolve(TINY, steps=3, max_epochs=1.5))
+    assert capped.state().tensors.keys() == three.state().tensors.keys()
+    assert all(torch.equal(capped.state().tensors[k], three.state().tensors[k])
+               for k in three.state().tensors)
+    assert not torch.equal(next(iter(capped.state().tensors.values())),
+                           next(iter(tiny.state().tensors.values())))
+    assert attrs.evolve(TINY, steps=4, max_epochs=100.0).steps_for(32) == 4
+
+
 def test_sampling_is_deterministic_per_seed(tiny: DiffusionGenerator) -> None:
     conditions = class_conditions(np.arange(140) % 2)  # more than one sampling batch
     first = tiny.sample(conditions, seed=3)
@@ -284,6 +299,7 @@ def test_fit_rejects_bad_conditions() -> None:
         ({"guidance": -1.0}, r"'guidance' must be a number in \[0, 20\]"),
         ({"sampler": "euler"}, "'sampler' must be one of dpmsolver\\+\\+, ddim"),
         ({"lr": 0.0}, "'lr' must be a positive number"),
+        ({"max_epochs": 0.0}, "'max_epochs' must be a positive number"),
         ({"device": "tpu"}, "'device' must be 'auto', 'cpu', 'cuda' or 'cuda:N'"),
         ({"attention": "yes"}, "'attention' must be true or false"),
     ],
