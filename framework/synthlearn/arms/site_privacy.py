@@ -165,8 +165,10 @@ class PrivacyLedger:
                        "planned_steps": plan.planned_steps,
                        "epsilon_alone": plan.epsilon()}
                       for name, plan in plans.items()]
-            for phase in phases:
-                phase.pop("epsilon", None)  # the site's record of the phase alone
+            for phase in phases:  # what the site level says once, and the record's ε
+                for key in ("epsilon", "mechanism", "accountant", "delta",
+                            "noise_multiplier"):  # (of the phase alone: epsilon_alone)
+                    phase.pop(key, None)
             sites.append({"site": sid,
                           "noise_multiplier": next(iter(plans.values())).noise_multiplier,
                           "steps": sum(p.steps for p in plans.values()),
