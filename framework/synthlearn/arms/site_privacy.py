@@ -145,6 +145,23 @@ class PrivacyLedger:
         self.last[(site, phase)] = {k: v for k, v in record.items()
                                     if isinstance(v, (int, float, str, bool)) or v is None}
 
+    def add_phases(self, site: int, records: Any, source: str) -> None:
+        """Account a site's records of one task that trained every phase of its plan:
+        a list with one record per phase (the order does not matter)."""
+        planned = self.plans.get(site, {})
+        if not isinstance(records, list) or len(records) != len(planned):
+            raise SynthlearnError(f"{source}: the arm trains {len(planned)} phase(s) under "
+                                  f"DP at each site, and the site sent "
+                                  f"{len(records) if isinstance(records, list) else 'no'} "
+                                  "privacy record(s) for them")
+        phases = [r.get("phase") if isinstance(r, Mapping) else None for r in records]
+        if sorted(map(str, phases)) != sorted(map(str, planned)):
+            raise SynthlearnError(f"{source}: privacy records for phases "
+                                  f"{sorted(map(str, phases))}, the server planned "
+                                  f"{sorted(map(str, planned))}")
+        for record in records:
+            self.add(site, record, source)
+
     def summary(self, outside_budget: list[str] | None = None) -> dict[str, Any]:
         """The arm's privacy for metrics.json: the largest ε over the sites (each site's
         guarantee covers its own patients), and each site's; ``outside_budget`` names

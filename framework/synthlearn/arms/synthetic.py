@@ -37,6 +37,7 @@ from synthlearn.generation.filtering import (
     FILTER_SLOT,
     MAX_REDRAW_ROUNDS,
     received_screening,
+    refuse_filter_under_dp,
     screen_site_pools,
 )
 from synthlearn.generation.share_size import ShareSize
@@ -44,6 +45,7 @@ from synthlearn.generation.sharing import (
     CLASS_BALANCES,
     PRIVACY_KEY,
     SHARED_FIT_TASK,
+    STATISTICS_OUTSIDE_BUDGET,
     checked_n_real,
     describe_slots,
     draw_pool,
@@ -237,9 +239,7 @@ class SyntheticArm:
         """Under DP the generator's fit is what trains on the site's images: its
         ``dp_steps``. A filter is refused (it compares the released images with the
         site's own, outside the budget)."""
-        if FILTER_SLOT in slots:
-            raise SynthlearnError("a filter compares the released images with the site's "
-                                  "own outside the DP budget: remove the arm's filter")
+        refuse_filter_under_dp(slots)
         return generator_dp_steps(slots["generator"], n)
 
     def run(self, ctx: ArmContext) -> ArmResult:
@@ -321,9 +321,7 @@ class SyntheticArm:
              "class_counts_synthetic": pools[0][sid].class_counts(ctx.num_classes)}
             for sid in sorted(pools[0])
         ]
-        privacy = None if ledger is None else ledger.summary(
-            ["each site's conditioning statistics (class counts, attribute aggregates) and "
-             "image count"])
+        privacy = None if ledger is None else ledger.summary([STATISTICS_OUTSIDE_BUDGET])
         return ArmResult(model=model, details=details, synthetic=pools[0],
                          artifacts=artifacts, privacy=privacy)
 

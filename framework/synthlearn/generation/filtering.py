@@ -41,6 +41,14 @@ REJECTED_WARNING = 0.5
 FILTER_SLOT = "filter"
 
 
+def refuse_filter_under_dp(slots: Mapping[str, Any]) -> None:
+    """For an arm's ``dp_steps``: a filter compares the released images with the site's
+    own, outside any DP budget, so an arm under DP cannot take one."""
+    if FILTER_SLOT in slots:
+        raise SynthlearnError("a filter compares the released images with the site's "
+                              "own outside the DP budget: remove the arm's filter")
+
+
 @attrs.define
 class Screening:
     """What a filter did to one site's pools: candidates ``drawn`` (first draws and

@@ -41,6 +41,11 @@ SHARED_FIT_TASK = "synthesize"
 #: in its state's meta: the generator that leaves the site carries the ε it cost.
 PRIVACY_KEY = "privacy"
 
+#: What an arm that conditions on the sites' statistics releases outside a DP budget
+#: (for ``PrivacyLedger.summary``).
+STATISTICS_OUTSIDE_BUDGET = ("each site's conditioning statistics (class counts, attribute "
+                             "aggregates) and image count")
+
 #: Images per call to a generator's ``sample``.
 SAMPLE_CHUNK = 512
 

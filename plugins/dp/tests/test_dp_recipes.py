@@ -218,3 +218,27 @@ def test_a_synthetic_arm_refuses_what_dp_cannot_take(tmp_path: Path, write_recip
     result = cli("validate", str(write_recipe(small_recipe(model=MODEL, arms=[entry]))))
     assert result.returncode == 2, result.stdout
     assert "$.arms[0].dp" in result.stderr and expected in result.stderr
+
+
+def test_the_server_wants_one_record_per_planned_phase() -> None:
+    pytest.importorskip("synthlearn_kr", reason="the synthlearn-kr plugin is not installed")
+    from synthlearn.api import PrivacyLedger
+    from synthlearn.testing import make_arm_context
+
+    ctx = make_arm_context({"use": "kr", "generator": {"use": "gan", "params": {"steps": 6}},
+                            "dp": {"use": "opacus", "params": {"target_epsilon": 4.0}}},
+                           recipe=small_recipe(model=MODEL))
+    ledger = PrivacyLedger.for_arm(ctx)
+    assert ledger is not None and set(ledger.plans[0]) == {"teacher", "generator"}
+    records = [{"phase": name, "noise_multiplier": plan.noise_multiplier,
+                "sample_rate": plan.sample_rate, "steps": plan.planned_steps}
+               for name, plan in ledger.plans[0].items()]
+    with pytest.raises(SynthlearnError, match="trains 2 phase.* sent 1 privacy record"):
+        ledger.add_phases(0, records[:1], "site 0")
+    with pytest.raises(SynthlearnError, match=r"phases \['teacher', 'teacher'\], the server"):
+        ledger.add_phases(0, [records[0], records[0]], "site 0")
+    with pytest.raises(SynthlearnError, match="sent no privacy record"):
+        ledger.add_phases(0, None, "site 0")
+    ledger.add_phases(0, records[::-1], "site 0")
+    site = ledger.summary()["sites"][0]
+    assert site["steps"] == site["planned_steps"] and 3.9 <= site["epsilon"] <= 4.0

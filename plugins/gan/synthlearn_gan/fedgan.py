@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from synthlearn import int_at_least
 from synthlearn.api import (
+    STATISTICS_OUTSIDE_BUDGET,
     ArmContext,
     ArmResult,
     ImageData,
@@ -205,9 +206,7 @@ class FedGanArm:
             {"site": sid, "n_real": sizes[sid], "n_synthetic": len(pools[sid]),
              "class_counts_synthetic": pools[sid].class_counts(ctx.num_classes)}
             for sid in sorted(pools)]
-        privacy = None if ledger is None else ledger.summary(
-            ["each site's conditioning statistics (class counts, attribute aggregates) and "
-             "image count"])
+        privacy = None if ledger is None else ledger.summary([STATISTICS_OUTSIDE_BUDGET])
         return ArmResult(model=model, details=details, synthetic=pools,
                          artifacts={"global-generator.safetensors": payload.to_bytes()},
                          privacy=privacy)

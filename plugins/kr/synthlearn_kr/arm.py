@@ -21,6 +21,7 @@ from synthlearn.api import (
     FILTER_SLOT,
     MAX_IMAGES,
     MAX_REDRAW_ROUNDS,
+    STATISTICS_OUTSIDE_BUDGET,
     ArmContext,
     ArmResult,
     ImageData,
@@ -42,6 +43,7 @@ from synthlearn.api import (
     predict_logits,
     received_screening,
     received_tensor,
+    refuse_filter_under_dp,
     seeded_model,
 )
 
@@ -92,9 +94,7 @@ class KRArm:
         model's epochs, else the arm model's) and its generator: two phases under one
         budget. A filter is refused (it compares the released images with the site's
         own, outside the budget)."""
-        if FILTER_SLOT in slots:
-            raise SynthlearnError("a filter compares the released images with the site's "
-                                  "own outside the DP budget: remove the arm's filter")
+        refuse_filter_under_dp(slots)
         teacher = slots.get("teacher")
         return kr_dp_phases(n, teacher.build().training if teacher is not None else training,
                             slots["generator"])
@@ -110,7 +110,8 @@ class KRArm:
         received = ctx.run_sites(task)
         if ledger is not None:
             for sid, payload in sorted(received.items()):
-                _account(ledger, sid, payload.meta.get("privacy"), f"arm {ctx.name}, site {sid}")
+                ledger.add_phases(sid, payload.meta.get("privacy"),
+                                  f"arm {ctx.name}, site {sid}")
         seeds = {site.id: ctx.site_env(site, task).seed for site in ctx.sites}
         source: ModelsSource | SamplesSource | PooledSource
         if config.share == "models":
@@ -160,9 +161,7 @@ class KRArm:
             ],
         }
         details.update(finished)
-        privacy = None if ledger is None else ledger.summary(
-            ["each site's conditioning statistics (class counts, attribute aggregates) and "
-             "image count"])
+        privacy = None if ledger is None else ledger.summary([STATISTICS_OUTSIDE_BUDGET])
         return ArmResult(model=model, details=details, synthetic=synthetic,
                          artifacts=source.artifacts(), privacy=privacy)
 
@@ -190,19 +189,6 @@ class KRArm:
             probs.append(p)
         out["all"] = agreement(np.concatenate(labels), np.concatenate(probs))
         return out
-
-
-def _account(ledger: PrivacyLedger, site: int, records: Any, source: str) -> None:
-    """A site's privacy records under DP: one per phase (teacher, generator)."""
-    if not isinstance(records, list) or not 1 <= len(records) <= 2:
-        ledger.add(site, None, source)  # names what is missing
-    for record in records:
-        ledger.add(site, record, source)
-    taken = {record.get("phase") for record in records if isinstance(record, Mapping)}
-    if taken != {"teacher", "generator"}:
-        raise SynthlearnError(f"privacy records for {sorted(map(str, taken))}; under DP a "
-                              "site sends one for its teacher and one for its generator",
-                              where=source)
 
 
 def _check_set(images: np.ndarray, labels: np.ndarray, logits: np.ndarray, ctx: ArmContext,
