@@ -48,7 +48,8 @@ Differential privacy (an arm with a ``dp`` slot of kind ``dp_mechanism``)
     ``train_classifier(..., private=plan)`` and ``plan.record()`` in the payload's meta
     under ``privacy``; at the server ``PrivacyLedger`` (checks and accounts the records,
     ``summary()`` for ``ArmResult.privacy``); ``PrivateTraining``,
-    ``plan_private_training``, ``dp_steps_per_epoch``, ``MAX_NOISE_MULTIPLIER`` (the most
+    ``plan_private_training``, ``dp_steps_per_epoch``, ``classifier_dp_steps`` (the
+    ``(batch, steps)`` of ``train_classifier`` under DP), ``MAX_NOISE_MULTIPLIER`` (the most
     noise a plan accepts). A site that trains several things under one budget (named
     phases from ``dp_steps``): ``site_private_phases`` / ``plan_private_phases`` (one
     noise level for all), ``composed_epsilon``, ``ComposesPhases`` (what the mechanism
@@ -99,6 +100,7 @@ from __future__ import annotations
 
 from synthlearn.arms.averaging import average, check_update, choose_sites
 from synthlearn.arms.context import ArmContext, ArmResult
+from synthlearn.arms.local import classifier_dp_steps
 from synthlearn.arms.site_privacy import (
     PrivacyLedger,
     site_private_phases,
@@ -279,6 +281,7 @@ __all__ = [
     "PrivacyLedger",
     "PrivateTraining",
     "dp_steps_per_epoch",
+    "classifier_dp_steps",
     "plan_private_training",
     "plan_private_phases",
     "composed_epsilon",

@@ -38,7 +38,7 @@ def train_local_model(site: Site, config: LocalConfig, inbound: Payload | None, 
     weights."""
     factory, model = env.new_model()
     n = len(site.data)
-    private = site_private_training(env, n, *local_dp_steps(n, factory.training))
+    private = site_private_training(env, n, *classifier_dp_steps(n, factory.training))
     train_classifier(model, site.data, factory.training, env.seed, private=private,
                      progress=env.progress, desc=f"local: site {site.id}")
     done = finish_site_model(model, site.data, env.num_classes, factory.training)
@@ -46,7 +46,7 @@ def train_local_model(site: Site, config: LocalConfig, inbound: Payload | None, 
     return state_payload(model, n=n, site_steps=done, **extra)
 
 
-def local_dp_steps(n: int, training: TrainSettings) -> tuple[int, int]:
+def classifier_dp_steps(n: int, training: TrainSettings) -> tuple[int, int]:
     """Batch size and steps of a site's training under DP: every epoch of its images."""
     return training.batch_size, training.epochs * dp_steps_per_epoch(n, training.batch_size)
 
@@ -62,7 +62,7 @@ class LocalArm:
     def dp_steps(self, n: int, training: TrainSettings, slots: Mapping[str, Any]
                  ) -> tuple[int, int]:
         """Under DP: each site takes the model's epochs over its own images."""
-        return local_dp_steps(n, training)
+        return classifier_dp_steps(n, training)
 
     def run(self, ctx: ArmContext) -> ArmResult:
         check_site_steps(ctx)  # before any work

@@ -258,9 +258,7 @@ def fit_site_generator(site: Site, env: SiteEnv, private: PrivateTraining | None
     parts = (env.slots["generator"], env.slots["conditioning"], *([dp] if dp else []))
     key = _fit_key(site, env)
     if private is not None:  # the same dp slot may plan other noise (e.g. with a teacher)
-        key["private"] = {"noise_multiplier": private.noise_multiplier,
-                          "sample_rate": private.sample_rate,
-                          "planned_steps": private.planned_steps}
+        key["private"] = private.key()
     return scheme, stats, env.memo(key, fit, components=parts)
 
 

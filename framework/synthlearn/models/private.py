@@ -56,6 +56,12 @@ class PrivateTraining:
         return float(self.mechanism.epsilon(self.noise_multiplier, self.sample_rate,
                                             self.steps if steps is None else steps))
 
+    def key(self) -> dict[str, Any]:
+        """What identifies the plan in a site-cache key: work trained under another noise
+        level, sample rate or budget of steps is other work."""
+        return {"noise_multiplier": self.noise_multiplier, "sample_rate": self.sample_rate,
+                "planned_steps": self.planned_steps}
+
     def record(self) -> dict[str, Any]:
         """What a site sends with its result (JSON): the plan, the steps taken and the ε
         they cost, so that the server can check the plan and account across rounds."""

@@ -24,9 +24,9 @@ from synthlearn.api import (
     Site,
     SiteEnv,
     TrainSettings,
+    classifier_dp_steps,
     derive_seed,
     describe_slots,
-    dp_steps_per_epoch,
     draw_pool,
     fit_site_generator,
     generator_dp_steps,
@@ -84,9 +84,7 @@ def kr_dp_phases(n: int, teacher_training: TrainSettings, generator: Any
     """Under DP: ``(batch size, steps)`` of each thing a site of ``n`` images trains on
     them, the teacher (its epochs of Poisson-sampled batches) and the generator (the
     private part of its fit, ``generator_dp_steps``)."""
-    batch_size = teacher_training.batch_size
-    return {"teacher": (batch_size, teacher_training.epochs
-                        * dp_steps_per_epoch(n, batch_size)),
+    return {"teacher": classifier_dp_steps(n, teacher_training),
             "generator": generator_dp_steps(generator, n)}
 
 
@@ -122,9 +120,7 @@ def site_teacher(site: Site, env: SiteEnv, seed: int, private: PrivateTraining |
              "data": site.data.fingerprint(), "seed": seed,
              "shape": [env.num_classes, env.in_chans, list(env.image_size)]}
     if private is not None:
-        parts["private"] = {"noise_multiplier": private.noise_multiplier,
-                            "sample_rate": private.sample_rate,
-                            "planned_steps": private.planned_steps}
+        parts["private"] = private.key()
     components = [component, *(c for c in env.slots.values()
                                 if c.kind == "dp_mechanism" and private is not None)]
     kept = env.memo(parts, fit, components=components)
