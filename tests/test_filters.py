@@ -16,7 +16,12 @@ from synthlearn.errors import SynthlearnError
 from synthlearn.filters.label_match import LabelMatchConfig, LabelMatchFilter
 from synthlearn.filters.near_copy import NearCopyConfig, NearCopyFilter
 from synthlearn.filters.reid import ReidConfig, ReidFilter
-from synthlearn.generation.filtering import Screening, received_screening, screened_pool
+from synthlearn.generation.filtering import (
+    FilterChain,
+    Screening,
+    received_screening,
+    screened_pool,
+)
 from synthlearn.testing import run_recipe, small_recipe, tiny_dataset
 
 N_PLANTED, N_FRESH = 20, 80
@@ -95,6 +100,50 @@ class EveryOther:
 
     def describe(self) -> dict:
         return {}
+
+
+class Bright:
+    """A filter that rejects a candidate whose first pixel is at least 3 ("bright"),
+    recording the candidates it was shown and the seed it was fitted with."""
+
+    def __init__(self) -> None:
+        self.shown: list[int] = []
+        self.seed: int | None = None
+
+    def fit(self, real: ImageData, seed: int, *, progress: bool = False) -> None:
+        self.seed = seed
+
+    def screen(self, candidates: ImageData) -> list[str | None]:
+        self.shown.extend(int(img.flat[0]) for img in candidates.images)
+        return ["bright" if int(img.flat[0]) >= 3 else None for img in candidates.images]
+
+    def describe(self) -> dict:
+        return {"level": 3}
+
+
+def test_a_filter_chain_keeps_what_every_filter_keeps_and_names_the_first_rejection() -> None:
+    images = np.arange(6, dtype=np.uint8).reshape(6, 1, 1, 1)  # first pixels 0..5
+    candidates = ImageData(images=images, labels=np.zeros(6, np.int64))
+    bright = Bright()
+    chain = FilterChain([EveryOther(), bright], ["every-other", "bright"])
+    chain.fit(candidates, 7)
+    assert chain.screen(candidates) == [None, "odd", None, "odd", "bright", "odd"]
+    assert bright.shown == [0, 2, 4]  # the second filter sees what the first kept
+    assert bright.seed is not None and bright.seed != 7
+    assert chain.describe() == {"bright.level": 3}
+    twice = FilterChain([Bright(), Bright()], ["bright", "bright"])
+    assert twice.describe() == {"0.bright.level": 3, "1.bright.level": 3}
+
+
+def test_a_filter_chain_removes_planted_copies_with_both_reasons(planted) -> None:
+    real, candidates = planted
+    flt = FilterChain([NearCopyFilter(NearCopyConfig(quantile=0.01)), Bright()],
+                      ["near-copy", "bright"])
+    flt.fit(real, 0)
+    verdicts = flt.screen(candidates)
+    assert verdicts[:N_PLANTED] == ["near-copy"] * N_PLANTED
+    fresh = [int(img.flat[0]) >= 3 for img in candidates.images[N_PLANTED:]]
+    assert [v == "bright" for v in verdicts[N_PLANTED:]] == fresh  # near-copy kept them
 
 
 def test_label_match_filter_rejects_candidates_showing_another_class() -> None:
@@ -210,6 +259,14 @@ def test_a_hostile_screening_record_is_refused() -> None:
     ({"filter": {"use": "reid", "params": {"miss_rate": 2}}}, "miss_rate"),
     ({"filter": {"use": "reid", "params": {"min_images": 100}}},
      "site 0 has 60 images; the reid filter needs at least 100"),
+    ({"filter": []}, "$.arms[0].filter: an empty list; give at least one filter"),
+    ({"params": {"share": "samples"}, "filter": [{"use": "near-copy"}, {"use": "reidd"}]},
+     "$.arms[0].filter[1].use: unknown filter 'reidd'"),
+    ({"params": {"share": "samples"},
+      "filter": [{"use": "near-copy"}, {"use": "reid", "params": {"min_images": 100}}]},
+     "$.arms[0].filter[1]: site 0 has 60 images; the reid filter needs at least 100"),
+    ({"generator": [{"use": "gan"}]},
+     "$.arms[0].generator: takes one generator ({use: name, params: {...}}), not a list"),
 ])
 def test_impossible_filter_recipes_are_one_line_errors(write_recipe, cli, arm: dict,
                                                        expected: str) -> None:

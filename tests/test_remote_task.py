@@ -60,6 +60,9 @@ def both(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     arms = [{"use": "local"},
             {"name": "synthetic", "use": "synthetic", "params": {"share": "generator"},
              "generator": {"use": "gan", "params": {"steps": 20}}},
+            {"name": "chained", "use": "synthetic", "params": {"share": "samples"},
+             "generator": {"use": "gan", "params": {"steps": 20}},
+             "filter": [{"use": "near-copy"}, {"use": "near-copy", "params": {"quantile": 0.3}}]},
             {"name": "calibrated", "use": "centralized",
              "model": {"use": "timm", "params": {**small_recipe()["model"]["params"],
                                                  "calibrate": True}}}]
@@ -79,6 +82,13 @@ def test_site_work_through_requests_gives_the_local_runners_numbers(both) -> Non
     for name in local:
         for key in ("accuracy", "auc", "bytes_to_server", "bytes_to_sites"):
             assert remote[name]["metrics"][key] == local[name]["metrics"][key], (name, key)
+    # a chain of filters crosses as a list and screens alike at the node
+    screenings = [[site["screening"] for site in arms["chained"]["details"]["per_site"]]
+                  for arms in (local, remote)]
+    assert screenings[0] == screenings[1]
+    assert {s["filter"] for s in screenings[0]} == {"near-copy+near-copy"}
+    assert all({"0.near-copy.quantile", "1.near-copy.quantile"} <= set(s["about"])
+               for s in screenings[0])
 
 
 def _request(task_fn, config, tmp_path: Path):

@@ -145,6 +145,21 @@ def test_a_slot_the_arm_does_not_declare_is_refused(recipes: dict[str, Any]) -> 
     assert validate(recipes, recipe) == ["$.arms[0].generator: not allowed here"]
 
 
+def test_a_filter_slot_takes_a_list_and_a_generator_slot_does_not(recipes: dict[str, Any],
+                                                                  plugins: Any) -> None:
+    if "gan" not in plugins.components["generator"]:
+        pytest.skip("the gan plugin is not installed")
+    recipe = _quickstart()
+    recipe["arms"] = [{"use": "synthetic", "params": {"share": "samples"}, "generator": "gan",
+                       "filter": ["reid", {"use": "near-copy", "params": {"quantile": 0.02}}]}]
+    assert validate(recipes, recipe) == []
+    recipe["arms"][0]["filter"] = []
+    assert validate(recipes, recipe) != []
+    recipe["arms"][0]["filter"] = "reid"
+    recipe["arms"][0]["generator"] = ["gan"]
+    assert validate(recipes, recipe) != []
+
+
 def test_enums_defaults_and_docs_come_from_the_config_class(recipes: dict[str, Any]
                                                             ) -> None:
     timm = recipes["$defs"]["synthlearn.models.timm_model.TimmConfig"]

@@ -21,6 +21,11 @@ KINDS: tuple[str, ...] = (
     "filter",
 )
 
+#: Kinds whose slot may take a list of components (``filter: [reid, near-copy]``),
+#: applied in the order given (``synthlearn.recipe.ComponentChain``; for filters, a
+#: candidate leaves the site only if every filter keeps it).
+CHAIN_KINDS: frozenset[str] = frozenset({"filter"})
+
 
 @attrs.define(frozen=True)
 class NoParams:
@@ -37,7 +42,8 @@ class ComponentSpec:
     depends on the kind, see ``synthlearn.hookspecs``). ``slots`` maps extra recipe keys
     a component accepts to the kind of component they name, e.g. an arm that
     takes ``generator: {use: gan}`` declares ``{"generator": "generator"}``; a slot whose
-    value is ``None`` in ``slot_defaults`` is optional.
+    value is ``None`` in ``slot_defaults`` is optional. A slot of a kind in
+    ``CHAIN_KINDS`` may also be given a list of components.
     """
 
     name: str

@@ -32,7 +32,7 @@ import yaml
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
 from synthlearn import params
-from synthlearn.components import RegisteredComponent
+from synthlearn.components import CHAIN_KINDS, RegisteredComponent
 from synthlearn.errors import RecipeError, SynthlearnError
 from synthlearn.loading import contract
 from synthlearn.params import PATH_METADATA
@@ -310,7 +310,7 @@ class Component:
     config: Any
     registered: RegisteredComponent
     path: str
-    slots: Mapping[str, Component] = attrs.field(factory=dict)
+    slots: Mapping[str, Component | ComponentChain] = attrs.field(factory=dict)
 
     def build(self) -> Any:
         """A fresh component object made by the spec's factory."""
@@ -321,6 +321,43 @@ class Component:
         for slot, comp in self.slots.items():
             out[slot] = comp.to_dict(conv)
         return out
+
+    def walk(self) -> list[Component]:
+        """This component and every component in its slots, depth first (the chains'
+        parts in their order): whose code and checks an arm depends on."""
+        out = [self]
+        for comp in self.slots.values():
+            out.extend(comp.walk())
+        return out
+
+
+@attrs.define(frozen=True)
+class ComponentChain:
+    """Several components of one kind given as a list in one slot (for a kind in
+    ``CHAIN_KINDS``), in the recipe's order: ``build`` makes each part, and the code
+    that uses the slot composes them (for filters: ``FilterChain`` in
+    ``synthlearn.generation.filtering``)."""
+
+    kind: str
+    path: str
+    parts: tuple[Component, ...]
+
+    @property
+    def use(self) -> str:
+        """The parts' names joined by ``+`` (how reports and messages name the chain)."""
+        return "+".join(part.use for part in self.parts)
+
+    def build(self) -> list[Any]:
+        """A fresh object of each part, in order."""
+        return [part.build() for part in self.parts]
+
+    def to_dict(self, conv: cattrs.Converter) -> list[dict[str, Any]]:
+        """The recipe form: a list of the parts' forms."""
+        return [part.to_dict(conv) for part in self.parts]
+
+    def walk(self) -> list[Component]:
+        """Every part, with the components in its slots."""
+        return [comp for part in self.parts for comp in part.walk()]
 
 
 @attrs.define(frozen=True)
@@ -671,7 +708,7 @@ class _Checker:
         return self.built(component)
 
     def slots(self, registered: RegisteredComponent, use: str, kind: str, path: str,
-              raw: Mapping[str, Any]) -> dict[str, Component] | None:
+              raw: Mapping[str, Any]) -> dict[str, Component | ComponentChain] | None:
         """The components in the slots ``registered`` declares, from ``raw`` (the arm's
         other keys); ``None`` if one of them has a problem."""
         declared = registered.spec.slots
@@ -683,8 +720,15 @@ class _Checker:
                                      f"(its keys: {', '.join(keys)})"
                                      f"{did_you_mean(slot, keys)}")
                 ok = False
-        resolved: dict[str, Component] = {}
+        resolved: dict[str, Component | ComponentChain] = {}
         for slot, slot_kind in declared.items():
+            if slot in raw and isinstance(raw[slot], list):
+                chain = self.chain(raw[slot], slot_kind, f"{path}.{slot}")
+                if chain is None:
+                    ok = False
+                else:
+                    resolved[slot] = chain
+                continue
             if slot in raw:
                 sub, errs = structure_at(self.conv, raw[slot], ComponentRef, f"{path}.{slot}")
                 self.problems.extend(errs)
@@ -705,6 +749,29 @@ class _Checker:
             else:
                 resolved[slot] = comp
         return resolved if ok else None
+
+    def chain(self, entries: list[Any], kind: str, path: str
+              ) -> Component | ComponentChain | None:
+        """A slot of ``kind`` given as a list: each entry resolved at ``path[i]``, in
+        order (one entry is that component alone); None after a problem."""
+        if kind not in CHAIN_KINDS:
+            self.problems.append(f"{path}: takes one {kind} ({{use: name, params: {{...}}}}), "
+                                 f"not a list")
+            return None
+        if not entries:
+            self.problems.append(f"{path}: an empty list; give at least one {kind}, or "
+                                 "leave the key out")
+            return None
+        parts = []
+        for index, entry in enumerate(entries):
+            where = f"{path}[{index}]"
+            sub, errs = structure_at(self.conv, entry, ComponentRef, where)
+            self.problems.extend(errs)
+            part = None if sub is None else self.resolve(sub, kind, where)
+            if part is None:
+                return None
+            parts.append(part)
+        return parts[0] if len(parts) == 1 else ComponentChain(kind, path, tuple(parts))
 
     def built(self, component: Component) -> Component | None:
         """``component`` once its factory accepted its config (its own checks) and the
@@ -727,13 +794,20 @@ class _Checker:
         return None if broken else component
 
 
-def resolve_component(plugins: PluginSet, kind: str, entry: Any, where: str) -> Component:
+def resolve_component(plugins: PluginSet, kind: str, entry: Any, where: str
+                      ) -> Component | ComponentChain:
     """One component from its recipe form (``{"use": ..., "params": {...}, <slot>: ...}``,
-    what ``Component.to_dict`` writes), resolved as a recipe check resolves it: an
+    what ``Component.to_dict`` writes; a list of them for a kind in ``CHAIN_KINDS``,
+    what ``ComponentChain.to_dict`` writes), resolved as a recipe check resolves it: an
     installed component of ``kind``, params structured strictly, slots resolved, the
     object built and checked against its kind's contract. Every problem is a line of
     one ``RecipeError``, at ``where`` (a YAML-like path)."""
     checker = _Checker(plugins, PathBases())
+    if isinstance(entry, list):
+        chain = checker.chain(entry, kind, where)
+        if chain is None or checker.problems:
+            raise RecipeError(checker.problems or [f"{where}: cannot resolve the {kind}s"])
+        return chain
     if not isinstance(entry, Mapping):
         raise RecipeError([f"{where}: expected a mapping with 'use', got "
                            f"{type(entry).__name__}"])

@@ -56,7 +56,7 @@ from synthlearn.execution.run_dir import cannot, new_run_dir, plain_file_name
 from synthlearn.loading.code_identity import code_versions
 from synthlearn.loading.manager import PluginSet
 from synthlearn.models.training import TrainSettings, predict_proba
-from synthlearn.recipe import Arm, Component, Recipe
+from synthlearn.recipe import Arm, Recipe
 from synthlearn.report.markdown import write_report
 from synthlearn.schema.from_attrs import ABSENT, from_json, to_json
 from synthlearn.sitework.cache import SiteCache
@@ -133,15 +133,6 @@ def remote_sites(recipe: Recipe, dataset: Dataset) -> list[Site]:
     return sites
 
 
-def _arm_components(arm: Arm) -> list[Component]:
-    out, todo = [], [arm.component]
-    while todo:
-        comp = todo.pop(0)
-        out.append(comp)
-        todo.extend(comp.slots.values())
-    return out
-
-
 def check_components(recipe: Recipe, dataset: Dataset, sites: list[Site]) -> None:
     """Let every arm component that has a ``check(dataset, sites)`` method look at the
     data before any work starts (a generator rejecting a too-small site, a conditioning
@@ -159,7 +150,7 @@ def check_components(recipe: Recipe, dataset: Dataset, sites: list[Site]) -> Non
                 check_slots(arm.component.slots)
             except SynthlearnError as exc:
                 problems.append(f"{arm.component.path}: {exc}")
-        for comp in _arm_components(arm):
+        for comp in arm.component.walk():
             check = getattr(comp.build(), "check", None)
             if check is None:
                 continue
@@ -297,7 +288,7 @@ class Run:
     def _versions(self, arm: Arm) -> dict[str, str]:
         """The version and code identity of the core and of every distribution whose
         components the arm uses (part of its cache keys: editing code invalidates)."""
-        return code_versions(comp.registered for comp in [*_arm_components(arm), arm.model])
+        return code_versions(comp.registered for comp in [*arm.component.walk(), arm.model])
 
     def _run_arms(self, dataset: Dataset, sites: list[Site]) -> RunMetrics:
         recipe = self.recipe

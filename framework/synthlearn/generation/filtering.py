@@ -9,6 +9,12 @@ attributes) with a fresh seed, and the new ones are screened in turn, up to
 with; candidates still rejected after the last round are left out and counted as
 ``unfilled``. What the site sends about the screening is a ``Screening`` (counts and the
 filter's ``describe()``), checked at the server by ``received_screening``.
+
+Several filters in one slot (``filter: [reid, label-match]``, Trichotomy's two screens)
+make a ``FilterChain``: a candidate leaves only if every filter keeps it. Each candidate
+is screened in the recipe's order and counted under the reason of the first filter that
+rejects it (a later filter sees only what the earlier ones kept); part ``i`` is fitted
+with a seed derived from the chain's seed and ``i``.
 """
 
 from __future__ import annotations
@@ -69,14 +75,55 @@ class Screening:
 
 
 def site_filter(site: Site, env: SiteEnv) -> tuple[Any, Screening] | None:
-    """The arm's filter (``env.slots["filter"]``) fitted on the site's images, with an
-    empty record, or None when the arm has no filter."""
+    """The arm's filter (``env.slots["filter"]``; a ``FilterChain`` of the parts when the
+    recipe lists several) fitted on the site's images, with an empty record, or None
+    when the arm has no filter."""
     component = env.slots.get(FILTER_SLOT)
     if component is None:
         return None
     screen = component.build()
+    if isinstance(screen, list):  # a ComponentChain's parts
+        screen = FilterChain(screen, [part.use for part in component.parts])
     screen.fit(site.data, derive_seed(env.seed, FILTER_SLOT), progress=env.progress)
     return screen, Screening(filter=component.use)
+
+
+class FilterChain:
+    """Several filters applied in order (kind ``filter``'s contract: ``fit``, ``screen``,
+    ``describe``); ``names`` (the parts' ``use``) label their verdicts in messages and
+    their facts in ``describe`` (with the position too, when a name repeats)."""
+
+    def __init__(self, filters: Sequence[Any], names: Sequence[str]) -> None:
+        if len(filters) != len(names) or not filters:
+            raise ValueError("a filter chain needs one name per filter, and a filter")
+        self.filters = list(filters)
+        repeated = len(set(names)) < len(names)
+        self.names = [f"{i}.{name}" if repeated else name for i, name in enumerate(names)]
+
+    def fit(self, real: ImageData, seed: int, *, progress: bool = False) -> None:
+        """Fit every part on the site's images, part ``i`` with ``derive_seed(seed, i)``."""
+        for index, part in enumerate(self.filters):
+            part.fit(real, derive_seed(seed, "chain", index), progress=progress)
+
+    def screen(self, candidates: ImageData) -> list[str | None]:
+        """The first rejecting part's reason for each candidate, None if all keep it."""
+        reasons: list[str | None] = [None] * len(candidates)
+        todo = np.arange(len(candidates))
+        for name, part in zip(self.names, self.filters, strict=True):
+            if not len(todo):
+                break
+            verdict = checked_reasons(part.screen(candidates.subset(todo)), len(todo),
+                                      f"filter {name!r}")
+            for index, reason in zip(todo.tolist(), verdict, strict=True):
+                reasons[index] = reason
+            todo = todo[np.array([reason is None for reason in verdict], dtype=bool)]
+        return reasons
+
+    def describe(self) -> Mapping[str, Any]:
+        """Every part's facts, each key prefixed with the part's name (``reid.threshold``)."""
+        return {f"{name}.{key}": value for name, part in zip(self.names, self.filters,
+                                                              strict=True)
+                for key, value in part.describe().items()}
 
 
 def screen_site_pools(pools: Sequence[ImageData], site: Site, env: SiteEnv, generator: Any,
@@ -111,7 +158,7 @@ def screen_site_pools(pools: Sequence[ImageData], site: Site, env: SiteEnv, gene
     return [pool.subset(np.arange(size)) for pool in screened], record.to_json()
 
 
-def _reasons(verdict: Any, n: int, label: str) -> list[str | None]:
+def checked_reasons(verdict: Any, n: int, label: str) -> list[str | None]:
     """A filter's verdict on ``n`` candidates, checked: one None or short string each."""
     try:
         reasons = list(verdict)
@@ -141,7 +188,7 @@ def screened_pool(pool: ImageData, screen: Any, redraw: Callable[[ImageData, int
     for round_ in range(max_rounds + 1):
         candidates = ImageData(images=images[todo], labels=pool.labels[todo],
                                attributes={k: v[todo] for k, v in pool.attributes.items()})
-        reasons = _reasons(screen.screen(candidates), len(todo), label)
+        reasons = checked_reasons(screen.screen(candidates), len(todo), label)
         rejected = np.array([r is not None for r in reasons], dtype=bool)
         for reason in reasons:
             if reason is not None:

@@ -75,11 +75,11 @@ def _fit_key(site: Site, env: SiteEnv) -> dict[str, Any]:
 
 def describe_slots(slots: Mapping[str, Any]) -> dict[str, Any]:
     """``{"components": ...}``: the arm's sub-components (``env.slots``: generator,
-    conditioning, ...) by ``use`` and ``params`` (JSON), for a site output's metadata, so
-    a saved generator says how to rebuild it (``synthlearn sample`` reads it)."""
+    conditioning, ...) in their recipe form (``use`` and ``params``; a list of them for a
+    chain of filters), for a site output's metadata, so a saved generator says how to
+    rebuild it (``synthlearn sample`` reads it)."""
     conv = make_converter()
-    return {"components": {slot: {"use": comp.use, "params": conv.unstructure(comp.config)}
-                           for slot, comp in sorted(slots.items())}}
+    return {"components": {slot: comp.to_dict(conv) for slot, comp in sorted(slots.items())}}
 
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from synthlearn.components import KINDS, RegisteredComponent
+from synthlearn.components import CHAIN_KINDS, KINDS, RegisteredComponent
 from synthlearn.errors import SynthlearnError
 from synthlearn.loading.manager import PluginSet
 from synthlearn.recipe import did_you_mean
@@ -75,7 +75,8 @@ def describe_text(comp: RegisteredComponent) -> str:
                 how = "optional"
             else:
                 how = f"default {spec.slot_defaults[slot]}"
-            lines.append(f"  {slot}: a {kind} ({how})")
+            many = ", or a list of them applied in order" if kind in CHAIN_KINDS else ""
+            lines.append(f"  {slot}: a {kind}{many} ({how})")
     return "\n".join(lines)
 
 

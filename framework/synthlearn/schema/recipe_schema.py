@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from synthlearn.components import KINDS
+from synthlearn.components import CHAIN_KINDS, KINDS
 from synthlearn.loading.manager import PluginSet
 from synthlearn.schema.from_attrs import DRAFT, SchemaBuilder, summary
 
@@ -48,8 +48,11 @@ class _RecipeSchema:
                               "description": "a model of the arm's own"}
             for name in names:
                 for slot, slot_kind in comps[name].spec.slots.items():
-                    props.setdefault(slot, {"$ref": f"#/$defs/{slot_kind}",
-                                            "description": f"a {slot_kind}"})
+                    one = {"$ref": f"#/$defs/{slot_kind}"}
+                    props.setdefault(slot, {"description": f"a {slot_kind}", **one}
+                                     if slot_kind not in CHAIN_KINDS else {
+                        "description": f"a {slot_kind}, or a list of them applied in order",
+                        "anyOf": [one, {"type": "array", "items": one, "minItems": 1}]})
         branches = []
         for name in names:
             spec = comps[name].spec

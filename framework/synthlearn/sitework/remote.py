@@ -29,7 +29,7 @@ from synthlearn.errors import RecipeError, SynthlearnError
 from synthlearn.loading.code_identity import code_versions
 from synthlearn.loading.manager import PluginSet
 from synthlearn.params import make_converter
-from synthlearn.recipe import Component, resolve_component
+from synthlearn.recipe import Component, ComponentChain, resolve_component
 from synthlearn.sitework.cache import SiteCache
 from synthlearn.sitework.exchange import Payload
 from synthlearn.sitework.site_file import SiteFile
@@ -40,9 +40,13 @@ VERSION = 1
 _SEED_LIMIT = 2**63
 
 
-def component_entry(component: Component) -> dict[str, Any]:
-    """A component in its recipe form with its kind: what a node resolves it from."""
-    return {"kind": component.kind, **component.to_dict(make_converter())}
+def component_entry(component: Component | ComponentChain) -> dict[str, Any]:
+    """A component in its recipe form with its kind (a chain's parts under ``chain``):
+    what a node resolves it from."""
+    form = component.to_dict(make_converter())
+    if isinstance(form, list):
+        return {"kind": component.kind, "chain": form}
+    return {"kind": component.kind, **form}
 
 
 def task_request(task: SiteTask, env: SiteEnv, site_id: int) -> dict[str, Any]:
@@ -103,8 +107,9 @@ def run_task_request(request: Any, inbound: bytes | None, site_file: SiteFile,
         seed=seed, model_component=model, num_classes=site_file.num_classes,
         in_chans=site.data.images.shape[1], image_size=tuple(site.data.images.shape[2:]),
         progress=progress, attributes=site_file.attributes, slots=components, store=store,
-        versions=code_versions(c.registered for c in [*components.values(),
-                                                      *([model] if model else [])]))
+        versions=code_versions(c.registered for comp in [*components.values(),
+                                                         *([model] if model else [])]
+                               for c in comp.walk()))
     payload_in = None if inbound is None else Payload.from_bytes(inbound, "the server")
     result = registered.spec.fn(site, config, payload_in, site_env)
     if not isinstance(result, Payload):
@@ -134,7 +139,7 @@ def _components(env: dict[str, Any], plugins: PluginSet) -> dict[str, Component]
     if not isinstance(slots, dict):
         raise SynthlearnError("task request 'env.slots' is not an object")
     entries.update((slot, entry) for slot, entry in slots.items() if slot != "model")
-    out: dict[str, Component] = {}
+    out: dict[str, Component | ComponentChain] = {}
     for name, entry in entries.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("kind"), str):
             raise SynthlearnError(f"task request component {name!r} has no kind")
@@ -142,8 +147,9 @@ def _components(env: dict[str, Any], plugins: PluginSet) -> dict[str, Component]
         kind = entry.pop("kind")
         if kind not in plugins.components:
             raise SynthlearnError(f"task request component {name!r}: unknown kind {kind!r}")
+        form = entry["chain"] if set(entry) == {"chain"} else entry
         try:
-            out[name] = resolve_component(plugins, kind, entry, f"env.{name}")
+            out[name] = resolve_component(plugins, kind, form, f"env.{name}")
         except RecipeError as exc:
             raise SynthlearnError(f"task request: {exc.problems[0]}") from None
     return out

@@ -17,7 +17,7 @@ from synthlearn.data.types import Dataset, ImageData
 from synthlearn.errors import SynthlearnError
 from synthlearn.evaluation.fidelity import fidelity
 from synthlearn.evaluation.metrics import classification_metrics
-from synthlearn.execution.run import _arm_components, load_data
+from synthlearn.execution.run import load_data
 from synthlearn.loading.code_identity import code_versions
 from synthlearn.models.training import predict_proba
 from synthlearn.sitework.cache import SiteCache
@@ -111,6 +111,6 @@ def context_for(recipe: Any, plugins: Any, dataset: Dataset, sites: list[Site], 
         evaluator=test_evaluator(dataset.test, device),
         synthetic_scorer=lambda images: fidelity(dataset.test.images, images),
         progress=progress,
-        versions=code_versions(c.registered for c in [*_arm_components(arm), arm.model]),
+        versions=code_versions(c.registered for c in [*arm.component.walk(), arm.model]),
         attributes=dataset.attributes,
     )
