@@ -13,8 +13,9 @@ filter's ``describe()``), checked at the server by ``received_screening``.
 Several filters in one slot (``filter: [reid, label-match]``, Trichotomy's two screens)
 make a ``FilterChain``: a candidate leaves only if every filter keeps it. Each candidate
 is screened in the recipe's order and counted under the reason of the first filter that
-rejects it (a later filter sees only what the earlier ones kept); part ``i`` is fitted
-with a seed derived from the chain's seed and ``i``.
+rejects it (a later filter sees only what the earlier ones kept). Every part is fitted
+with the seed a filter alone in the slot gets, so ``[reid, near-copy]`` rejects what
+``reid`` alone rejects, and more.
 """
 
 from __future__ import annotations
@@ -101,9 +102,10 @@ class FilterChain:
         self.names = [f"{i}.{name}" if repeated else name for i, name in enumerate(names)]
 
     def fit(self, real: ImageData, seed: int, *, progress: bool = False) -> None:
-        """Fit every part on the site's images, part ``i`` with ``derive_seed(seed, i)``."""
-        for index, part in enumerate(self.filters):
-            part.fit(real, derive_seed(seed, "chain", index), progress=progress)
+        """Fit every part on the site's images with ``seed``, the seed a filter alone in
+        the slot gets: a filter judges alike alone and in a chain."""
+        for part in self.filters:
+            part.fit(real, seed, progress=progress)
 
     def screen(self, candidates: ImageData) -> list[str | None]:
         """The first rejecting part's reason for each candidate, None if all keep it."""
