@@ -15,7 +15,7 @@ arguments of the Protocol's method, and its keyword-only arguments by name
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -382,6 +382,23 @@ class PrivatelyTrained(Protocol):
 
 
 @runtime_checkable
+class TrainsOnSynthetic(Protocol):
+    """Optional for a DP arm (``PrivatelyTrained``) some of whose models never see a real
+    image: which of them train on the sites' images under the budget. A model left out
+    trains on what the DP step released (synthetic images, a DP teacher's labels), which
+    DP's post-processing covers, so ``validate`` lets it keep batch norm and mixup; the
+    options that send site statistics (``calibrate``, ``adapt_bn``) stay refused for
+    every model. Without this method every model of the arm counts as trained under DP.
+    """
+
+    def dp_models(self, slots: Mapping[str, Any]) -> Collection[str]:
+        """Names of the models trained on real site images under DP: ``"model"`` for the
+        arm's own model, or a slot's name (kr's ``"teacher"``); empty when only the
+        arm's generator does (the synthetic arm)."""
+        ...
+
+
+@runtime_checkable
 class PrivatelyFitted(Protocol):
     """Optional for a generator: it can fit under differential privacy (an arm's
     ``dp:`` slot). The core plans the noise from ``dp_steps`` and calls ``fit`` with the
@@ -414,7 +431,7 @@ OPTIONAL: dict[str, tuple[type, ...]] = {
     "partition": (),
     "conditioning": (Checked, StatsChecked),
     "generator": (Checked, PrivatelyFitted),
-    "arm": (Checked, SlotsChecked),
+    "arm": (Checked, SlotsChecked, PrivatelyTrained, TrainsOnSynthetic),
     "model": (Checked,),
     "attack": (Described,),
     "runner": (),

@@ -44,16 +44,26 @@ REFUSED_OPTIONS: dict[str, str] = {
     "calibrate": "the sites' class-mix biases would leave outside the budget",
 }
 
+#: Of ``REFUSED_OPTIONS``, those that matter only for a model trained on the sites' real
+#: images under DP; a model trained on what DP released (``TrainsOnSynthetic``) may
+#: take them (the others send site statistics whatever the model trained on).
+PER_EXAMPLE_OPTIONS: frozenset[str] = frozenset({"mixup"})
+
+#: The name ``dp_models`` gives the arm's own model.
+ARM_MODEL = "model"
+
 
 def dp_component(slots: Mapping[str, Component]) -> Component | None:
     """The component in the slot of kind ``dp_mechanism`` (None: the arm is not DP)."""
     return next((c for c in slots.values() if c.kind == DP_KIND), None)
 
 
-def _refused_options(training: TrainSettings) -> list[str]:
+def _refused_options(training: TrainSettings, *, trained_privately: bool = True
+                     ) -> list[str]:
     on = {"mixup": training.mixup > 0, "adapt_bn": training.adapt_bn,
           "calibrate": training.calibrate}
-    return [f"{name} ({why})" for name, why in REFUSED_OPTIONS.items() if on[name]]
+    return [f"{name} ({why})" for name, why in REFUSED_OPTIONS.items()
+            if on[name] and (trained_privately or name not in PER_EXAMPLE_OPTIONS)]
 
 
 def site_private_training(env: SiteEnv, n: int, batch_size: int, steps: int
@@ -203,16 +213,20 @@ class PrivacyLedger:
         }
 
 
-def _model_problem(comp: Component, model_comp: Component, dataset: Dataset) -> str | None:
+def _model_problem(comp: Component, model_comp: Component, dataset: Dataset, *,
+                   trained_privately: bool = True) -> str | None:
     """Why ``model_comp`` cannot train under ``comp`` (None: it can): training options
-    that spend site data outside the budget, or layers the mechanism cannot train."""
+    that spend site data outside the budget, or layers the mechanism cannot train (only
+    for a model ``trained_privately`` on the sites' images)."""
     from synthlearn.sitework.sites import seeded_model
 
     factory = model_comp.build()
-    refused = _refused_options(factory.training)
+    refused = _refused_options(factory.training, trained_privately=trained_privately)
     if refused:
         return ("training under DP cannot take " + "; ".join(refused)
                 + f" (set them off in {model_comp.path})")
+    if not trained_privately:
+        return None
     model = seeded_model(factory, 0, dataset.channels, dataset.num_classes,
                          dataset.image_size)
     shape = (dataset.channels, *dataset.image_size)
@@ -220,6 +234,22 @@ def _model_problem(comp: Component, model_comp: Component, dataset: Dataset) -> 
     if layers:
         return f"{comp.use!r} cannot train {model_comp.path} privately: {'; '.join(layers)}"
     return None
+
+
+def dp_models(arm_object: Any, slots: Mapping[str, Any], models: Mapping[str, Any]
+              ) -> set[str]:
+    """Of ``models`` (``ARM_MODEL`` and the arm's model slots), the names of those the arm
+    trains on the sites' real images under DP: what its ``dp_models(slots)`` says
+    (``TrainsOnSynthetic``), or all of them when it has no such method."""
+    method = getattr(arm_object, "dp_models", None)
+    if not callable(method):
+        return set(models)
+    named = set(method(slots))
+    unknown = named - set(models)
+    if unknown:
+        raise SynthlearnError(f"dp_models names {sorted(unknown)}, which are not the arm's "
+                              f"models (known: {sorted(models)})")
+    return named
 
 
 def check_private_arms(recipe: Recipe, dataset: Dataset, sites: list[Site]) -> list[str]:
@@ -239,10 +269,19 @@ def check_private_arms(recipe: Recipe, dataset: Dataset, sites: list[Site]) -> l
                             f"{arm.component.registered.distribution})")
             continue
         factory = arm.model.build()
-        # the arm's model, and any other model its slots name (kr's teacher)
-        models = [arm.model, *(c for c in arm.component.slots.values()
-                               if c.kind == "model" and c is not arm.model)]
-        problem = next(filter(None, (_model_problem(comp, m, dataset) for m in models)), None)
+        # the arm's model, and any other model its slots name (kr's teacher); those the
+        # arm says train on released data only (dp_models) keep batch norm and mixup
+        models = {ARM_MODEL: arm.model, **{slot: c for slot, c in arm.component.slots.items()
+                                           if c.kind == "model" and c is not arm.model}}
+        try:
+            private = dp_models(arm_object, arm.component.slots, models)
+        except SynthlearnError as exc:
+            problems.append(f"{where}: arm {arm.component.use!r} (distribution "
+                            f"{arm.component.registered.distribution}): {exc}")
+            continue
+        problem = next(filter(None, (_model_problem(comp, m, dataset,
+                                                    trained_privately=name in private)
+                                     for name, m in models.items())), None)
         if problem:
             problems.append(f"{where}: {problem}")
             continue

@@ -242,6 +242,11 @@ class SyntheticArm:
         refuse_filter_under_dp(slots)
         return generator_dp_steps(slots["generator"], n)
 
+    def dp_models(self, slots: Mapping[str, Any]) -> tuple[str, ...]:
+        """Only the generator trains on real images: the model learns from what it
+        released (``TrainsOnSynthetic``), so it may keep batch norm and mixup."""
+        return ()
+
     def run(self, ctx: ArmContext) -> ArmResult:
         config = self.config
         check_site_steps(ctx)  # before any work

@@ -224,6 +224,37 @@ def test_a_synthetic_arm_refuses_what_dp_cannot_take(tmp_path: Path, write_recip
     assert "$.arms[0].dp" in result.stderr and expected in result.stderr
 
 
+def test_models_that_learn_only_from_released_data_keep_batch_norm_and_mixup(
+        write_recipe, cli) -> None:
+    """The synthetic arm's, fedgan's and kr's student train on what DP released: batch
+    norm and mixup are theirs to keep; calibrate sends site statistics and stays refused.
+    A model trained on the site's images (kr's teacher) keeps every refusal."""
+    pytest.importorskip("synthlearn_gan", reason="the synthlearn-gan plugin is not installed")
+    pytest.importorskip("synthlearn_kr", reason="the synthlearn-kr plugin is not installed")
+    plain = json.loads(json.dumps(MODEL))
+    plain["params"].update(norm="batch", mixup=0.2)
+    gan = {"use": "gan", "params": {"steps": 8, "width": 8, "batch_size": 8}}
+    dp = {"use": "opacus", "params": {"target_epsilon": 5.0}}
+    arms = [{"name": "synthetic", "use": "synthetic", "generator": gan, "dp": dp},
+            {"name": "fedgan", "use": "fedgan", "params": {"rounds": 2}, "generator": gan,
+             "dp": dp},
+            {"name": "kr", "use": "kr", "generator": gan, "teacher": MODEL, "dp": dp}]
+    result = cli("validate", str(write_recipe(small_recipe(model=plain, arms=arms))))
+    assert result.returncode == 0, result.stderr
+    calibrated = {**plain, "params": {**plain["params"], "calibrate": True}}
+    mixed_teacher = {**MODEL, "params": {**MODEL["params"], "mixup": 0.2}}
+    for model, arm, expected in (
+            (calibrated, arms[0], "$.arms[0].dp: training under DP cannot take calibrate"),
+            (MODEL, {**arms[2], "teacher": mixed_teacher},
+             "cannot take mixup (a mixed example depends on two records, which breaks the "
+             "per-example bound) (set them off in $.arms[0].teacher)"),
+            (plain, {k: v for k, v in arms[2].items() if k != "teacher"},
+             "cannot take mixup")):  # without a teacher of its own, kr's model is it
+        result = cli("validate", str(write_recipe(small_recipe(model=model, arms=[arm]))))
+        assert result.returncode == 2, result.stdout
+        assert expected in result.stderr, result.stderr
+
+
 def test_the_server_wants_one_record_per_planned_phase() -> None:
     pytest.importorskip("synthlearn_kr", reason="the synthlearn-kr plugin is not installed")
     from synthlearn.api import PrivacyLedger

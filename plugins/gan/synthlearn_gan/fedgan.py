@@ -124,6 +124,11 @@ class FedGanArm:
         verdicts, and the server only the networks the rounds produce."""
         return private_steps(slots["generator"].config)
 
+    def dp_models(self, slots: Mapping[str, Any]) -> tuple[str, ...]:
+        """Only the gan trains at the sites: the model learns from its samples at the
+        server, so it may keep batch norm and mixup."""
+        return ()
+
     def run(self, ctx: ArmContext) -> ArmResult:
         cfg = self.config
         check_site_steps(ctx)  # before any work (validate has run check_slots)

@@ -99,6 +99,12 @@ class KRArm:
         return kr_dp_phases(n, teacher.build().training if teacher is not None else training,
                             slots["generator"])
 
+    def dp_models(self, slots: Mapping[str, Any]) -> tuple[str, ...]:
+        """The teacher trains on the site's images: the ``teacher:`` model, or else the
+        arm's model. A student with a teacher of its own learns only from released
+        images and the DP teacher's labels, so it may keep batch norm and mixup."""
+        return ("teacher",) if "teacher" in slots else ("model",)
+
     def run(self, ctx: ArmContext) -> ArmResult:
         config = self.config
         check_site_steps(ctx)  # before any work
