@@ -43,7 +43,8 @@ Arms
     global state), ``average`` (the weighted average, with a server learning rate).
 Differential privacy (an arm with a ``dp`` slot of kind ``dp_mechanism``)
     ``DpMechanism`` and ``PrivateStep`` (the kind's contract), ``PrivatelyTrained`` (the
-    arm's ``dp_steps``), ``PrivatelyFitted`` (a generator's ``dp_steps``); at a site
+    arm's ``dp_steps``), ``TrainsOnSynthetic`` (the arm's ``dp_models``: which of its
+    models train on real images), ``PrivatelyFitted`` (a generator's ``dp_steps``); at a site
     ``site_private_training`` (the plan, or None), then
     ``train_classifier(..., private=plan)`` and ``plan.record()`` in the payload's meta
     under ``privacy``; at the server ``PrivacyLedger`` (checks and accounts the records,
@@ -73,8 +74,9 @@ Synthetic images
 
 Filters (an arm that releases synthetic images, with a ``filter`` slot)
     ``SyntheticFilter`` (the kind's contract), ``SlotsChecked`` (an arm refusing a
-    filter where nothing leaves a site); at a site ``site_filter`` (the fitted filter and
-    an empty ``Screening`` record, or None) and ``screened_pool`` (screen a pool, redraw
+    filter where nothing leaves a site); at a site ``site_filter`` (the fitted filter,
+    a ``FilterChain`` when the recipe lists several, and an empty ``Screening`` record,
+    or None) and ``screened_pool`` (screen a pool, redraw
     rejected candidates with their own conditions), or both for an arm's pools at once:
     ``screen_site_pools``; ``FILTER_SLOT``,
     ``MAX_REDRAW_ROUNDS``; at the server ``received_screening`` (the record a site sent,
@@ -122,6 +124,7 @@ from synthlearn.generation.conditioning import MAX_IMAGES, Conditions, check_sta
 from synthlearn.generation.filtering import (
     FILTER_SLOT,
     MAX_REDRAW_ROUNDS,
+    FilterChain,
     Screening,
     received_screening,
     refuse_filter_under_dp,
@@ -164,6 +167,7 @@ from synthlearn.interfaces import (
     SlotsChecked,
     StatsChecked,
     SyntheticFilter,
+    TrainsOnSynthetic,
 )
 from synthlearn.loading.manager import load_plugins
 from synthlearn.models.private import (
@@ -222,6 +226,7 @@ __all__ = [
     "SlotsChecked",
     "SyntheticFilter",
     "FILTER_SLOT",
+    "FilterChain",
     "MAX_REDRAW_ROUNDS",
     "Screening",
     "received_screening",
@@ -235,6 +240,7 @@ __all__ = [
     "int_at_least",
     "positive_or_none",
     "PrivatelyTrained",
+    "TrainsOnSynthetic",
     "PrivateStep",
     "Generator",
     "ModelFactory",
