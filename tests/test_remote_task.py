@@ -129,6 +129,13 @@ def test_a_node_refuses_what_no_installed_plugin_registered(tmp_path: Path) -> N
                                               "params": {"arch": 3}}}},
          "env.model.params.arch"),
         ({"env": {**request["env"], "seed": -1}}, "seed -1 is not an integer"),
+        ({"env": {**request["env"], "model": {"kind": "filter", "use": "near-copy"}}},
+         "task request model is of kind 'filter', not a model"),
+        ({"env": {**request["env"], "model": {"kind": "model", "chain": [
+            request["env"]["model"], request["env"]["model"]]}}},
+         "env.model: takes one model"),
+        ({"env": {**request["env"], "slots": {"filter": {"kind": "filter", "chain": []}}}},
+         "env.filter: an empty list"),
     ]
     for change, message in cases:
         with pytest.raises(SynthlearnError) as failed:

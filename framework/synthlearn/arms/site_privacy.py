@@ -53,7 +53,7 @@ PER_EXAMPLE_OPTIONS: frozenset[str] = frozenset({"mixup"})
 ARM_MODEL = "model"
 
 
-def dp_component(slots: Mapping[str, Component]) -> Component | None:
+def dp_component(slots: Mapping[str, Any]) -> Component | None:
     """The component in the slot of kind ``dp_mechanism`` (None: the arm is not DP)."""
     return next((c for c in slots.values() if c.kind == DP_KIND), None)
 
@@ -87,7 +87,7 @@ def site_private_phases(env: SiteEnv, n: int, phases: Mapping[str, tuple[int, in
 
 
 def _plan(comp: Component, arm_object: Any, n: int, training: TrainSettings,
-          slots: Mapping[str, Component]) -> dict[str | None, PrivateTraining]:
+          slots: Mapping[str, Any]) -> dict[str | None, PrivateTraining]:
     """The server's plans for a site of ``n`` images, by phase (None: the arm's one)."""
     steps = arm_object.dp_steps(n, training, slots)
     if isinstance(steps, Mapping):

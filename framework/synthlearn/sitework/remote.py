@@ -130,7 +130,8 @@ def _config(cls: type | None, raw: Any, fn_path: str) -> Any:
                               f"{cls.__name__}: {text}") from None
 
 
-def _components(env: dict[str, Any], plugins: PluginSet) -> dict[str, Component]:
+def _components(env: dict[str, Any], plugins: PluginSet
+                ) -> dict[str, Component | ComponentChain]:
     """The request's model and slot components, resolved from this node's plugins."""
     entries: dict[str, Any] = {}
     if env.get("model") is not None:
@@ -147,6 +148,8 @@ def _components(env: dict[str, Any], plugins: PluginSet) -> dict[str, Component]
         kind = entry.pop("kind")
         if kind not in plugins.components:
             raise SynthlearnError(f"task request component {name!r}: unknown kind {kind!r}")
+        if name == "model" and kind != "model":
+            raise SynthlearnError(f"task request model is of kind {kind!r}, not a model")
         form = entry["chain"] if set(entry) == {"chain"} else entry
         try:
             out[name] = resolve_component(plugins, kind, form, f"env.{name}")

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import torch.nn as nn
 
     from synthlearn.interfaces import ModelFactory
-    from synthlearn.recipe import Component
+    from synthlearn.recipe import Component, ComponentChain
 
 
 def derive_seed(seed: int, *tags: object) -> int:
@@ -68,7 +68,7 @@ class SiteEnv:
     image_size: tuple[int, int]
     progress: bool = True
     attributes: tuple[AttributeInfo, ...] = ()
-    slots: Mapping[str, Component] = attrs.field(factory=dict)
+    slots: Mapping[str, Component | ComponentChain] = attrs.field(factory=dict)
     store: SiteCache | None = None
     versions: Mapping[str, str] = attrs.field(factory=dict)
 
@@ -81,7 +81,7 @@ class SiteEnv:
         return self.model_component
 
     @property
-    def parts(self) -> Mapping[str, Component]:
+    def parts(self) -> Mapping[str, Component | ComponentChain]:
         """Deprecated alias of ``slots`` (the same word as ``ComponentSpec.slots``);
         kept for one release."""
         warnings.warn("SiteEnv.parts is deprecated: use SiteEnv.slots",
