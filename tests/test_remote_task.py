@@ -135,7 +135,7 @@ def test_a_node_refuses_what_no_installed_plugin_registered(tmp_path: Path) -> N
             request["env"]["model"], request["env"]["model"]]}}},
          "env.model: takes one model"),
         ({"env": {**request["env"], "slots": {"filter": {"kind": "filter", "chain": []}}}},
-         "env.filter: an empty list"),
+         "env.filter: a list of 0; give 1 to 8 filters"),
     ]
     for change, message in cases:
         with pytest.raises(SynthlearnError) as failed:

@@ -331,6 +331,10 @@ class Component:
         return out
 
 
+#: Most components one slot's list may chain.
+MAX_CHAIN = 8
+
+
 @attrs.define(frozen=True)
 class ComponentChain:
     """Several components of one kind given as a list in one slot (for a kind in
@@ -758,20 +762,21 @@ class _Checker:
             self.problems.append(f"{path}: takes one {kind} ({{use: name, params: {{...}}}}), "
                                  f"not a list")
             return None
-        if not entries:
-            self.problems.append(f"{path}: an empty list; give at least one {kind}, or "
-                                 "leave the key out")
+        if not 1 <= len(entries) <= MAX_CHAIN:
+            self.problems.append(f"{path}: a list of {len(entries)}; give 1 to {MAX_CHAIN} "
+                                 f"{kind}s, or leave the key out")
             return None
         parts = []
         for index, entry in enumerate(entries):
             where = f"{path}[{index}]"
             sub, errs = structure_at(self.conv, entry, ComponentRef, where)
             self.problems.extend(errs)
-            part = None if sub is None else self.resolve(sub, kind, where)
-            if part is None:
-                return None
-            parts.append(part)
-        return parts[0] if len(parts) == 1 else ComponentChain(kind, path, tuple(parts))
+            parts.append(None if sub is None else self.resolve(sub, kind, where))
+        if any(part is None for part in parts):
+            return None
+        if len(parts) == 1:
+            return parts[0]
+        return ComponentChain(kind, path, tuple(p for p in parts if p is not None))
 
     def built(self, component: Component) -> Component | None:
         """``component`` once its factory accepted its config (its own checks) and the
