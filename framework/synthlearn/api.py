@@ -22,7 +22,8 @@ Component params
     ``input_path_field`` (a param that is a path the component reads),
     ``sampling_field`` (a generator param that changes only the drawing, not the fit),
     ``make_converter`` (the strict cattrs converter, for nested params of your own);
-    validators ``int_at_least(low)``, ``positive_or_none`` and ``in_open_unit``.
+    validators ``int_at_least(low)``, ``positive_or_none``, ``in_open_unit`` and
+    ``every_or_none`` (a ``regenerate_every``-like param).
 
 Data
     ``ImageData`` (uint8 images, int64 labels, float32 attributes), ``Dataset`` (train
@@ -70,7 +71,9 @@ Synthetic images
     ``CLASS_BALANCES``), ``pool_subset``,
     ``load_generator``, ``generator_label``, ``describe_slots``, ``checked_n_real``,
     ``render_conditions`` (images for given conditions, checked); ``ShareSize`` (the
-    ``multiple``/``count`` params of a per-site pool, for a config class to inherit).
+    ``multiple``/``count`` params of a per-site pool) and ``SyntheticSets`` (sets redrawn
+    during training: ``regenerate_every``, ``class_balance``, ``pool``), for a config
+    class to inherit.
 
 Filters (an arm that releases synthetic images, with a ``filter`` slot)
     ``SyntheticFilter`` (the kind's contract), ``SlotsChecked`` (an arm refusing a
@@ -132,9 +135,13 @@ from synthlearn.generation.filtering import (
     screened_pool,
     site_filter,
 )
-from synthlearn.generation.share_size import ShareSize
-from synthlearn.generation.sharing import (
+from synthlearn.generation.share_size import (
     CLASS_BALANCES,
+    ShareSize,
+    SyntheticSets,
+    every_or_none,
+)
+from synthlearn.generation.sharing import (
     SHARED_FIT_TASK,
     STATISTICS_OUTSIDE_BUDGET,
     checked_n_real,
@@ -236,9 +243,11 @@ __all__ = [
     "site_filter",
     "render_conditions",
     "ShareSize",
+    "SyntheticSets",
     "in_open_unit",
     "int_at_least",
     "positive_or_none",
+    "every_or_none",
     "PrivatelyTrained",
     "TrainsOnSynthetic",
     "PrivateStep",

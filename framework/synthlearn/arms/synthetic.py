@@ -19,7 +19,6 @@ arm that synthesises (the ``kr`` plugin's too).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -40,9 +39,8 @@ from synthlearn.generation.filtering import (
     refuse_filter_under_dp,
     screen_site_pools,
 )
-from synthlearn.generation.share_size import ShareSize
+from synthlearn.generation.share_size import SyntheticSets
 from synthlearn.generation.sharing import (
-    CLASS_BALANCES,
     PRIVACY_KEY,
     SHARED_FIT_TASK,
     STATISTICS_OUTSIDE_BUDGET,
@@ -63,15 +61,8 @@ from synthlearn.sitework.sites import Site, SiteEnv, SiteTask, derive_seed
 SHARES: tuple[str, ...] = ("samples", "generator")
 
 
-def _every(_instance: object, attribute: attrs.Attribute, value: int | None) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                              or value < 1):
-        raise ValueError(f"'{attribute.name}' must be an integer >= 1 or null (one fixed "
-                         f"set), got {value!r}")
-
-
 @attrs.define(frozen=True)
-class SyntheticConfig(ShareSize):
+class SyntheticConfig(SyntheticSets):
     """How much leaves each site, and in what form.
 
     ``share`` is ``samples`` (synthetic images cross) or ``generator`` (the fitted
@@ -113,43 +104,6 @@ class SyntheticConfig(ShareSize):
         default="samples", validator=attrs.validators.in_(SHARES),
         metadata={"doc": "`samples` (synthetic images cross) or `generator` (the fitted "
                          "generator crosses and the server samples)"})
-    regenerate_every: int | None = attrs.field(
-        default=None, validator=_every,
-        metadata={"doc": "train the server's model on a fresh synthetic set every N epochs "
-                         "(null: one fixed set); with `share: samples` each site sends that many"
-                         " sets"})
-
-    class_balance: str = attrs.field(
-        default="site", validator=attrs.validators.in_(CLASS_BALANCES),
-        metadata={"doc": "classes of a site's synthetic images: `site` (in the site's own "
-                         "proportions) or `equal` (the same number of every class the site "
-                         "has)"})
-    pool: int | None = attrs.field(
-        default=None, validator=_every,
-        metadata={"doc": "with `regenerate_every`: draw each site's images once, a pool this "
-                         "many times one set, and take every set as a fresh seeded subset of "
-                         "it (null: draw every set)"})
-
-    def __attrs_post_init__(self) -> None:
-        super().__attrs_post_init__()
-        if self.pool is not None and self.regenerate_every is None:
-            raise ValueError("'pool' needs 'regenerate_every' (it is what the redrawn sets "
-                             "are taken from)")
-
-    def sets_for(self, epochs: int) -> int:
-        """How many synthetic sets a model trained for ``epochs`` epochs uses."""
-        if self.regenerate_every is None:
-            return 1
-        return max(1, math.ceil(epochs / self.regenerate_every))
-
-    def draws_for(self, epochs: int) -> int:
-        """How many synthetic sets each site draws from its generator (one pool, or every
-        set)."""
-        return 1 if self.pool is not None else self.sets_for(epochs)
-
-    def drawn_for(self, n_real: int) -> int:
-        """How many images each draw of a site with ``n_real`` images holds."""
-        return self.images_for(n_real) * (self.pool or 1)
 
 
 def pool_sets(pool: ImageData, size: int, sets: int, seed: int) -> list[ImageData]:

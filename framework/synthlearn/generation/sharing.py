@@ -25,6 +25,7 @@ import numpy as np
 from synthlearn.arms.site_privacy import dp_component, site_private_training
 from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
+from synthlearn.generation.share_size import CLASS_BALANCES
 from synthlearn.models.private import PrivateTraining
 from synthlearn.params import fitting_params, make_converter
 from synthlearn.sitework.exchange import Payload
@@ -48,11 +49,6 @@ STATISTICS_OUTSIDE_BUDGET = ("each site's conditioning statistics (class counts,
 
 #: Images per call to a generator's ``sample``.
 SAMPLE_CHUNK = 512
-
-#: How ``draw_pool`` splits a pool into classes: ``site`` (in the site's own class
-#: proportions) or ``equal`` (the same count for every class the site has).
-CLASS_BALANCES: tuple[str, ...] = ("site", "equal")
-
 
 def _fit_key(site: Site, env: SiteEnv) -> dict[str, Any]:
     """What determines a site's generator fit (``SiteEnv.memo``'s ``parts``)."""

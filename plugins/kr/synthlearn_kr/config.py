@@ -6,7 +6,7 @@ import math
 from typing import Any, ClassVar
 
 import attrs
-from synthlearn.api import CLASS_BALANCES
+from synthlearn.api import SyntheticSets, every_or_none
 
 SHARES: tuple[str, ...] = ("models", "samples")
 LABELLERS: tuple[str, ...] = ("site", "ensemble")
@@ -25,20 +25,14 @@ def _within(low: float, high: float, *, open_low: bool = False, open_high: bool 
     return check
 
 
-def _every(_instance: object, attribute: attrs.Attribute, value: int | None) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                              or value < 1):
-        raise ValueError(f"'{attribute.name}' must be an integer >= 1 or null (never), "
-                         f"got {value!r}")
-
-
 @attrs.frozen
-class KRConfig:
+class KRConfig(SyntheticSets):
     """Knowledge recycling (Lomurno & Matteucci, 2025) across sites.
 
     Every site fits the arm's generator and trains a teacher classifier (the ``teacher:``
     model, default the arm's model) on its own images. The server trains the student on
-    synthetic images, ``multiple`` times the real data's size, each with the target::
+    synthetic images, ``multiple`` times the real data's size (or ``count`` images a site:
+    ``ShareSize``), each with the target::
 
         alpha * teacher(x) ** (1 / temperature), normalised     (the soft label)
         + (1 - alpha) * smooth(onehot(conditioning label), label_smoothing)
@@ -92,37 +86,10 @@ class KRConfig:
         default=2.0, validator=_within(0.0, math.inf, open_low=True),
         metadata={"doc": "softening of the teacher's output: `teacher(x) ** (1 / temperature)`, "
                          "normalised (> 0)"})
-    multiple: float = attrs.field(
-        default=1.0, validator=_within(0.0, math.inf, open_low=True),
-        metadata={"doc": "synthetic images per set, as a multiple of the sites' real images (> "
-                         "0)"})
     regenerate_every: int | None = attrs.field(
-        default=1, validator=_every,
+        default=1, validator=every_or_none,
         metadata={"doc": "draw a fresh synthetic set every this many epochs of the student's "
                          "training (null: one fixed set; 1: never the same image twice)"})
-
-    class_balance: str = attrs.field(
-        default="site", validator=attrs.validators.in_(CLASS_BALANCES),
-        metadata={"doc": "classes of a site's synthetic sets: `site` (in the site's own "
-                         "proportions) or `equal` (the same number of every class the site "
-                         "has)"})
-    pool: int | None = attrs.field(
-        default=None, validator=_every,
-        metadata={"doc": "with `regenerate_every`: draw and label each site's images once, a "
-                         "pool this many times one set, and take every set as a fresh seeded "
-                         "subset of it (null: draw every set); for generators slow to sample, "
-                         "e.g. diffusion on a CPU"})
-
-    def __attrs_post_init__(self) -> None:
-        if self.pool is not None and self.regenerate_every is None:
-            raise ValueError("'pool' needs 'regenerate_every' (it is what the redrawn sets "
-                             "are taken from)")
-
-    def sets_for(self, epochs: int) -> int:
-        """How many synthetic sets a student trained for ``epochs`` epochs uses."""
-        if self.regenerate_every is None:
-            return 1
-        return max(1, math.ceil(epochs / self.regenerate_every))
 
     def set_for_epoch(self, epoch: int) -> int | None:
         """The set that starts at ``epoch`` (0-based), or None if the current one goes on."""
@@ -131,15 +98,3 @@ class KRConfig:
         if self.regenerate_every is None or epoch % self.regenerate_every:
             return None
         return epoch // self.regenerate_every
-
-    def images_for(self, n_real: int) -> int:
-        """Synthetic images per set from a site with ``n_real`` images."""
-        return max(1, round(self.multiple * n_real))
-
-    def draws_for(self, epochs: int) -> int:
-        """How many sets each site draws from its generator (one pool, or every set)."""
-        return 1 if self.pool is not None else self.sets_for(epochs)
-
-    def drawn_for(self, n_real: int) -> int:
-        """How many images each draw of a site with ``n_real`` images holds."""
-        return self.images_for(n_real) * (self.pool or 1)
