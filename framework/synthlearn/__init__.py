@@ -3,7 +3,7 @@
 This module exports the light names a plugin's registration and config modules need
 (``hookimpl``, ``ComponentSpec``, ``NoParams``, ``KINDS``, the errors, the param
 fields ``input_path_field`` and ``sampling_field`` and the validators ``int_at_least``,
-``positive_or_none`` and ``in_open_unit``) without importing torch. The
+``positive_or_none``, ``in_open_unit`` and ``device_name``) without importing torch. The
 whole public API for plugin authors is ``synthlearn.api``; everything else is internal.
 """
 
@@ -18,6 +18,7 @@ from synthlearn.errors import (
 )
 from synthlearn.hookspecs import hookimpl, hookspec
 from synthlearn.params import (
+    device_name,
     in_open_unit,
     input_path_field,
     int_at_least,
@@ -41,6 +42,7 @@ __all__ = [
     "__version__",
     "hookimpl",
     "hookspec",
+    "device_name",
     "input_path_field",
     "in_open_unit",
     "int_at_least",

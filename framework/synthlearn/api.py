@@ -22,8 +22,9 @@ Component params
     ``input_path_field`` (a param that is a path the component reads),
     ``sampling_field`` (a generator param that changes only the drawing, not the fit),
     ``make_converter`` (the strict cattrs converter, for nested params of your own);
-    validators ``int_at_least(low)``, ``positive_or_none``, ``in_open_unit`` and
-    ``every_or_none`` (a ``regenerate_every``-like param).
+    validators ``int_at_least(low)``, ``positive_or_none``, ``in_open_unit``,
+    ``device_name`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``) and ``every_or_none`` (a
+    ``regenerate_every``-like param).
 
 Data
     ``ImageData`` (uint8 images, int64 labels, float32 attributes), ``Dataset`` (train
@@ -199,6 +200,7 @@ from synthlearn.models.training import (
 )
 from synthlearn.notices import warn
 from synthlearn.params import (
+    device_name,
     in_open_unit,
     input_path_field,
     int_at_least,
@@ -247,6 +249,7 @@ __all__ = [
     "in_open_unit",
     "int_at_least",
     "positive_or_none",
+    "device_name",
     "every_or_none",
     "PrivatelyTrained",
     "TrainsOnSynthetic",

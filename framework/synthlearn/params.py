@@ -84,6 +84,16 @@ def positive_or_none(_instance: Any, attribute: attrs.Attribute, value: Any) -> 
         raise ValueError(f"'{attribute.name}' must be positive or null, got {value!r}")
 
 
+def device_name(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """An attrs validator: a torch device a component may be told to use, ``auto`` (CUDA
+    when present, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    if isinstance(value, str) and (value in ("auto", "cpu", "cuda") or (
+            value.startswith("cuda:") and value[5:].isdigit())):
+        return
+    raise ValueError(f"'{attribute.name}' must be 'auto', 'cpu', 'cuda' or 'cuda:N' "
+                     f"(got {value!r})")
+
+
 def in_open_unit(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     """An attrs validator: a number strictly between 0 and 1 (a rate, a quantile, δ)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:

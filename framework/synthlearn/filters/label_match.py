@@ -31,7 +31,7 @@ from synthlearn.models.training import (
     resolve_device,
     train_classifier,
 )
-from synthlearn.params import in_open_unit, int_at_least
+from synthlearn.params import device_name, in_open_unit, int_at_least
 from synthlearn.sitework.sites import Site
 
 #: The reason ``screen`` gives for a rejected candidate.
@@ -64,7 +64,7 @@ class LabelMatchConfig:
         metadata={"doc": "fewest images of each class a site needs (half train each "
                          "classifier)"})
     device: str = attrs.field(
-        default="auto",
+        default="auto", validator=device_name,
         metadata={"doc": "`auto` (CUDA when present), `cpu`, `cuda` or `cuda:N`"})
 
 

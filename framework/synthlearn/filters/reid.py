@@ -33,7 +33,7 @@ from tqdm import tqdm
 from synthlearn.data.types import Dataset, ImageData
 from synthlearn.errors import SynthlearnError
 from synthlearn.models.training import resolve_device, to_float
-from synthlearn.params import in_open_unit, int_at_least
+from synthlearn.params import device_name, in_open_unit, int_at_least
 from synthlearn.sitework.sites import Site
 
 #: The reason ``screen`` gives for a rejected candidate.
@@ -84,7 +84,7 @@ class ReidConfig:
         default=16, validator=int_at_least(2),
         metadata={"doc": "fewest images a site needs to train the embedding"})
     device: str = attrs.field(
-        default="auto",
+        default="auto", validator=device_name,
         metadata={"doc": "`auto` (CUDA when present), `cpu`, `cuda` or `cuda:N`"})
 
 

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
 from synthlearn.models.private import PrivateTraining, dp_steps_per_epoch
+from synthlearn.params import device_name
 
 #: The optimizers ``TrainSettings.optimizer`` accepts.
 OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd")
@@ -35,16 +36,6 @@ SHIFT_PX = 2
 #: Training images up to this size are copied to the GPU once; larger sets stay in host
 #: memory and go over batch by batch.
 GPU_RESIDENT_BYTES = 2 << 30
-
-
-def _check_device_name(_instance: object, attribute: attrs.Attribute, value: str) -> None:
-    if value in ("auto", "cpu", "cuda"):
-        return
-    if value.startswith("cuda:") and value[5:].isdigit():
-        return
-    raise ValueError(
-        f"'{attribute.name}' must be 'auto', 'cpu', 'cuda' or 'cuda:N' (got {value!r})"
-    )
 
 
 @attrs.frozen
@@ -92,7 +83,7 @@ class TrainSettings:
         metadata={"doc": "a random shift of up to 2 px (zero padding) and a random horizontal "
                          "flip"})
     device: str = attrs.field(
-        default="auto", validator=_check_device_name,
+        default="auto", validator=device_name,
         metadata={"doc": "`auto` (CUDA when available, else CPU), `cpu`, `cuda` or `cuda:N`"})
     mixup: float = attrs.field(
         default=0.0, validator=attrs.validators.ge(0.0),

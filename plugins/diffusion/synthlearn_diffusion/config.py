@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
-from synthlearn import sampling_field
+from synthlearn import device_name, sampling_field
 
 #: Samplers ``sample`` can use (both from diffusers; both deterministic for a seed).
 SAMPLERS: tuple[str, ...] = ("dpmsolver++", "ddim")
@@ -64,15 +64,6 @@ def _sampler(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> Non
 def _bool(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, bool):
         raise ValueError(f"'{attribute.name}' must be true or false, got {value!r}")
-
-
-def _device(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, str) and (
-        value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit())
-    ):
-        return
-    raise ValueError(f"'{attribute.name}' must be 'auto', 'cpu', 'cuda' or 'cuda:N' "
-                     f"(got {value!r})")
 
 
 @attrs.frozen
@@ -171,7 +162,7 @@ class DiffusionConfig:
         default=32, validator=_int_in(1),
         metadata={"doc": "the smallest site it fits on (>= 1)"})
     device: str = attrs.field(
-        default="auto", validator=_device,
+        default="auto", validator=device_name,
         metadata={"doc": "`auto` (CUDA when available), `cpu`, `cuda` or `cuda:N`"})
 
     def __attrs_post_init__(self) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
+from synthlearn import device_name
 
 LOSSES: tuple[str, ...] = ("hinge", "nonsaturating")
 
@@ -45,15 +46,6 @@ def _loss(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
 def _bool(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, bool):
         raise ValueError(f"'{attribute.name}' must be true or false, got {value!r}")
-
-
-def _device(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, str) and (
-        value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit())
-    ):
-        return
-    raise ValueError(f"'{attribute.name}' must be 'auto', 'cpu', 'cuda' or 'cuda:N' "
-                     f"(got {value!r})")
 
 
 @attrs.frozen
@@ -125,7 +117,7 @@ class GanConfig:
         default=32, validator=_int_at_least(1),
         metadata={"doc": "the smallest site it fits on (>= 1)"})
     device: str = attrs.field(
-        default="auto", validator=_device,
+        default="auto", validator=device_name,
         metadata={"doc": "`auto` (CUDA when available), `cpu`, `cuda` or `cuda:N`"})
 
     def to_dict(self) -> dict[str, Any]:
