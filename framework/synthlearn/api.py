@@ -82,7 +82,8 @@ Filters (an arm that releases synthetic images, with a ``filter`` slot)
     a ``FilterChain`` when the recipe lists several, and an empty ``Screening`` record,
     or None) and ``screened_pool`` (screen a pool, redraw
     rejected candidates with their own conditions), or both for an arm's pools at once:
-    ``screen_site_pools``; ``FILTER_SLOT``,
+    ``screen_site_pools``; ``refuse_filter_without_samples`` (for ``check_slots``: a
+    filter needs ``share: samples``); ``FILTER_SLOT``,
     ``MAX_REDRAW_ROUNDS``; at the server ``received_screening`` (the record a site sent,
     checked).
 
@@ -132,6 +133,7 @@ from synthlearn.generation.filtering import (
     Screening,
     received_screening,
     refuse_filter_under_dp,
+    refuse_filter_without_samples,
     screen_site_pools,
     screened_pool,
     site_filter,
@@ -240,6 +242,7 @@ __all__ = [
     "Screening",
     "received_screening",
     "refuse_filter_under_dp",
+    "refuse_filter_without_samples",
     "screened_pool",
     "screen_site_pools",
     "site_filter",

@@ -37,6 +37,7 @@ from synthlearn.generation.filtering import (
     MAX_REDRAW_ROUNDS,
     received_screening,
     refuse_filter_under_dp,
+    refuse_filter_without_samples,
     screen_site_pools,
 )
 from synthlearn.generation.share_size import SyntheticSets
@@ -184,9 +185,7 @@ class SyntheticArm:
     def check_slots(self, slots: Mapping[str, Any]) -> None:
         """A filter needs ``share: samples``: a generator that leaves the site cannot be
         screened there."""
-        if FILTER_SLOT in slots and self.config.share != "samples":
-            raise SynthlearnError("a filter needs share: samples (a generator that leaves "
-                                  "the site cannot be screened there)")
+        refuse_filter_without_samples(slots, self.config.share)
 
     def dp_steps(self, n: int, training: TrainSettings, slots: Mapping[str, Any]
                  ) -> tuple[int, int]:

@@ -56,6 +56,14 @@ def refuse_filter_under_dp(slots: Mapping[str, Any]) -> None:
                               "own outside the DP budget: remove the arm's filter")
 
 
+def refuse_filter_without_samples(slots: Mapping[str, Any], share: str) -> None:
+    """For an arm's ``check_slots``: a filter screens images at the site, so it needs
+    ``share: samples`` (a generator that leaves the site cannot be screened there)."""
+    if FILTER_SLOT in slots and share != "samples":
+        raise SynthlearnError("a filter needs share: samples (a generator that leaves the "
+                              "site cannot be screened there)")
+
+
 @attrs.define
 class Screening:
     """What a filter did to one site's pools: candidates ``drawn`` (first draws and

@@ -44,6 +44,7 @@ from synthlearn.api import (
     received_screening,
     received_tensor,
     refuse_filter_under_dp,
+    refuse_filter_without_samples,
     seeded_model,
 )
 
@@ -84,9 +85,7 @@ class KRArm:
     def check_slots(self, slots: Mapping[str, Any]) -> None:
         """A filter needs ``share: samples``: a generator that leaves the site cannot be
         screened there."""
-        if FILTER_SLOT in slots and self.config.share != "samples":
-            raise SynthlearnError("a filter needs share: samples (a generator that leaves "
-                                  "the site cannot be screened there)")
+        refuse_filter_without_samples(slots, self.config.share)
 
     def dp_steps(self, n: int, training: TrainSettings, slots: Mapping[str, Any]
                  ) -> dict[str, tuple[int, int]]:
