@@ -158,12 +158,14 @@ def synthlearn_register_dp_mechanisms() -> list[ComponentSpec]:
 @hookspec
 def synthlearn_register_filters() -> list[ComponentSpec]:
     """Filters of synthetic images (recipe key ``filter`` inside an arm that releases
-    synthetic images, e.g. ``filter: {use: reid}``).
+    synthetic images, e.g. ``filter: {use: reid}``, or a list of them applied in order,
+    ``filter: [reid, near-copy]``).
 
     The factory returns a ``SyntheticFilter`` (``synthlearn.interfaces``): fitted at a
     site on the site's own images, it screens every candidate pool before anything
     leaves, and the arm redraws what it rejects. The core registers ``near-copy`` (pixel
-    distance) and ``reid`` (a re-identification embedding the site trains).
+    distance), ``reid`` (a re-identification embedding the site trains) and
+    ``label-match`` (candidates that do not look like their label).
     """
 
 
