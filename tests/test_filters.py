@@ -17,6 +17,7 @@ from synthlearn.filters.label_match import LabelMatchConfig, LabelMatchFilter
 from synthlearn.filters.near_copy import NearCopyConfig, NearCopyFilter
 from synthlearn.filters.reid import ReidConfig, ReidFilter
 from synthlearn.generation.filtering import (
+    MAX_FACTS,
     FilterChain,
     Screening,
     received_screening,
@@ -234,18 +235,29 @@ def test_a_broken_filter_verdict_is_one_line(verdicts, message) -> None:
 def test_a_hostile_screening_record_is_refused() -> None:
     good = {"filter": "reid", "drawn": 10, "rejected": {"reid": 2}, "rounds": 1,
             "unfilled": 0, "about": {"threshold": 0.8, "blob": "x" * 500}}
-    assert received_screening({"filter": good}, 100, "site 0")["about"] == {"threshold": 0.8}
     from synthlearn import notices
 
     notices.start()
-    greedy = {**good, "rejected": {"reid": 8}}
+    assert received_screening({"filter": good}, 100, "site 0")["about"] == {"threshold": 0.8}
+    many = {**good, "about": {f"part{i}.threshold": 0.5 for i in range(MAX_FACTS + 2)}}
+    assert len(received_screening({"filter": many}, 100, "site 2")["about"]) == MAX_FACTS
+    assert notices.collected() == [
+        "site 0: left out 1 of the filter's 2 facts ('blob'): a fact is a number, a boolean "
+        "or a text of at most 80 characters, under a key of at most 40, and at most 64 are "
+        "kept",
+        f"site 2: left out 2 of the filter's {MAX_FACTS + 2} facts ('part64.threshold', "
+        "'part65.threshold'): a fact is a number, a boolean or a text of at most 80 "
+        "characters, under a key of at most 40, and at most 64 are kept"]
+    notices.start()
+    greedy = {**good, "rejected": {"reid": 8}, "about": {"threshold": 0.8}}
     received_screening({"filter": greedy}, 100, "site 1")
     assert notices.collected() == [
         "site 1: the filter 'reid' rejected 80% of the 10 candidates drawn: the released "
         "images are mostly what it lets through (a generator that copies its images, or a "
         "filter that matches distinct images: see its false-match rate)"]
     for bad in ({**good, "drawn": 10**12}, {**good, "rejected": {"r" * 99: 1}},
-                {**good, "rejected": {f"r{i}": 1 for i in range(40)}}, "nope"):
+                {**good, "rejected": {f"r{i}": 1 for i in range(40)}},
+                {**good, "about": ["threshold", 0.8]}, "nope"):
         with pytest.raises(SynthlearnError, match="site 0"):
             received_screening({"filter": bad}, 100, "site 0")
 
@@ -297,3 +309,9 @@ def test_a_reid_filtered_arm_reports_its_screening(tmp_path: Path) -> None:
         assert site["n_synthetic"] == site["n_real"] - screening["unfilled"]
     report = (metrics.run_dir / "report.md").read_text()
     assert "filtered at the site" in report and "drawn" in report
+    facts_table = report.split("### What each site's filter set", 1)[1]
+    for site in per_site:  # each site's own calibrated threshold, as the report rounds it
+        threshold = site["screening"]["about"]["threshold"]
+        row = next(line for line in facts_table.splitlines()
+                   if line.startswith(f"| filtered | {site['site']} | reid |"))
+        assert f"threshold {threshold:.3f}" in row and "false_match_rate" in row

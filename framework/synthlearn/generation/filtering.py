@@ -40,6 +40,11 @@ MAX_REDRAW_ROUNDS = 10
 MAX_REASON = 40
 MAX_REASONS = 16
 
+#: Most facts (``describe()`` entries) the server keeps of a site's filter: 8 for each
+#: part of the longest chain (``MAX_CHAIN``), and the longest text fact it keeps.
+MAX_FACTS = 64
+MAX_FACT_TEXT = 80
+
 #: Share of the candidates drawn that, once rejected, makes the released pool doubtful:
 #: it is then mostly what the filter lets through, not what the generator makes.
 REJECTED_WARNING = 0.5
@@ -218,8 +223,8 @@ def screened_pool(pool: ImageData, screen: Any, redraw: Callable[[ImageData, int
 
 def received_screening(meta: Mapping[str, Any], limit: int, source: str) -> dict[str, Any]:
     """The screening record a site sent (``Screening.to_json``), checked before the
-    server keeps it: counts in range, at most ``MAX_REASONS`` short reasons, and of the
-    filter's facts only numbers, booleans and short strings (at most 16)."""
+    server keeps it: counts in range, at most ``MAX_REASONS`` short reasons, and the
+    filter's facts as ``received_facts`` keeps them."""
     record = meta.get(FILTER_SLOT)
     if not isinstance(record, dict):
         raise SynthlearnError("the site's screening record is missing or not a JSON object",
@@ -234,10 +239,7 @@ def received_screening(meta: Mapping[str, Any], limit: int, source: str) -> dict
                               f"{MAX_REASONS} reasons to counts", where=source)
     out["rejected"] = {k: received_count(rejected, k, 0, limit, source)
                        for k in sorted(rejected)}
-    about = record.get("about")
-    out["about"] = {str(k)[:MAX_REASON]: v for k, v in list(about.items())[:16]
-                    if isinstance(v, (int, float, bool))
-                    or (isinstance(v, str) and len(v) <= 80)} if isinstance(about, dict) else {}
+    out["about"] = received_facts(record.get("about", {}), source)
     rejected_share = sum(out["rejected"].values()) / max(1, out["drawn"])
     if rejected_share > REJECTED_WARNING:
         warn(f"the filter {out['filter']!r} rejected {rejected_share:.0%} of the "
@@ -245,6 +247,34 @@ def received_screening(meta: Mapping[str, Any], limit: int, source: str) -> dict
              "through (a generator that copies its images, or a filter that matches "
              "distinct images: see its false-match rate)", where=source)
     return out
+
+
+def received_facts(about: Any, source: str) -> dict[str, Any]:
+    """The filter's facts a site sent (its ``describe()``), checked: a JSON object whose
+    first ``MAX_FACTS`` numbers, booleans and short texts are kept under keys of at most
+    ``MAX_REASON`` characters. What is left out is named in a warning, not dropped
+    silently; anything but an object is refused."""
+    if not isinstance(about, dict):
+        raise SynthlearnError("the screening record's 'about' (the filter's facts) must be "
+                              "a JSON object", where=source)
+    kept: dict[str, Any] = {}
+    left_out: list[str] = []
+    for key, value in about.items():
+        name = str(key)
+        fits = (isinstance(value, (int, float, bool))
+                or (isinstance(value, str) and len(value) <= MAX_FACT_TEXT))
+        if fits and len(name) <= MAX_REASON and len(kept) < MAX_FACTS:
+            kept[name] = value
+        else:
+            left_out.append(name[:MAX_REASON])
+    if left_out:
+        shown = ", ".join(repr(name) for name in left_out[:4])
+        more = f" and {len(left_out) - 4} more" if len(left_out) > 4 else ""
+        warn(f"left out {len(left_out)} of the filter's {len(about)} facts ({shown}{more}): "
+             f"a fact is a number, a boolean or a text of at most {MAX_FACT_TEXT} characters, "
+             f"under a key of at most {MAX_REASON}, and at most {MAX_FACTS} are kept",
+             where=source)
+    return kept
 
 
 def filter_reasons(records: Sequence[Mapping[str, Any]]) -> list[str]:

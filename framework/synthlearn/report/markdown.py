@@ -530,7 +530,27 @@ def _memorisation(arms: list[dict[str, Any]]) -> list[str]:
             "conditions.", "",
             *_table(["arm", "site", "closer to members (pixels)", "near-copies (pixels)",
                      "closer to members (features)", "near-copies (features)",
-                     "filtered at the site"], rows)]
+                     "filtered at the site"], rows), *_filter_facts(arms)]
+
+
+def _filter_facts(arms: list[dict[str, Any]]) -> list[str]:
+    """What each site's filter set when it was fitted (its ``describe()``: a threshold
+    and its calibration; a chain's parts prefixed with their names), per arm and site."""
+    rows = []
+    for i, arm in enumerate(arms):
+        for detail in (arm.get("details") or {}).get("per_site") or []:
+            record = detail.get("screening")
+            if not isinstance(record, dict):
+                continue
+            facts = record.get("about") or {}
+            rows.append([_arm_name(arm, i), str(detail.get("site", "?")),
+                         str(record.get("filter", "?")),
+                         ", ".join(f"{key} {_value(value)}" for key, value in facts.items())
+                         or "none reported"])
+    if not rows:
+        return []
+    return ["", "### What each site's filter set", "",
+            *_table(["arm", "site", "filter", "facts"], rows, ["l", "r", "l", "l"])]
 
 
 def _screening_text(record: Any) -> str | None:
