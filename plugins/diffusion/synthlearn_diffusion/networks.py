@@ -94,23 +94,43 @@ def _count(value: Any, low: int, high: int) -> bool:
     return not isinstance(value, bool) and isinstance(value, int) and low <= value <= high
 
 
+def _shape_problem(config: Any, name: str, keys: frozenset[str],
+                   max_levels: int) -> str | None:
+    """Why ``config`` is not a JSON object of exactly ``keys`` whose
+    ``block_out_channels`` are 2 to ``max_levels`` multiples of ``NORM_GROUPS`` up to
+    ``MAX_WIDTH``, or None (the part the UNet's and the autoencoder's checks share)."""
+    if not isinstance(config, dict):
+        return f"{name!r} is not a JSON object"
+    if set(config) != keys:
+        extra, missing = sorted(set(config) - keys), sorted(keys - set(config))
+        what, odd = ("unexpected", extra[0]) if extra else ("missing", missing[0])
+        return f"{name!r} has {what} key {str(odd)[:40]!r}"
+    blocks = config["block_out_channels"]
+    if not (isinstance(blocks, list) and 2 <= len(blocks) <= max_levels
+            and all(_count(b, NORM_GROUPS, MAX_WIDTH) and b % NORM_GROUPS == 0
+                    for b in blocks)):
+        return (f"{name!r} block_out_channels must be 2 to {max_levels} multiples of "
+                f"{NORM_GROUPS} up to {MAX_WIDTH}, got {str(blocks)[:60]!r}")
+    return None
+
+
+def _first_failed(name: str, config: dict[str, Any],
+                  checks: list[tuple[str, bool, str]]) -> str | None:
+    """The message for the first ``(key, ok, rule)`` check that failed, or None."""
+    for key, ok, rule in checks:
+        if not ok:
+            return f"{name!r} {key} must be {rule}, got {str(config[key])[:40]!r}"
+    return None
+
+
 def unet_config_problem(config: Any) -> str | None:
     """Why ``config`` (from a received payload) is not a UNet config this plugin builds,
     or None: exactly the keys ``UNET_KEYS``, each value of its type and within bounds,
     so that building it (on the meta device first) cannot ask for an absurd network."""
-    if not isinstance(config, dict):
-        return "'unet' is not a JSON object"
-    keys = set(config)
-    if keys != UNET_KEYS:
-        odd = sorted(keys - UNET_KEYS) or sorted(UNET_KEYS - keys)
-        what = "unexpected" if keys - UNET_KEYS else "missing"
-        return f"'unet' has {what} key {str(odd[0])[:40]!r}"
+    problem = _shape_problem(config, "unet", UNET_KEYS, 6)
+    if problem:
+        return problem
     blocks = config["block_out_channels"]
-    if not (isinstance(blocks, list) and 2 <= len(blocks) <= 6
-            and all(_count(b, NORM_GROUPS, MAX_WIDTH) and b % NORM_GROUPS == 0
-                    for b in blocks)):
-        return (f"'unet' block_out_channels must be 2 to 6 multiples of {NORM_GROUPS} up to "
-                f"{MAX_WIDTH}, got {str(blocks)[:60]!r}")
     levels = len(blocks)
     checks = [
         ("sample_size", _count(config["sample_size"], 2 ** (levels - 1), MAX_SIDE)
@@ -135,9 +155,9 @@ def unet_config_problem(config: Any) -> str | None:
          f"in 1..{4 * MAX_WIDTH}"),
         ("class_embed_type", config["class_embed_type"] == "identity", "'identity'"),
     ]
-    for key, ok, rule in checks:
-        if not ok:
-            return f"'unet' {key} must be {rule}, got {str(config[key])[:40]!r}"
+    problem = _first_failed("unet", config, checks)
+    if problem:
+        return problem
     attn_widths = [b for b, kind in zip(blocks, config["down_block_types"], strict=True)
                    if kind.startswith("Attn")]
     if config["add_attention"]:
@@ -179,20 +199,10 @@ def ae_config_problem(config: Any) -> str | None:
     """Why ``config`` (from a received payload) is not an autoencoder config this plugin
     builds, or None: exactly the keys ``AE_KEYS``, each value of its type and within
     bounds."""
-    if not isinstance(config, dict):
-        return "'autoencoder' is not a JSON object"
-    keys = set(config)
-    if keys != AE_KEYS:
-        odd = sorted(keys - AE_KEYS) or sorted(AE_KEYS - keys)
-        what = "unexpected" if keys - AE_KEYS else "missing"
-        return f"'autoencoder' has {what} key {str(odd[0])[:40]!r}"
-    blocks = config["block_out_channels"]
-    if not (isinstance(blocks, list) and 2 <= len(blocks) <= 4
-            and all(_count(b, NORM_GROUPS, MAX_WIDTH) and b % NORM_GROUPS == 0
-                    for b in blocks)):
-        return (f"'autoencoder' block_out_channels must be 2 to 4 multiples of {NORM_GROUPS} "
-                f"up to {MAX_WIDTH}, got {str(blocks)[:60]!r}")
-    levels = len(blocks)
+    problem = _shape_problem(config, "autoencoder", AE_KEYS, 4)
+    if problem:
+        return problem
+    levels = len(config["block_out_channels"])
     scaling = config["scaling_factor"]
     checks = [
         ("in_channels", _count(config["in_channels"], 1, 4), "in 1..4"),
@@ -216,10 +226,7 @@ def ae_config_problem(config: Any) -> str | None:
         ("use_post_quant_conv", config["use_post_quant_conv"] is False, "false"),
         ("mid_block_add_attention", config["mid_block_add_attention"] is False, "false"),
     ]
-    for key, ok, rule in checks:
-        if not ok:
-            return f"'autoencoder' {key} must be {rule}, got {str(config[key])[:40]!r}"
-    return None
+    return _first_failed("autoencoder", config, checks)
 
 
 def build_autoencoder(config: dict[str, Any]) -> nn.Module:
