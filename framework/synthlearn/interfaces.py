@@ -288,7 +288,9 @@ class SyntheticFilter(Protocol):
         ...
 
     def describe(self) -> Mapping[str, Any]:
-        """JSON-able facts about the fitted filter (its threshold, calibration rates)."""
+        """JSON-able facts about the fitted filter (its threshold, calibration rates):
+        numbers, booleans and short texts, which the server keeps (``received_facts``)
+        and the report shows per site."""
         ...
 
 
