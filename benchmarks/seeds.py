@@ -12,7 +12,10 @@ Markdown for docs/results.md, and for the
 arms that made synthetic images their fidelity and memorisation. With
 ``--keep`` each seed's run directory is kept there, and a seed whose run directory is
 already there is read, not re-run: seeds can run as parallel processes (e.g.
-``OMP_NUM_THREADS=1 ... --seeds 1`` in each) and one last call prints the table.
+``OMP_NUM_THREADS=1 ... --seeds 1`` in each) and one last call prints the table. The
+arms of one seed can run as parallel processes too (``--arms``, a ``--keep`` each, one
+site cache): ``--read DIR ...`` adds the arms that those directories' runs of the same
+seeds hold, so one call prints them together.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ def main() -> None:
     parser.add_argument("--arms", nargs="+", metavar="NAME",
                         help="run only these arms of the recipe (by name)")
     parser.add_argument("--keep", help="directory to keep each seed's run directory in")
+    parser.add_argument("--read", nargs="+", default=[], metavar="DIR",
+                        help="more --keep directories whose runs of these seeds add arms")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
 
@@ -71,11 +76,10 @@ def main() -> None:
                 if args.arms:
                     recipe = _only(recipe, args.arms)
                 Run(recipe, plugins, quiet=args.quiet).execute(str(out))
-            metrics = json.loads((out / "metrics.json").read_text())
+            arms = _seed_arms([out, *(Path(d) / f"seed-{seed}" for d in args.read)])
             print(f"seed {seed}: {time.perf_counter() - start:.0f} s  " + "  ".join(
-                f"{a['name']} {a['metrics']['accuracy']:.3f}" for a in metrics["arms"]),
-                flush=True)
-            for arm in metrics["arms"]:
+                f"{a['name']} {a['metrics']['accuracy']:.3f}" for a in arms), flush=True)
+            for arm in arms:
                 rows.setdefault(arm["name"], []).append(arm)
 
     with_val = any(a.get("validation") for arms in rows.values() for a in arms)
@@ -124,6 +128,22 @@ def main() -> None:
                      attacks)
 
 
+def _seed_arms(run_dirs: list[Path]) -> list[dict]:
+    """The arms of one seed's runs (the first run directory's, then the arms the others
+    add); an arm name found twice, or a run directory without metrics, stops it."""
+    arms: list[dict] = []
+    for run_dir in run_dirs:
+        path = run_dir / "metrics.json"
+        if not path.is_file():
+            raise SystemExit(f"error: {path}: no such file (has that run finished?)")
+        for arm in json.loads(path.read_text())["arms"]:
+            if any(a["name"] == arm["name"] for a in arms):
+                raise SystemExit(f"error: {path}: arm {arm['name']!r} is in an earlier run "
+                                 "directory too")
+            arms.append(arm)
+    return arms
+
+
 def _print_table(header: list[str], rows: list[list[str]]) -> None:
     print("| " + " | ".join(header) + " |")
     print("| --- | " + " | ".join("---:" for _ in header[1:]) + " |")
@@ -168,8 +188,11 @@ def screening_table(rows: dict[str, list[dict]]) -> list[list[str]]:
                                     for run in runs)
 
         rejected = ", ".join(f"{total(r):,.0f} {r}" for r in reasons) or "0"
-        false_match = [site["about"]["false_match_rate"] for run in runs for site in run
-                       if isinstance(site["about"].get("false_match_rate"), (int, float))]
+        # a chain's parts prefix their facts (reid.false_match_rate)
+        false_match = [value for run in runs for site in run
+                       for key, value in site["about"].items()
+                       if key.split(".")[-1] == "false_match_rate"
+                       and isinstance(value, (int, float))]
         table.append([
             name,
             f"{statistics.fmean(sum(site['drawn'] for site in run) for run in runs):,.0f}",
