@@ -23,11 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import attrs
+from synthlearn.errors import RecipeError, SynthlearnError
 from synthlearn.execution.run import Run
 from synthlearn.loading.manager import load_plugins
 from synthlearn.recipe import Recipe, load_recipe
@@ -219,4 +221,9 @@ def attack_table(rows: dict[str, list[dict]]) -> list[list[str]]:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RecipeError as exc:  # a user mistake: one line each, as `synthlearn run` says it
+        sys.exit("\n".join(f"error: {problem}" for problem in exc.problems))
+    except SynthlearnError as exc:
+        sys.exit(f"error: {exc}")
