@@ -22,8 +22,10 @@ from synthlearn.generation.filtering import (
     Screening,
     received_screening,
     screened_pool,
+    unfiltered_twins,
 )
-from synthlearn.testing import run_recipe, small_recipe, tiny_dataset
+from synthlearn.testing import offer, run_recipe, small_recipe, tiny_dataset
+from synthlearn.testing.run import check_in_process
 
 N_PLANTED, N_FRESH = 20, 80
 
@@ -315,3 +317,68 @@ def test_a_reid_filtered_arm_reports_its_screening(tmp_path: Path) -> None:
         row = next(line for line in facts_table.splitlines()
                    if line.startswith(f"| filtered | {site['site']} | reid |"))
         assert f"threshold {threshold:.3f}" in row and "false_match_rate" in row
+
+
+def test_a_filtered_arm_is_twinned_with_the_same_arm_without_its_filter() -> None:
+    pytest.importorskip("synthlearn_gan", reason="the synthlearn-gan plugin is not installed")
+    plain = {"name": "plain", "use": "synthetic", "params": {"share": "samples"},
+             "generator": {"use": "gan", "params": {"steps": 4}}}
+    wider = {**plain, "name": "wider", "params": {"share": "samples", "multiple": 2.0}}
+    near_copy = {"use": "near-copy"}
+    arms = [{**wider, "name": "wider-filtered", "filter": near_copy},  # its twin comes later
+            {**plain, "name": "filtered", "filter": near_copy},
+            {**plain, "name": "chained", "filter": [{"use": "reid"}, near_copy]},
+            {**plain, "name": "other-generator", "filter": near_copy,
+             "generator": {"use": "gan", "params": {"steps": 5}}},
+            {**plain, "name": "other-model", "filter": near_copy,
+             "model": {"use": "timm", "params": {"arch": "test_resnet", "epochs": 3}}},
+            plain, wider]
+    recipe, _ = check_in_process(small_recipe(arms=arms))
+    assert unfiltered_twins(recipe.arms) == {"wider-filtered": "wider", "filtered": "plain",
+                                             "chained": "plain"}
+
+
+class DarkOnly:
+    """A third party's filter: rejects the brightest quarter of every batch it screens."""
+
+    def fit(self, real: ImageData, seed: int, *, progress: bool = False) -> None:
+        self.batches = 0
+
+    def screen(self, candidates: ImageData) -> list[str | None]:
+        self.batches += 1
+        means = candidates.images.reshape(len(candidates), -1).mean(axis=1)
+        cut = np.quantile(means, 0.75) if len(means) else 0.0
+        return ["bright" if mean > cut else None for mean in means]
+
+    def describe(self) -> dict[str, int]:
+        return {"batches": self.batches}
+
+
+def test_the_report_sets_a_filtered_arm_beside_its_twin(tmp_path: Path) -> None:
+    pytest.importorskip("synthlearn_gan", reason="the synthlearn-gan plugin is not installed")
+    plain = {"name": "plain", "use": "synthetic", "params": {"share": "samples"},
+             "generator": {"use": "gan", "params": {"steps": 4, "width": 8, "batch_size": 8,
+                                                    "min_images": 8}}}
+    recipe = small_recipe(arms=[plain, {**plain, "name": "filtered", "filter": "dark-only"}],
+                          attacks=[{"use": "loss"}])
+    metrics = run_recipe(recipe, [offer("filter", "dark-only", DarkOnly())], tmp_path=tmp_path)
+    before, after = metrics["arms"]
+    assert after["unfiltered_twin"] == "plain" and "unfiltered_twin" not in before
+    section = (metrics.run_dir / "report.md").read_text().split(
+        "## What each filter changed", 1)[1]
+    row = next(line for line in section.splitlines() if line.startswith("| filtered | plain |"))
+    for key in ("accuracy", "auc"):
+        assert f"{before['metrics'][key]:.3f} → {after['metrics'][key]:.3f}" in row
+    loss_before, loss_after = before["attacks"]["loss"], after["attacks"]["loss"]
+    assert (f"{loss_before['auc']:.3f} ({loss_before['control_auc']:.3f}) → "
+            f"{loss_after['auc']:.3f} ({loss_after['control_auc']:.3f})") in row
+    changed = 0
+    for old, new, detail in zip(before["memorisation"]["sites"], after["memorisation"]["sites"],
+                                after["details"]["per_site"], strict=True):
+        site_row = next(line for line in section.splitlines()
+                        if line.startswith(f"| filtered | {new['site']} |"))
+        closer = old["pixel"]["closer_to_members"], new["pixel"]["closer_to_members"]
+        assert f"{closer[0]:.3f} → {closer[1]:.3f}" in site_row
+        assert f"{detail['screening']['rejected']['bright']} bright of " in site_row
+        changed += closer[0] != closer[1]
+    assert changed  # the filter changed what left the sites, and the table shows which way

@@ -333,6 +333,9 @@ class ArmEntry:
                                           default=ABSENT)
     memorisation: Memorisation | Absent = doc_field(
         "synthetic arms with attacks: near copies of members", default=ABSENT)
+    unfiltered_twin: str | Absent = doc_field(
+        "arms with a filter: the arm of the run that is the same without one (the "
+        "report's \"What each filter changed\" compares the two)", default=ABSENT)
 
 
 @attrs.define(kw_only=True)

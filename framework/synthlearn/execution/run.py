@@ -53,6 +53,7 @@ from synthlearn.execution.results import (
     ValidationScores,
 )
 from synthlearn.execution.run_dir import cannot, new_run_dir, plain_file_name
+from synthlearn.generation.filtering import unfiltered_twins
 from synthlearn.loading.code_identity import code_versions
 from synthlearn.loading.manager import PluginSet
 from synthlearn.models.training import TrainSettings, predict_proba
@@ -305,6 +306,7 @@ class Run:
 
         arms_out: list[ArmEntry] = []
         training = {arm.name: arm.model.build().training for arm in recipe.arms}
+        twins = unfiltered_twins(recipe.arms)
         warn_unlike_training(training)
         for i, arm in enumerate(recipe.arms):
             self.progress.say(f"[arm {i + 1}/{len(recipe.arms)}] {arm.name} ({arm.component.use})")
@@ -328,6 +330,7 @@ class Run:
                                       f"{type(result).__name__}, expected ArmResult")
             entry = self._score(arm, arm_object, ctx, result, evaluator)
             entry.training = training[arm.name]
+            entry.unfiltered_twin = twins.get(arm.name, ABSENT)
             if result.site_models:  # scored per site: a one-class site's model is moot
                 sanity.warn_single_class_sites(arm.name, sorted(result.site_models), sites,
                                                dataset.class_names)

@@ -20,18 +20,23 @@ with the seed a filter alone in the slot gets, so ``[reid, near-copy]`` rejects 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
 
+from synthlearn import params
 from synthlearn.data.types import ImageData
 from synthlearn.errors import SynthlearnError
 from synthlearn.generation.sharing import generator_label, render_conditions
 from synthlearn.notices import warn
 from synthlearn.sitework.received import received_count
 from synthlearn.sitework.sites import Site, SiteEnv, derive_seed
+
+if TYPE_CHECKING:
+    from synthlearn.recipe import Arm
 
 #: Most rounds in which rejected candidates are drawn again.
 MAX_REDRAW_ROUNDS = 10
@@ -280,3 +285,28 @@ def received_facts(about: Any, source: str) -> dict[str, Any]:
 def filter_reasons(records: Sequence[Mapping[str, Any]]) -> list[str]:
     """Every rejection reason the sites' records name, sorted (the report's columns)."""
     return sorted({reason for record in records for reason in record.get("rejected", {})})
+
+
+def unfiltered_twins(arms: Sequence[Arm]) -> dict[str, str]:
+    """For each arm with a filter, the first other arm of the recipe that is the same arm
+    without one: same component, params, other slots and downstream model. The run
+    records it (``unfiltered_twin``) and the report sets the two side by side, which is
+    what the filter changed: on the same generator fits (the site cache shares them), the
+    same training and the same audit. An arm with no such twin gets none."""
+    conv = params.make_converter()
+
+    def form(arm: Arm) -> tuple[str, str]:
+        spec = arm.component.to_dict(conv)
+        spec.pop(FILTER_SLOT, None)
+        return (json.dumps(spec, sort_keys=True, default=str),
+                json.dumps(arm.model.to_dict(conv), sort_keys=True, default=str))
+
+    plain = [(form(arm), arm.name) for arm in arms if FILTER_SLOT not in arm.component.slots]
+    twins = {}
+    for arm in arms:
+        if FILTER_SLOT in arm.component.slots:
+            wanted = form(arm)
+            twin = next((name for key, name in plain if key == wanted), None)
+            if twin is not None:
+                twins[arm.name] = twin
+    return twins
