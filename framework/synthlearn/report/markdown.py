@@ -510,8 +510,7 @@ def _memorisation(arms: list[dict[str, Any]]) -> list[str]:
     images against images it never had, and the near-copies (dropped or found)."""
     rows = []
     for i, arm in enumerate(arms):
-        screened = {d.get("site"): _screening_text(d.get("screening"))
-                    for d in (arm.get("details") or {}).get("per_site") or []}
+        screened = _screenings(arm)
         for entry in (arm.get("memorisation") or {}).get("sites") or []:
             pixel, feature = entry.get("pixel") or {}, entry.get("feature") or {}
             rows.append([_arm_name(arm, i), str(entry.get("site", "?")),
@@ -577,8 +576,7 @@ def _filter_effect(arms: list[dict[str, Any]]) -> list[str]:
                      *(f"{_membership(twin, name)} → {_membership(arm, name)}"
                        for name in attacks)])
         before = {e.get("site"): e for e in (twin.get("memorisation") or {}).get("sites") or []}
-        screened = {d.get("site"): _screening_text(d.get("screening"))
-                    for d in (arm.get("details") or {}).get("per_site") or []}
+        screened = _screenings(arm)
         for entry in (arm.get("memorisation") or {}).get("sites") or []:
             site = entry.get("site")
             old, new = (before.get(site) or {}).get("pixel") or {}, entry.get("pixel") or {}
@@ -597,6 +595,12 @@ def _filter_effect(arms: list[dict[str, Any]]) -> list[str]:
                                "closer to members (pixels)", "near-copies (pixels)"],
                               site_rows)]
     return lines
+
+
+def _screenings(arm: dict[str, Any]) -> dict[Any, str | None]:
+    """Each site's screening of an arm, in words, by site id (None: not filtered)."""
+    return {d.get("site"): _screening_text(d.get("screening"))
+            for d in (arm.get("details") or {}).get("per_site") or []}
 
 
 def _screening_text(record: Any) -> str | None:
