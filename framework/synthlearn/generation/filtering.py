@@ -301,12 +301,9 @@ def unfiltered_twins(arms: Sequence[Arm]) -> dict[str, str]:
         return (json.dumps(spec, sort_keys=True, default=str),
                 json.dumps(arm.model.to_dict(conv), sort_keys=True, default=str))
 
-    plain = [(form(arm), arm.name) for arm in arms if FILTER_SLOT not in arm.component.slots]
-    twins = {}
+    plain: dict[tuple[str, str], str] = {}
     for arm in arms:
-        if FILTER_SLOT in arm.component.slots:
-            wanted = form(arm)
-            twin = next((name for key, name in plain if key == wanted), None)
-            if twin is not None:
-                twins[arm.name] = twin
-    return twins
+        if FILTER_SLOT not in arm.component.slots:
+            plain.setdefault(form(arm), arm.name)
+    filtered = {arm.name: form(arm) for arm in arms if FILTER_SLOT in arm.component.slots}
+    return {name: plain[key] for name, key in filtered.items() if key in plain}
