@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import attrs
-from synthlearn.errors import RecipeError, SynthlearnError
+from synthlearn.cli import run_as_command
 from synthlearn.execution.run import Run
 from synthlearn.loading.manager import load_plugins
 from synthlearn.recipe import Recipe, load_recipe
@@ -220,10 +220,5 @@ def attack_table(rows: dict[str, list[dict]]) -> list[list[str]]:
     return table
 
 
-if __name__ == "__main__":
-    try:
-        main()
-    except RecipeError as exc:  # a user mistake: one line each, as `synthlearn run` says it
-        sys.exit("\n".join(f"error: {problem}" for problem in exc.problems))
-    except SynthlearnError as exc:
-        sys.exit(f"error: {exc}")
+if __name__ == "__main__":  # errors and interrupts reported as `synthlearn run` does
+    sys.exit(run_as_command(lambda: main() or 0))

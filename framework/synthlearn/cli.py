@@ -18,7 +18,7 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -206,10 +206,18 @@ def _plugins_json(plugins: PluginSet) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     args = _parser().parse_args(argv)
-    debug = bool(getattr(args, "debug", False))
+    return run_as_command(lambda: _dispatch(args), debug=bool(getattr(args, "debug", False)))
+
+
+def run_as_command(action: Callable[[], int], *, debug: bool = False) -> int:
+    """Run ``action`` the way the ``synthlearn`` command runs a subcommand and return the
+    exit status: a user mistake (a bad recipe, a missing file) is one line per problem on
+    stderr, an interrupt says that finished site work stays cached, and a bug names
+    where it happened (the traceback with ``debug``). Scripts such as
+    ``benchmarks/seeds.py`` use it to behave like the command."""
     try:
         with _sigterm_raises():
-            return _dispatch(args)
+            return action()
     except RecipeError as exc:
         _traceback(debug)
         for problem in exc.problems:
